@@ -1,0 +1,40 @@
+# Everything runs from a local virtual environment so a fresh clone needs only Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# jupyter-builder and the kernel must resolve to the venv's tools.
+export PATH := $(BIN):$(PATH)
+STAMP := $(VENV)/.installed
+DEMO_DIR := build/demo_service
+DEMO_PORT ?= 8765
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python scripts/demo.py --notebook "examples/notebooks/iris_classifier.ipynb" \
+		--out $(DEMO_DIR) --port $(DEMO_PORT)
+
+lint: install
+	$(BIN)/ruff check promoter tests bench scripts
+	$(BIN)/ruff format --check promoter tests bench scripts
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest -n auto
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from promoter._cli import main
+
+main()
