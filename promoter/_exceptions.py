@@ -82,6 +82,8 @@ class PromoterError(Exception):
     """
 
     exit_code = 1
+    #: The executed notebook (nbformat node) when the error came from a run, for reports.
+    executed: Any = None
 
     def __init__(
         self, message: str, *, location: Location | None = None, hint: str | None = None

@@ -1,0 +1,340 @@
+"""Run a notebook with papermill and record the value its response cell produced.
+
+The notebook runs exactly as its author wrote it (all cells, in order), with two cells injected
+into an in-memory copy: one after the parameters cell records the parameter values, one after the
+response cell converts the response value to JSON (with the same converter the generated service
+uses) and emits it as a display output. Errors are mapped back to the original cell and line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promoter._exceptions import (
+    ExecutionError,
+    Location,
+    ParameterError,
+    ResponseError,
+)
+from promoter._notebook import Cell, Notebook
+from promoter._source import prefix_before, response_expression
+
+__all__ = ["CAPTURE_MIME", "Execution", "execute", "jsonable_source"]
+
+CAPTURE_MIME = "application/vnd.promoter.capture+json"
+_RESPONSE_VAR = "__promoter_response__"
+_CAPTURE_RESPONSE_ID = "promoter-capture-response"
+_CAPTURE_PARAMS_ID = "promoter-capture-parameters"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The result of one papermill run.
+
+    Attributes:
+        response: The response value, converted to JSON-native data.
+        kind: The response value's Python type (``module.QualName``).
+        parameters: The runtime values of the parameters, as JSON-native data.
+        executed: The executed notebook (nbformat node), for reports.
+        seconds: Wall-clock time of the run, kernel start included.
+    """
+
+    response: Any
+    kind: str
+    parameters: dict[str, Any]
+    executed: Any
+    seconds: float
+
+
+def jsonable_source() -> str:
+    """The source of the JSON converter shared by the kernel capture and the service."""
+    from promoter._render import template_dir
+
+    return (template_dir() / "service" / "app" / "jsonable.py").read_text(encoding="utf-8")
+
+
+def execute(
+    notebook: Notebook,
+    parameter_names: list[str],
+    parameters: dict[str, Any] | None = None,
+    *,
+    timeout: float | None = 600,
+    on_progress: ProgressCallback | None = None,
+) -> Execution:
+    """Execute ``notebook`` with papermill and capture its response.
+
+    Args:
+        notebook: The notebook to run.
+        parameter_names: The public parameters whose runtime values to record.
+        parameters: Values to inject (papermill's parameters); ``None`` runs the defaults.
+        timeout: Seconds any one cell may run.
+        on_progress: Called with (cells done, cells in all) while the kernel runs.
+
+    Raises:
+        ExecutionError: A cell raised, timed out, or the kernel died.
+        ResponseError: The response value cannot be turned into JSON.
+        ParameterError: papermill could not inject a parameter value.
+    """
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    node = _instrumented(notebook, parameter_names)
+    started = {"index": 0}
+    total = len(node.cells)
+
+    def on_cell_start(cell: Any, cell_index: int) -> None:
+        started["index"] = cell_index
+        if on_progress is not None:
+            on_progress(cell_index, total)
+
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="promoter-run-") as tmp:
+        output = Path(tmp) / "executed.ipynb"
+        stderr_path = Path(tmp) / "kernel-stderr.txt"
+        try:
+            with stderr_path.open("w") as stderr:
+                executed = papermill.execute_notebook(
+                    node,
+                    str(output),
+                    parameters=parameters or {},
+                    kernel_name="python3",
+                    language="python",
+                    progress_bar=False,
+                    log_output=False,
+                    cwd=str(notebook.path.parent.resolve()),
+                    execution_timeout=timeout,
+                    km=_kernel_manager(stderr),
+                    on_cell_start=on_cell_start,
+                )
+        except papermill.PapermillExecutionError as exc:
+            raise _execution_error(notebook, _read(output), exc) from None
+        except CellTimeoutError:
+            cell = _original(notebook, node.cells[started["index"]])
+            raise _with_executed(
+                ExecutionError(
+                    f"the cell did not finish within {timeout:g} s",
+                    location=notebook.at(cell),
+                    hint="make the cell faster, or raise the limit with --timeout",
+                    ename="TimeoutError",
+                ),
+                _read(output),
+            ) from None
+        except DeadKernelError:
+            cell = _original(notebook, node.cells[started["index"]])
+            raise _with_executed(
+                ExecutionError(
+                    "the kernel died while running this cell" + _stderr_tail(stderr_path),
+                    location=notebook.at(cell),
+                    hint="the cell exits the Python process (os._exit, a crash in a C "
+                    "extension, or memory exhausted)",
+                    ename="DeadKernelError",
+                ),
+                _read(output),
+            ) from None
+        except RuntimeError as exc:  # kernel failed to start, or similar
+            raise ExecutionError(
+                f"the kernel could not run the notebook: {exc}" + _stderr_tail(stderr_path),
+                location=notebook.at(),
+                hint="check that ipykernel is installed in this Python environment",
+            ) from None
+    if on_progress is not None:
+        on_progress(total, total)
+    capture = _captured(executed)
+    return Execution(
+        response=capture["response"],
+        kind=capture["kind"],
+        parameters=capture["parameters"],
+        executed=executed,
+        seconds=time.perf_counter() - begin,
+    )
+
+
+def _kernel_manager(stderr: Any) -> Any:
+    # The kernel is always this interpreter, whatever kernelspec the notebook names: the
+    # service will run in this environment, so the notebook must be proven here too. Its stderr
+    # (low-level warnings such as "running over TCP without encryption") goes to a file that is
+    # shown only if the kernel dies.
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class ThisPython(KernelSpecManager):  # type: ignore[misc]
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="Python (promoter)",
+                language="python",
+                resource_dir="",
+            )
+
+    class Manager(KernelManager):  # type: ignore[misc]
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["stderr"] = stderr
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return Manager(kernel_name="python3", kernel_spec_manager=ThisPython())
+
+
+def _instrumented(notebook: Notebook, parameter_names: list[str]) -> Any:
+    import nbformat
+
+    node = copy.deepcopy(notebook.node)
+    response = notebook.response_cell
+    source, last, _ = response_expression(notebook, response)
+    node.cells[response.index].source = _assign_response(source, last)
+    capture_params = nbformat.v4.new_code_cell(
+        _capture_parameters_code(parameter_names), id=_CAPTURE_PARAMS_ID
+    )
+    capture_response = nbformat.v4.new_code_cell(_capture_response_code(), id=_CAPTURE_RESPONSE_ID)
+    # Insert the later one first so the earlier index stays valid.
+    node.cells.insert(response.index + 1, capture_response)
+    node.cells.insert(notebook.parameters_cell.index + 1, capture_params)
+    return node
+
+
+def _assign_response(source: str, last: Any) -> str:
+    import ast
+
+    if isinstance(last, ast.AnnAssign):
+        return f"{source.rstrip()}\n{_RESPONSE_VAR} = {last.target.id}\n"
+    segment = ast.get_source_segment(source, last) or ""
+    rest = "".join(source.splitlines(keepends=True)[last.end_lineno :])
+    return f"{prefix_before(source, last)}{_RESPONSE_VAR} = ({segment})\n{rest}"
+
+
+def _capture_parameters_code(names: list[str]) -> str:
+    values = ", ".join(f"{name!r}: {name}" for name in names if name.isidentifier())
+    return f"__promoter_parameters__ = {{{values}}}\n"
+
+
+def _capture_response_code() -> str:
+    return (
+        "# Injected by promoter: record the response as JSON (not part of the notebook).\n"
+        "__promoter_ns__ = {}\n"
+        f"exec({jsonable_source()!r}, __promoter_ns__)\n"
+        "__promoter_convert__ = __promoter_ns__['to_jsonable']\n"
+        "__import__('IPython').display.display(\n"
+        f"    {{{CAPTURE_MIME!r}: {{\n"
+        f"        'response': __promoter_convert__({_RESPONSE_VAR}),\n"
+        f"        'kind': type({_RESPONSE_VAR}).__module__ + '.' "
+        f"+ type({_RESPONSE_VAR}).__qualname__,\n"
+        "        'parameters': {k: __promoter_convert__(v, 'parameter ' + k)\n"
+        "                       for k, v in __promoter_parameters__.items()},\n"
+        "    }}, raw=True)\n"
+    )
+
+
+def _captured(executed: Any) -> dict[str, Any]:
+    for cell in executed.cells:
+        if cell.get("id") != _CAPTURE_RESPONSE_ID:
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if CAPTURE_MIME in data:
+                return dict(data[CAPTURE_MIME])
+    raise ExecutionError(
+        "the notebook ran but its response was not recorded",
+        hint="this is a bug in promoter; please report it with the notebook",
+    )
+
+
+def _read(path: Path) -> Any:
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return None
+
+
+def _with_executed(error: ExecutionError, executed: Any) -> ExecutionError:
+    error.executed = executed
+    return error
+
+
+def _original(notebook: Notebook, executed_cell: Any) -> Cell | None:
+    cell_id = executed_cell.get("id")
+    if cell_id == _CAPTURE_RESPONSE_ID:
+        return notebook.response_cell
+    if cell_id == _CAPTURE_PARAMS_ID or "injected-parameters" in executed_cell.get(
+        "metadata", {}
+    ).get("tags", []):
+        return notebook.parameters_cell
+    return next((c for c in notebook.cells if c.id == cell_id), None)
+
+
+def _execution_error(notebook: Notebook, executed: Any, exc: Any) -> ExecutionError | Any:
+    executed_cell = _failed_cell(executed)
+    cell = _original(notebook, executed_cell) if executed_cell else None
+    traceback = _ANSI.sub("", "\n".join(exc.traceback or []))
+    line = _line_in(traceback, exc.exec_count)
+    evalue = " ".join(str(exc.evalue).split())[:500]
+    cell_id = executed_cell.get("id")
+    if cell_id == _CAPTURE_RESPONSE_ID:
+        response = notebook.response_cell
+        _, last, _ = response_expression(notebook, response)
+        return _with_executed(
+            ResponseError(
+                evalue,
+                location=notebook.at(response, last.lineno),
+                hint="return JSON-like data: dicts, lists, numbers, strings, dataclasses, "
+                "pydantic models, numpy or pandas values",
+            ),
+            executed,
+        )
+    if cell_id == _CAPTURE_PARAMS_ID or (cell is notebook.parameters_cell and cell_id != cell.id):
+        return ParameterError(
+            f"papermill could not set the parameters: {exc.ename}: {evalue}",
+            location=notebook.at(notebook.parameters_cell),
+        )
+    return _with_executed(
+        ExecutionError(
+            f"{exc.ename}: {evalue}",
+            location=notebook.at(cell, line) if cell else Location(notebook.path),
+            hint="the notebook fails when papermill runs it from top to bottom; "
+            "fix the cell (restart the kernel and run all cells in Jupyter to reproduce)",
+            ename=exc.ename,
+            evalue=evalue,
+        ),
+        executed,
+    )
+
+
+def _failed_cell(executed: Any) -> Any:
+    # papermill prepends an error banner cell to a failed run, so its cell_index is off by one;
+    # the cell with an error output is the one that failed.
+    for cell in executed.cells if executed is not None else []:
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            return cell
+    return {}
+
+
+def _line_in(traceback: str, exec_count: int | None) -> int | None:
+    matches = _CELL_LINE.findall(traceback)
+    for count, line in matches:
+        if exec_count is not None and int(count) == exec_count:
+            return int(line)
+    return int(matches[0][1]) if matches else None
+
+
+def _stderr_tail(path: Path) -> str:
+    try:
+        lines = [
+            ln
+            for ln in path.read_text(errors="replace").splitlines()
+            if ln.strip() and "without encryption" not in ln and "Kernel is running" not in ln
+        ]
+    except OSError:
+        return ""
+    return (" (kernel stderr: " + " | ".join(lines[-3:])[:400] + ")") if lines else ""

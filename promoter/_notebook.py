@@ -1,0 +1,388 @@
+"""Read and validate a notebook, and give every cell its role in the service.
+
+The roles follow the contract in DESIGN.md: tags first (`parameters`, `setup`, `response`,
+`skip`), then position (code before `parameters` is setup, code after it up to `response` is the
+request handler, code after `response` is skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from promoter._exceptions import ContractError, Location, NotebookReadError, UsageError
+
+__all__ = ["Cell", "Notebook", "Role", "Settings", "read_notebook", "route_for", "snake_case"]
+
+TAG_PARAMETERS = "parameters"
+TAG_SETUP = "setup"
+TAG_RESPONSE = "response"
+TAG_SKIP = "skip"
+ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
+
+_ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+_SETTINGS = {"route", "name", "version", "timeout"}
+
+
+class Role(StrEnum):
+    """What a cell becomes in the service."""
+
+    SETUP = "setup"
+    PARAMETERS = "parameters"
+    HANDLER = "handler"
+    RESPONSE = "response"
+    SKIP = "skip"
+    MARKDOWN = "markdown"
+    RAW = "raw"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One notebook cell with its role."""
+
+    index: int
+    id: str
+    cell_type: str
+    source: str
+    tags: tuple[str, ...]
+    role: Role
+
+    @property
+    def promoted(self) -> bool:
+        """Whether the cell's code reaches the service."""
+        return self.role in (Role.SETUP, Role.PARAMETERS, Role.HANDLER, Role.RESPONSE)
+
+    def preview(self, width: int = 60) -> str:
+        """The first non-empty line of the source, shortened to ``width`` characters."""
+        line = next((ln.strip() for ln in self.source.splitlines() if ln.strip()), "")
+        return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Notebook-level settings from ``metadata.promoter`` (all optional)."""
+
+    route: str | None = None
+    name: str | None = None
+    version: str = "0.1.0"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """A validated notebook, its cells with roles, and its settings."""
+
+    path: Path
+    node: Any  # nbformat.NotebookNode, upgraded to nbformat 4
+    cells: tuple[Cell, ...]
+    settings: Settings
+    content_hash: str
+    summary: str | None = None
+    description: str | None = None
+    warnings: tuple[tuple[str, Location], ...] = field(default=())
+
+    def at(self, cell: Cell | None = None, line: int | None = None) -> Location:
+        """A location in this notebook, optionally at a cell and a line."""
+        if cell is None:
+            return Location(notebook=self.path)
+        return Location(self.path, cell.index, cell.id, line)
+
+    def with_role(self, *roles: Role) -> list[Cell]:
+        """The cells with any of ``roles``, in notebook order."""
+        return [cell for cell in self.cells if cell.role in roles]
+
+    @property
+    def parameters_cell(self) -> Cell:
+        """The single cell tagged ``parameters``."""
+        return self.with_role(Role.PARAMETERS)[0]
+
+    @property
+    def response_cell(self) -> Cell:
+        """The single cell tagged ``response``."""
+        return self.with_role(Role.RESPONSE)[0]
+
+    @property
+    def stem(self) -> str:
+        """The notebook's name in snake case: the default route and module name."""
+        return snake_case(self.path.stem)
+
+    @property
+    def route(self) -> str:
+        """The service route of this notebook."""
+        return self.settings.route or route_for(self.path)
+
+
+def snake_case(text: str) -> str:
+    """``"Churn Score"`` -> ``"churn_score"``; always a valid, non-keyword identifier."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    words = re.findall(r"[A-Za-z0-9]+", text)
+    name = "_".join(words).lower() or "notebook"
+    return f"nb_{name}" if name[0].isdigit() else name
+
+
+def route_for(path: Path) -> str:
+    """The default route: ``/`` plus the file stem in snake case."""
+    return "/" + snake_case(path.stem)
+
+
+def read_notebook(path: str | Path) -> Notebook:
+    """Read, validate and upgrade a notebook, and assign each cell its role.
+
+    Args:
+        path: The ``.ipynb`` file.
+
+    Returns:
+        The notebook with its cells, roles and settings.
+
+    Raises:
+        UsageError: The file does not exist.
+        NotebookReadError: The file is not a valid nbformat 4 (or upgradable v3) notebook.
+        ContractError: The cell tags break the contract.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such notebook: {path}", hint="check the path")
+    raw = path.read_bytes()
+    node, warnings = _parse(path, raw)
+    cells = _assign_roles(path, node)
+    notebook = Notebook(
+        path=path,
+        node=node,
+        cells=cells,
+        settings=_settings(path, node),
+        content_hash=hashlib.sha256(raw).hexdigest(),
+        warnings=tuple((msg, Location(notebook=path)) for msg in warnings),
+        **_summary(cells),
+    )
+    _check_contract(notebook)
+    return notebook
+
+
+def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
+    import nbformat
+
+    where = Location(notebook=path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not UTF-8 text (bad byte at offset {exc.start})",
+            location=where,
+            hint="notebooks are UTF-8 JSON; re-save it from Jupyter",
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            location=where,
+            hint="the file may be truncated or hand-edited; restore it from version control",
+        ) from None
+    if not isinstance(data, dict) or "nbformat" not in data:
+        raise NotebookReadError(
+            "the file is JSON but not a notebook (no `nbformat` key)",
+            location=where,
+            hint="pass a .ipynb file saved by Jupyter",
+        )
+    version = data.get("nbformat")
+    if version not in (3, 4):
+        raise NotebookReadError(
+            f"nbformat {version!r} is not supported (promoter reads nbformat 4, and upgrades 3)",
+            location=where,
+            hint="open and save the notebook in a current Jupyter",
+        )
+    warnings: list[str] = []
+    try:
+        node = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # nbformat raises several types for malformed input
+        raise NotebookReadError(
+            f"nbformat cannot read the notebook: {_one_line(exc)}",
+            location=where,
+            hint="open and save the notebook in a current Jupyter",
+        ) from None
+    if version == 3:
+        warnings.append("nbformat 3 notebook upgraded to nbformat 4 in memory; save it as v4")
+    _ensure_cell_ids(node)
+    try:
+        nbformat.validate(node)
+    except nbformat.ValidationError as exc:
+        field_path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise NotebookReadError(
+            f"the notebook fails nbformat validation at {field_path}: {_one_line(exc.message)}",
+            location=where,
+            hint="open and save the notebook in Jupyter, which repairs most metadata",
+        ) from None
+    return node, warnings
+
+
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _ensure_cell_ids(node: Any) -> None:
+    # Notebooks older than nbformat 4.5 have no cell ids; derive stable ones from the position
+    # so generated code and lock files do not change from one conversion to the next.
+    if node.nbformat_minor < 5:
+        node.nbformat_minor = 5
+    for index, cell in enumerate(node.cells):
+        if not cell.get("id"):
+            cell["id"] = f"cell-{index}"
+
+
+def _assign_roles(path: Path, node: Any) -> tuple[Cell, ...]:
+    raw_cells = [
+        (i, c.get("id", f"cell-{i}"), c.cell_type, c.source, _tags(c))
+        for i, c in enumerate(node.cells)
+    ]
+    params = [i for i, _, kind, _, tags in raw_cells if kind == "code" and TAG_PARAMETERS in tags]
+    response = [i for i, _, kind, _, tags in raw_cells if kind == "code" and TAG_RESPONSE in tags]
+    first_param = params[0] if params else None
+    first_response = response[0] if response else None
+    cells = []
+    for index, cell_id, kind, source, tags in raw_cells:
+        role = _role(index, kind, tags, first_param, first_response)
+        if role is None:
+            raise ContractError(
+                f"the cell has conflicting tags {sorted(set(tags) & set(ROLE_TAGS))}",
+                location=Location(path, index, cell_id),
+                hint="give each cell at most one of: parameters, setup, response, skip",
+            )
+        cells.append(Cell(index, cell_id, kind, source, tags, role))
+    return tuple(cells)
+
+
+def _tags(cell: Any) -> tuple[str, ...]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+
+def _role(
+    index: int, kind: str, tags: tuple[str, ...], params: int | None, response: int | None
+) -> Role | None:
+    if kind == "markdown":
+        return Role.MARKDOWN
+    if kind != "code":
+        return Role.RAW
+    explicit = [t for t in ROLE_TAGS if t in tags]
+    if len(explicit) > 1:
+        return None
+    if explicit:
+        return {
+            TAG_PARAMETERS: Role.PARAMETERS,
+            TAG_SETUP: Role.SETUP,
+            TAG_RESPONSE: Role.RESPONSE,
+            TAG_SKIP: Role.SKIP,
+        }[explicit[0]]
+    if params is None or index < params:
+        return Role.SETUP
+    if response is None or index < response:
+        return Role.HANDLER
+    return Role.SKIP
+
+
+def _check_contract(nb: Notebook) -> None:
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code:
+        raise ContractError(
+            "the notebook has no code cells",
+            location=nb.at(),
+            hint="add a cell tagged `parameters` and one tagged `response`",
+        )
+    for tag, role in (("parameters", Role.PARAMETERS), ("response", Role.RESPONSE)):
+        tagged = nb.with_role(role)
+        if not tagged:
+            raise ContractError(
+                f"no code cell is tagged `{tag}`",
+                location=nb.at(),
+                hint=f"add the tag `{tag}` to exactly one code cell "
+                "(JupyterLab: property inspector > Common Tools > Cell Tags)",
+            )
+        if len(tagged) > 1:
+            raise ContractError(
+                f"more than one cell is tagged `{tag}` (cells "
+                + ", ".join(str(c.index) for c in tagged)
+                + ")",
+                location=nb.at(tagged[1]),
+                hint=f"keep the `{tag}` tag on exactly one cell",
+            )
+    if nb.response_cell.index < nb.parameters_cell.index:
+        raise ContractError(
+            "the `response` cell comes before the `parameters` cell",
+            location=nb.at(nb.response_cell),
+            hint="move the response cell below the parameters cell",
+        )
+
+
+def _summary(cells: tuple[Cell, ...]) -> dict[str, str | None]:
+    for cell in cells:
+        if cell.role is not Role.MARKDOWN:
+            continue
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            match = re.match(r"^#{1,6}\s+(.+?)\s*#*\s*$", line)
+            if match:
+                paragraph = _first_paragraph(lines[i + 1 :])
+                return {"summary": match.group(1), "description": paragraph}
+    return {"summary": None, "description": None}
+
+
+def _first_paragraph(lines: list[str]) -> str | None:
+    paragraph: list[str] = []
+    for line in lines:
+        if not line.strip():
+            if paragraph:
+                break
+            continue
+        if line.lstrip().startswith("#"):
+            break
+        paragraph.append(line.strip())
+    return " ".join(paragraph) or None
+
+
+def _settings(path: Path, node: Any) -> Settings:
+    raw = node.metadata.get("promoter", {})
+    where = Location(notebook=path)
+    if not isinstance(raw, dict):
+        raise ContractError(
+            "metadata.promoter must be an object", location=where, hint="see DESIGN.md section 1"
+        )
+    unknown = set(raw) - _SETTINGS
+    if unknown:
+        raise ContractError(
+            f"unknown keys in metadata.promoter: {sorted(unknown)}",
+            location=where,
+            hint=f"known keys: {sorted(_SETTINGS)}",
+        )
+    route = raw.get("route")
+    if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
+        raise ContractError(
+            f"metadata.promoter.route {route!r} is not a valid route",
+            location=where,
+            hint="use a path like /churn_score (letters, digits, _ and -)",
+        )
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)):
+        raise ContractError(
+            f"metadata.promoter.name {name!r} is not a valid service name",
+            location=where,
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
+    version = raw.get("version", "0.1.0")
+    if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z.\-+]+$", version):
+        raise ContractError(
+            f"metadata.promoter.version {version!r} is not a valid version",
+            location=where,
+            hint="use a version like 1.2.0",
+        )
+    timeout = raw.get("timeout", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ContractError(
+            f"metadata.promoter.timeout {timeout!r} must be a positive number of seconds",
+            location=where,
+        )
+    return Settings(route=route, name=name, version=version, timeout=float(timeout))

@@ -1,0 +1,395 @@
+"""The request schema, read from the `parameters` cell.
+
+Each top-level assignment is one request field. The type comes from the annotation (validated
+against an allow-list, then re-emitted from its syntax tree, so notebook text never reaches
+generated code except as ``repr`` literals and known names) or else from the literal default.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import keyword
+import tokenize
+from dataclasses import dataclass, replace
+from typing import Any
+
+from promoter._exceptions import Location, ParameterError
+from promoter._notebook import Cell, Notebook, Role
+from promoter._source import parse_cell
+
+__all__ = ["Parameter", "RequestSchema", "infer_request", "type_of_value"]
+
+# Names an annotation may use, and the module that provides each one.
+_TYPE_NAMES: dict[str, str | None] = {
+    **dict.fromkeys(
+        ["int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"]
+    ),
+    **dict.fromkeys(["Annotated", "Literal", "Optional", "Union", "Any"], "typing"),
+    **dict.fromkeys(
+        [
+            "Field",
+            "conint",
+            "confloat",
+            "constr",
+            "conlist",
+            "PositiveInt",
+            "NegativeInt",
+            "NonNegativeInt",
+            "NonPositiveInt",
+            "PositiveFloat",
+            "NegativeFloat",
+            "NonNegativeFloat",
+            "NonPositiveFloat",
+            "StrictInt",
+            "StrictFloat",
+            "StrictStr",
+            "StrictBool",
+            "HttpUrl",
+            "AnyUrl",
+        ],
+        "pydantic",
+    ),
+    **dict.fromkeys(["date", "datetime", "time", "timedelta"], "datetime"),
+    "Decimal": "decimal",
+    "UUID": "uuid",
+}
+_CALLABLES = {"Field", "conint", "confloat", "constr", "conlist"}
+_FORBIDDEN_FIELD_ARGS = {"default_factory", "validation_alias", "alias", "serialization_alias"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One request field.
+
+    Attributes:
+        name: The notebook variable and the JSON field name.
+        annotation: A safe Python type expression for the request model.
+        default: The default value (Python literal, or the runtime value when not literal).
+        description: The trailing comment of the assignment.
+        line: The line of the assignment in the parameters cell.
+        annotated: Whether the type came from an explicit annotation.
+        literal_default: Whether the default is a literal (else taken from the executed run).
+    """
+
+    name: str
+    annotation: str
+    default: Any
+    description: str | None
+    line: int
+    annotated: bool
+    literal_default: bool = True
+
+
+@dataclass(frozen=True)
+class RequestSchema:
+    """The request fields and the rest of the parameters cell.
+
+    Attributes:
+        parameters: Public fields, in notebook order.
+        private: Statements of the parameters cell kept as code (``_private`` names).
+        imports: Modules the annotations need, mapped to the names used from each.
+        cell: The parameters cell.
+        warnings: Messages with their locations.
+    """
+
+    parameters: tuple[Parameter, ...]
+    private: tuple[ast.stmt, ...]
+    source: str
+    imports: dict[str, tuple[str, ...]]
+    cell: Cell
+    warnings: tuple[tuple[str, Location], ...]
+
+    def with_defaults(self, values: dict[str, Any]) -> RequestSchema:
+        """Fill the defaults that are not literals from an executed run's values."""
+        params = tuple(
+            p if p.literal_default else replace(p, default=values.get(p.name)) for p in self.parameters
+        )
+        return replace(self, parameters=params)
+
+    def defaults(self) -> dict[str, Any]:
+        """The default request, as the notebook's parameters cell defines it."""
+        return {p.name: p.default for p in self.parameters}
+
+
+def infer_request(notebook: Notebook) -> RequestSchema:
+    """Read the request fields from the notebook's parameters cell.
+
+    Raises:
+        ParameterError: A parameter cannot become a request field.
+        CellSyntaxError: The parameters cell does not parse.
+    """
+    cell = notebook.parameters_cell
+    source, tree = parse_cell(notebook, cell)
+    comments = _trailing_comments(source)
+    found: dict[str, Parameter] = {}
+    private: list[ast.stmt] = []
+    warnings: list[tuple[str, Location]] = []
+    names_used: set[str] = set()
+    for stmt in tree.body:
+        where = notebook.at(cell, stmt.lineno)
+        if isinstance(stmt, ast.Import | ast.ImportFrom) or _is_docstring(stmt):
+            continue
+        target, annotation, value = _assignment(stmt, where)
+        if target.startswith("_"):
+            private.append(stmt)
+            continue
+        param = _parameter(target, annotation, value, comments.get(stmt.lineno), stmt, where)
+        if annotation is not None:
+            names_used |= _names_in(annotation)
+        if target in found:
+            warnings.append(
+                (f"parameter `{target}` is assigned twice; the last value wins", where)
+            )
+        found[target] = param
+    _check_shadowing(notebook, found)
+    return RequestSchema(
+        parameters=tuple(found.values()),
+        private=tuple(private),
+        source=source,
+        imports=_imports_for(names_used),
+        cell=cell,
+        warnings=tuple(warnings),
+    )
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+
+
+def _assignment(stmt: ast.stmt, where: Location) -> tuple[str, ast.expr | None, ast.expr | None]:
+    hint = "write one `name = literal` (or `name: type = literal`) per line"
+    if isinstance(stmt, ast.AnnAssign):
+        if not isinstance(stmt.target, ast.Name):
+            raise ParameterError(
+                "only plain names can be parameters", location=where, hint=hint
+            )
+        if stmt.value is None:
+            raise ParameterError(
+                f"parameter `{stmt.target.id}` has a type but no default value",
+                location=where,
+                hint="give it a default so the notebook runs as it is, e.g. `x: int = 0`",
+            )
+        return stmt.target.id, stmt.annotation, stmt.value
+    if isinstance(stmt, ast.Assign):
+        if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
+            raise ParameterError(
+                "the parameters cell may only assign plain names "
+                "(no unpacking, chained, attribute or item assignment)",
+                location=where,
+                hint=hint,
+            )
+        return stmt.targets[0].id, None, stmt.value
+    raise ParameterError(
+        f"the parameters cell may only contain assignments, not `{type(stmt).__name__}` "
+        "statements",
+        location=where,
+        hint="move other code to a setup or handler cell; " + hint,
+    )
+
+
+def _parameter(
+    name: str,
+    annotation: ast.expr | None,
+    value: ast.expr | None,
+    comment: str | None,
+    stmt: ast.stmt,
+    where: Location,
+) -> Parameter:
+    if keyword.iskeyword(name) or not name.isidentifier():
+        raise ParameterError(f"`{name}` cannot be a parameter name", location=where)
+    literal, is_literal = _literal(value)
+    if annotation is not None:
+        type_src = _safe_annotation(annotation, where)
+    elif is_literal:
+        type_src = _type_or_error(literal, name, where)
+    else:
+        raise ParameterError(
+            f"the default of `{name}` is not a literal "
+            f"(`{ast.unparse(value) if value else ''}`), so its type is unknown",
+            location=where,
+            hint=f"use a literal default, or annotate it, e.g. `{name}: list[float] = ...`",
+        )
+    return Parameter(
+        name=name,
+        annotation=type_src,
+        default=literal if is_literal else None,
+        description=comment,
+        line=stmt.lineno,
+        annotated=annotation is not None,
+        literal_default=is_literal,
+    )
+
+
+def _literal(value: ast.expr | None) -> tuple[Any, bool]:
+    if value is None:
+        return None, False
+    try:
+        return ast.literal_eval(value), True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None, False
+
+
+def _type_or_error(value: Any, name: str, where: Location) -> str:
+    try:
+        return type_of_value(value)
+    except TypeError as exc:
+        raise ParameterError(
+            f"the default of `{name}` has no JSON type: {exc}",
+            location=where,
+            hint="use int, float, str, bool, None, or lists/dicts of them",
+        ) from None
+
+
+def type_of_value(value: Any) -> str:
+    """The Python type expression of a literal default.
+
+    Raises:
+        TypeError: The value has no JSON representation (bytes, complex, ...).
+    """
+    if value is None:
+        return "Any | None"
+    if isinstance(value, bool | int | float | str):
+        return type(value).__name__
+    if isinstance(value, list | set | frozenset):
+        return f"{type(value).__name__}[{_union(value)}]"
+    if isinstance(value, tuple):
+        if not value:
+            return "tuple[Any, ...]"
+        return "tuple[" + ", ".join(type_of_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return f"dict[{_union(value.keys())}, {_union(value.values())}]"
+    raise TypeError(f"{type(value).__name__} values cannot be sent as JSON")
+
+
+def _union(values: Any) -> str:
+    kinds = {type_of_value(v) for v in values}
+    if not kinds:
+        return "Any"
+    if {"int", "float"} <= kinds and "bool" not in kinds:
+        kinds.discard("int")
+    optional = "Any | None" in kinds
+    kinds.discard("Any | None")
+    text = " | ".join(sorted(kinds)) or "Any"
+    return f"{text} | None" if optional and kinds else text
+
+
+def _safe_annotation(node: ast.expr, where: Location) -> str:
+    """Validate an annotation against the allow-list and re-emit it from its syntax tree."""
+    clean = _AnnotationChecker(where).visit(node)
+    return ast.unparse(clean)
+
+
+class _AnnotationChecker(ast.NodeTransformer):
+    """Accepts builtins, typing, pydantic and datetime types; rewrites ``typing.X`` to ``X``."""
+
+    def __init__(self, where: Location) -> None:
+        self.where = where
+
+    def _refuse(self, node: ast.AST, why: str) -> ParameterError:
+        return ParameterError(
+            f"unsupported annotation `{ast.unparse(node)}`: {why}",
+            location=self.where,
+            hint="use builtins (int, list[str], ...), typing (Annotated, Literal, Optional) "
+            "or pydantic types (Field(ge=..), PositiveInt, ...)",
+        )
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        allowed = (
+            ast.Subscript,
+            ast.Tuple,
+            ast.List,
+            ast.Constant,
+            ast.BinOp,
+            ast.BitOr,
+            ast.UnaryOp,
+            ast.USub,
+            ast.Load,
+            ast.Call,
+            ast.keyword,
+            ast.Dict,
+        )
+        if not isinstance(node, allowed):
+            raise self._refuse(node, f"`{type(node).__name__}` is not allowed in a type")
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.BitOr):
+            raise self._refuse(node, "only `|` may combine types")
+        if isinstance(node, ast.Constant) and not isinstance(
+            node.value, str | int | float | bool | type(None)
+        ):
+            raise self._refuse(node, "only str, int, float, bool and None literals")
+        return super().generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in _TYPE_NAMES:
+            raise self._refuse(node, f"`{node.id}` is not a known type")
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.attr in _TYPE_NAMES:
+            return ast.copy_location(ast.Name(id=node.attr, ctx=ast.Load()), node)
+        raise self._refuse(node, "only `typing.X`, `pydantic.X` or `datetime.X` attributes")
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = self.visit(node.func)
+        if not isinstance(func, ast.Name) or func.id not in _CALLABLES:
+            raise self._refuse(node, "only Field(...), conint(...) and similar calls")
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg in _FORBIDDEN_FIELD_ARGS:
+                raise self._refuse(node, f"the argument `{kw.arg or '**'}` is not supported")
+        node.func = func
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+
+def _names_in(node: ast.expr) -> set[str]:
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    return names & set(_TYPE_NAMES)
+
+
+def _imports_for(names: set[str]) -> dict[str, tuple[str, ...]]:
+    modules: dict[str, list[str]] = {}
+    for name in sorted(names):
+        module = _TYPE_NAMES[name]
+        if module is not None:
+            modules.setdefault(module, []).append(name)
+    return {m: tuple(ns) for m, ns in sorted(modules.items())}
+
+
+def _trailing_comments(source: str) -> dict[int, str]:
+    comments: dict[int, str] = {}
+    code_lines: set[int] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT and tok.start[0] in code_lines:
+                text = tok.string.lstrip("#").strip()
+                if text and not text.startswith(("type:", "noqa")):
+                    comments[tok.start[0]] = text
+            elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+                code_lines.add(tok.start[0])
+    except (tokenize.TokenError, SyntaxError):
+        return comments
+    return comments
+
+
+def _check_shadowing(notebook: Notebook, params: dict[str, Parameter]) -> None:
+    shadowing = {name for name in params if hasattr(builtins, name)}
+    if not shadowing:
+        return
+    for cell in notebook.with_role(Role.HANDLER, Role.RESPONSE):
+        _, tree = parse_cell(notebook, cell)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in shadowing
+            ):
+                name = node.func.id
+                raise ParameterError(
+                    f"parameter `{name}` shadows the builtin `{name}()`, which this cell calls",
+                    location=notebook.at(cell, node.lineno),
+                    hint=f"rename the parameter (e.g. `{name}_value`) in the parameters cell "
+                    f"(cell {notebook.parameters_cell.index}, line {params[name].line})",
+                )

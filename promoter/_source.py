@@ -1,0 +1,107 @@
+"""Cell source as Python: IPython syntax translated the way nbconvert's exporter does it."""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from promoter._exceptions import CellSyntaxError
+
+if TYPE_CHECKING:
+    from promoter._notebook import Cell, Notebook
+
+__all__ = ["parse_cell", "python_source"]
+
+
+@lru_cache(maxsize=1)
+def _transformer() -> Any:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
+
+
+def python_source(source: str) -> str:
+    """Translate IPython syntax (``%magic``, ``!shell``, ``?help``) into plain Python calls."""
+    if not any(mark in source for mark in "%!?"):
+        return source  # the common case needs no IPython at all (and no import cost)
+    return str(_transformer().transform_cell(source))
+
+
+def parse_cell(notebook: Notebook, cell: Cell) -> tuple[str, ast.Module]:
+    """Translate and parse a code cell.
+
+    Returns:
+        The translated source and its syntax tree.
+
+    Raises:
+        CellSyntaxError: The cell is not valid Python, naming the line.
+    """
+    source = python_source(cell.source.replace("\r\n", "\n"))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        line_text = (exc.text or "").strip()
+        raise CellSyntaxError(
+            f"syntax error: {exc.msg}" + (f": {line_text!r}" if line_text else ""),
+            location=notebook.at(cell, exc.lineno),
+            hint="fix the cell so it runs in Jupyter, or tag it `skip`",
+        ) from None
+    except ValueError as exc:  # e.g. null bytes in the source
+        raise CellSyntaxError(
+            f"the cell cannot be parsed: {exc}", location=notebook.at(cell)
+        ) from None
+    return source, tree
+
+
+def response_expression(notebook: Notebook, cell: Cell) -> tuple[str, ast.stmt, str | None]:
+    """Find the response value of the response cell.
+
+    The value is the cell's last expression; ``name: Type = value`` as the last statement (or a
+    last expression ``name`` annotated earlier in the cell) also declares the response type.
+
+    Returns:
+        The translated source, the last statement, and the annotation's source if any.
+
+    Raises:
+        ContractError: The cell does not end with an expression.
+    """
+    from promoter._exceptions import ContractError
+
+    source, tree = parse_cell(notebook, cell)
+    if not tree.body:
+        raise ContractError(
+            "the response cell is empty",
+            location=notebook.at(cell),
+            hint="end the response cell with the expression to return, e.g. `result`",
+        )
+    last = tree.body[-1]
+    annotation: ast.expr | None = None
+    if isinstance(last, ast.AnnAssign) and isinstance(last.target, ast.Name) and last.value:
+        annotation = last.annotation
+    elif isinstance(last, ast.Expr):
+        if isinstance(last.value, ast.Name):
+            annotation = _annotation_of(tree, last.value.id)
+    else:
+        raise ContractError(
+            f"the response cell must end with an expression, not `{type(last).__name__}`",
+            location=notebook.at(cell, last.lineno),
+            hint="add the value to return as the cell's last line, e.g. `result`",
+        )
+    return source, last, ast.unparse(annotation) if annotation is not None else None
+
+
+def _annotation_of(tree: ast.Module, name: str) -> ast.expr | None:
+    for stmt in tree.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if stmt.target.id == name:
+                return stmt.annotation
+    return None
+
+
+def prefix_before(source: str, node: ast.stmt) -> str:
+    """The source text before ``node`` (ast column offsets count UTF-8 bytes)."""
+    lines = source.splitlines(keepends=True)
+    head = "".join(lines[: node.lineno - 1])
+    first = lines[node.lineno - 1].encode()[: node.col_offset].decode()
+    return head + first
