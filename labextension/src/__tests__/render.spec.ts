@@ -1,0 +1,271 @@
+import {
+  defaultOutDir,
+  formatLocation,
+  renderConversion,
+  renderError,
+  renderInspection,
+  renderSchemaTree,
+  schemaType
+} from '../render';
+import { IInspection, IJSONSchema } from '../types';
+
+// The shape `promoter.inspect(...).to_dict()` answers for a small classifier notebook.
+const RESPONSE_SCHEMA: IJSONSchema = {
+  title: 'IrisResponse',
+  type: 'object',
+  properties: {
+    species: { title: 'Species', type: 'string' },
+    probabilities: {
+      title: 'Probabilities',
+      type: 'object',
+      additionalProperties: { type: 'number' }
+    },
+    top: { type: 'array', items: { $ref: '#/$defs/Candidate' } },
+    note: { anyOf: [{ type: 'string' }, { type: 'null' }], default: null }
+  },
+  required: ['species', 'probabilities', 'top'],
+  $defs: {
+    Candidate: {
+      title: 'Candidate',
+      type: 'object',
+      properties: {
+        label: { type: 'string', description: 'Species name' },
+        score: { type: 'number' }
+      },
+      required: ['label', 'score']
+    }
+  }
+};
+
+const INSPECTION: IInspection = {
+  notebook: 'models/iris_classifier.ipynb',
+  route: '/iris_classifier',
+  summary: 'Classify an iris flower',
+  cells: [
+    { index: 0, id: 'a1', role: 'markdown', source_preview: '# Classify an iris flower' },
+    { index: 1, id: 'b2', role: 'setup', source_preview: 'import numpy as np' },
+    { index: 2, id: 'c3', role: 'parameters', source_preview: 'sepal_length: float = 5.1' },
+    { index: 3, id: 'd4', role: 'response', source_preview: 'result' }
+  ],
+  parameters: [
+    {
+      name: 'sepal_length',
+      type: 'float',
+      default: 5.1,
+      description: 'Sepal length in cm',
+      required: false
+    },
+    {
+      name: 'species_hint',
+      type: 'str | None',
+      default: null,
+      description: null,
+      required: false
+    },
+    { name: 'top_k', type: 'int', default: 3, description: undefined, required: true }
+  ],
+  request_schema: { type: 'object' },
+  response_schema: RESPONSE_SCHEMA,
+  sample_response: { species: 'setosa', probabilities: { setosa: 0.97 }, top: [] },
+  warnings: [
+    {
+      message: 'parameter "x" has no type annotation',
+      notebook: 'models/iris_classifier.ipynb',
+      cell_index: 2,
+      cell_id: 'c3',
+      line: 4
+    }
+  ],
+  dropped: [
+    { message: 'magic dropped: %matplotlib inline', notebook: null, cell_index: 1, line: 1 }
+  ]
+};
+
+function texts(root: Element, selector: string): string[] {
+  return Array.from(root.querySelectorAll(selector)).map(n => n.textContent ?? '');
+}
+
+describe('renderInspection', () => {
+  const node = renderInspection(INSPECTION, 'models/iris_classifier_service');
+
+  it('shows the endpoint and its summary', () => {
+    expect(node.querySelector('.jp-Promoter-endpoint')?.textContent).toBe(
+      'POST /iris_classifier — Classify an iris flower'
+    );
+  });
+
+  it('lists every request field with type, default and description', () => {
+    const rows = Array.from(node.querySelectorAll('.jp-Promoter-parameters tbody tr'));
+    expect(rows.map(r => texts(r, 'td'))).toEqual([
+      ['sepal_length', 'float', '5.1', 'Sepal length in cm'],
+      ['species_hint', 'str | None', 'null', ''],
+      ['top_k', 'int', 'required', '']
+    ]);
+    expect(texts(node, '.jp-Promoter-parameters th')).toEqual([
+      'Name',
+      'Type',
+      'Default',
+      'Description'
+    ]);
+  });
+
+  it('shows the response schema as a field tree, resolving $refs', () => {
+    const tree = node.querySelector('.jp-Promoter-response .jp-Promoter-tree');
+    expect(tree).not.toBeNull();
+    const top = Array.from(tree!.children).map(li => li.firstChild?.textContent);
+    expect(top).toEqual(['species', 'probabilities', 'top', 'note']);
+    const text = tree!.textContent ?? '';
+    expect(text).toContain('probabilities: dict[str, number]');
+    expect(text).toContain('top: list[Candidate]');
+    expect(text).toContain('[ ].label: string');
+    expect(text).toContain('Species name');
+    expect(text).toContain('note: string | null optional');
+  });
+
+  it('keeps the sample response and raw schema as pretty JSON', () => {
+    const pre = node.querySelector('.jp-Promoter-sample pre');
+    expect(JSON.parse(pre?.textContent ?? '')).toEqual(INSPECTION.sample_response);
+    const raw = node.querySelector('.jp-Promoter-rawSchema pre');
+    expect(JSON.parse(raw?.textContent ?? '')).toEqual(RESPONSE_SCHEMA);
+  });
+
+  it('lists each cell with its role and first line', () => {
+    const rows = Array.from(node.querySelectorAll('.jp-Promoter-cells tbody tr'));
+    expect(rows.map(r => texts(r, 'td'))).toEqual([
+      ['0', 'markdown', '# Classify an iris flower'],
+      ['1', 'setup', 'import numpy as np'],
+      ['2', 'parameters', 'sepal_length: float = 5.1'],
+      ['3', 'response', 'result']
+    ]);
+    expect(node.querySelector('.jp-Promoter-role-parameters')).not.toBeNull();
+  });
+
+  it('shows warnings and dropped lines with their location', () => {
+    expect(texts(node, '.jp-Promoter-warnings li')).toEqual([
+      'cell 2 (id c3), line 4: parameter "x" has no type annotation'
+    ]);
+    expect(texts(node, '.jp-Promoter-dropped li')).toEqual([
+      'cell 1, line 1: magic dropped: %matplotlib inline'
+    ]);
+  });
+
+  it('has an editable output folder with the default value', () => {
+    const input = node.querySelector<HTMLInputElement>('input[name="out_dir"]');
+    expect(input?.value).toBe('models/iris_classifier_service');
+  });
+
+  it('omits empty warning sections and explains a missing response schema', () => {
+    const bare = renderInspection(
+      { ...INSPECTION, warnings: [], dropped: [], response_schema: null, parameters: [] },
+      'x_service'
+    );
+    expect(bare.querySelector('.jp-Promoter-warnings')).toBeNull();
+    expect(bare.querySelector('.jp-Promoter-dropped')).toBeNull();
+    expect(bare.querySelector('.jp-Promoter-request')?.textContent).toContain(
+      'No request fields'
+    );
+    expect(bare.querySelector('.jp-Promoter-response')?.textContent).toContain(
+      'No response schema'
+    );
+  });
+});
+
+describe('schemaType', () => {
+  it('names scalars, containers, unions and tuples', () => {
+    expect(schemaType({ type: 'integer' })).toBe('integer');
+    expect(schemaType({ type: 'array', items: { type: 'number' } })).toBe('list[number]');
+    expect(
+      schemaType({ type: 'array', prefixItems: [{ type: 'integer' }, { type: 'string' }] })
+    ).toBe('tuple[integer, string]');
+    expect(schemaType({ anyOf: [{ type: 'integer' }, { type: 'null' }] })).toBe(
+      'integer | null'
+    );
+    expect(schemaType({ enum: ['a', 'b'] })).toBe('"a" | "b"');
+    expect(schemaType({ type: 'string', format: 'date-time' })).toBe('string (date-time)');
+    expect(schemaType({})).toBe('any');
+  });
+
+  it('renders a scalar response as a single line', () => {
+    expect(renderSchemaTree({ type: 'number' }).textContent).toBe('number');
+  });
+
+  it('renders a list of records as its item fields', () => {
+    const tree = renderSchemaTree({
+      type: 'array',
+      items: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] }
+    });
+    expect(tree.textContent).toBe('[ ].a: integer');
+  });
+
+  it('does not loop on recursive schemas', () => {
+    const schema: IJSONSchema = {
+      $ref: '#/$defs/Node',
+      $defs: {
+        Node: {
+          type: 'object',
+          properties: { child: { $ref: '#/$defs/Node' } }
+        }
+      }
+    };
+    expect(renderSchemaTree(schema).querySelectorAll('li').length).toBeLessThan(20);
+  });
+});
+
+describe('renderError', () => {
+  it('shows the error kind, message, location and hint', () => {
+    const node = renderError({
+      error: 'ParameterError',
+      message: 'the default of "x" is not a literal',
+      hint: 'annotate it, e.g. x: list[int] = ...',
+      notebook: 'nb.ipynb',
+      cell_index: 2,
+      cell_id: 'c3',
+      line: 4
+    });
+    expect(texts(node, 'p')).toEqual([
+      'ParameterError',
+      'the default of "x" is not a literal',
+      'nb.ipynb, cell 2 (id c3), line 4',
+      'Hint: annotate it, e.g. x: list[int] = ...'
+    ]);
+  });
+
+  it('copes with a bare server message', () => {
+    expect(renderError({ message: 'Forbidden' }).textContent).toBe('Forbidden');
+  });
+
+  it('lists the edited files of an EditedFileError', () => {
+    const node = renderError({ error: 'EditedFileError', message: 'edited', paths: ['app/main.py'] });
+    expect(texts(node, 'li')).toEqual(['app/main.py']);
+  });
+});
+
+describe('renderConversion', () => {
+  it('says where the service was written and lists its files', () => {
+    const node = renderConversion({
+      out_dir: '/root/nb_service',
+      out_dir_path: 'nb_service',
+      readme: 'nb_service/README.md',
+      files: ['README.md', 'app/main.py'],
+      routes: ['/nb'],
+      warnings: [],
+      dropped: []
+    });
+    expect(node.textContent).toContain('Service written to nb_service/');
+    expect(node.textContent).toContain('POST /nb');
+    expect(texts(node, '.jp-Promoter-files li')).toEqual(['README.md', 'app/main.py']);
+  });
+});
+
+describe('helpers', () => {
+  it('formats partial locations', () => {
+    expect(formatLocation({})).toBe('');
+    expect(formatLocation({ notebook: 'a.ipynb', line: 3 })).toBe('a.ipynb, line 3');
+    expect(formatLocation({ cell_index: 0 })).toBe('cell 0');
+  });
+
+  it('puts the default output folder next to the notebook', () => {
+    expect(defaultOutDir('iris_classifier.ipynb')).toBe('iris_classifier_service');
+    expect(defaultOutDir('a/b/Churn Score.ipynb')).toBe('a/b/Churn Score_service');
+  });
+});

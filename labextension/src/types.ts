@@ -1,0 +1,89 @@
+/**
+ * The JSON the server extension answers (promoter/_jupyter.py), mirroring
+ * `Inspection.to_dict()`, `Conversion.to_dict()` and `PromoterError.to_dict()`.
+ */
+
+/** Where in a notebook something is; every field may be unknown. */
+export interface ILocation {
+  notebook?: string | null;
+  cell_index?: number | null;
+  cell_id?: string | null;
+  line?: number | null;
+}
+
+/** A warning, or a magic / display line dropped from the service. */
+export interface IFinding extends ILocation {
+  message: string;
+}
+
+/** One cell and the role the service gives it. */
+export interface ICellRole {
+  index: number;
+  id: string;
+  role: string;
+  source_preview: string;
+}
+
+/** One request field, from the `parameters` cell. */
+export interface IParameter {
+  name: string;
+  type: string;
+  default: unknown;
+  description?: string | null;
+  required: boolean;
+}
+
+/** A JSON schema, as far as the dialog reads it. */
+export interface IJSONSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  properties?: { [name: string]: IJSONSchema };
+  required?: string[];
+  items?: IJSONSchema | IJSONSchema[];
+  prefixItems?: IJSONSchema[];
+  additionalProperties?: boolean | IJSONSchema;
+  anyOf?: IJSONSchema[];
+  oneOf?: IJSONSchema[];
+  allOf?: IJSONSchema[];
+  enum?: unknown[];
+  const?: unknown;
+  format?: string;
+  $ref?: string;
+  $defs?: { [name: string]: IJSONSchema };
+  definitions?: { [name: string]: IJSONSchema };
+  [key: string]: unknown;
+}
+
+/** `POST promoter/inspect`: what the service would look like. */
+export interface IInspection {
+  notebook: string;
+  route: string;
+  summary?: string | null;
+  cells: ICellRole[];
+  parameters: IParameter[];
+  request_schema?: IJSONSchema;
+  response_schema?: IJSONSchema | null;
+  sample_response?: unknown;
+  warnings: IFinding[];
+  dropped: IFinding[];
+}
+
+/** `POST promoter/convert`: what was written. */
+export interface IConversion {
+  out_dir: string;
+  out_dir_path: string;
+  readme: string | null;
+  files: string[];
+  routes: string[];
+  warnings: IFinding[];
+  dropped: IFinding[];
+}
+
+/** An error answer: `PromoterError.to_dict()` (or jupyter_server's own `{message}`). */
+export interface IErrorReply extends ILocation {
+  error?: string;
+  message: string;
+  hint?: string | null;
+  paths?: string[];
+}
