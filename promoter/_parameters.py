@@ -19,7 +19,13 @@ from promoter._exceptions import Location, ParameterError
 from promoter._notebook import Cell, Notebook, Role
 from promoter._source import parse_cell
 
-__all__ = ["Parameter", "RequestSchema", "infer_request", "type_of_value"]
+__all__ = [
+    "Parameter",
+    "RequestSchema",
+    "infer_request",
+    "request_json_schema",
+    "type_of_value",
+]
 
 # Names an annotation may use, and the module that provides each one.
 _TYPE_NAMES: dict[str, str | None] = {
@@ -393,3 +399,39 @@ def _check_shadowing(notebook: Notebook, params: dict[str, Parameter]) -> None:
                     hint=f"rename the parameter (e.g. `{name}_value`) in the parameters cell "
                     f"(cell {notebook.parameters_cell.index}, line {params[name].line})",
                 )
+
+
+def request_json_schema(request: RequestSchema) -> dict[str, Any]:
+    """The request's JSON Schema, built by Pydantic from the same types the service declares."""
+    model = _request_model(request)
+    return model.model_json_schema() if model is not None else {}
+
+
+def _request_model(request: RequestSchema) -> Any:
+    import datetime
+    import decimal
+    import typing
+    import uuid
+
+    import pydantic
+
+    modules = {"typing": typing, "pydantic": pydantic, "datetime": datetime,
+               "decimal": decimal, "uuid": uuid}
+    namespace: dict[str, Any] = {
+        name: getattr(modules[module], name) if module else getattr(builtins, name)
+        for name, module in _TYPE_NAMES.items()
+    }
+    fields: dict[str, Any] = {}
+    for p in request.parameters:
+        # Safe: the annotation passed the allow-list and was re-emitted from its syntax tree.
+        annotation = eval(p.annotation, {"__builtins__": {}}, namespace)
+        fields[p.name] = (
+            annotation,
+            pydantic.Field(default=p.default, description=p.description),
+        )
+    try:
+        return pydantic.create_model(
+            "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+    except (pydantic.PydanticUserError, TypeError, ValueError, NameError):
+        return None

@@ -1,0 +1,263 @@
+"""The ``promoter`` command line: a thin Typer + Rich skin over the library API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from promoter._api import Conversion, Inspection
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="promoter",
+    help="Promote a tagged Jupyter notebook into a tested FastAPI service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks on errors.")]
+Timeout = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from promoter import __version__
+
+        typer.echo(f"promoter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show version."),
+    ] = False,
+) -> None:
+    """Promote a tagged Jupyter notebook into a tested FastAPI service."""
+
+
+def _run(debug: bool, action: Callable[[], T]) -> T:
+    """Call the library; render its errors as one clear message (tracebacks only with --debug)."""
+    from promoter._exceptions import PromoterError
+
+    try:
+        return action()
+    except PromoterError as exc:
+        if debug:
+            raise
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a promoter bug: still one message, never a traceback
+        if debug:
+            raise
+        _console(stderr=True).print(
+            f"[bold red]internal error:[/] {_escape(type(exc).__name__)}: {_escape(str(exc))}\n"
+            "  run again with --debug for the traceback, and please report it"
+        )
+        raise typer.Exit(1) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A live progress bar on a terminal, while kernels run."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    tasks: dict[str, Any] = {}
+    columns = (
+        SpinnerColumn(),
+        TextColumn("running {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cells"),
+    )
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def inspect(
+    notebook: Annotated[Path, typer.Argument(help="The notebook (.ipynb) to inspect.")],
+    as_json: JsonOut = False,
+    static: Annotated[
+        bool,
+        typer.Option("--static", help="Do not run the notebook (no response schema; fast)."),
+    ] = False,
+    timeout: Timeout = 600,
+    debug: Debug = False,
+) -> None:
+    """Show cell roles, request fields, the response schema and warnings."""
+    import promoter
+
+    with _progress(not as_json and not static and sys.stderr.isatty()) as progress:
+        result = _run(
+            debug,
+            lambda: promoter.inspect(
+                notebook, execute=not static, timeout=timeout, on_progress=progress
+            ),
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _show_inspection(result)
+
+
+def _show_inspection(result: Inspection) -> None:
+    from rich.table import Table
+
+    console = _console()
+    data = result.to_dict()
+    console.print(f"[bold]{_escape(data['notebook'])}[/] -> POST {_escape(data['route'])}")
+    if data["summary"]:
+        console.print(f"  {_escape(data['summary'])}")
+    cells = Table("cell", "id", "role", "source", title="Cells", title_justify="left")
+    for cell in data["cells"]:
+        cells.add_row(str(cell["index"]), cell["id"], cell["role"], _escape(cell["source_preview"]))
+    console.print(cells)
+    fields = Table("field", "type", "default", "description", title="Request", title_justify="left")
+    for p in data["parameters"]:
+        fields.add_row(
+            p["name"], _escape(p["type"]), _escape(json.dumps(p["default"])), p["description"] or ""
+        )
+    console.print(fields)
+    if result.response is not None:
+        console.print(f"[bold]Response[/]: {_escape(result.response.root)}")
+        for cls in result.response.classes:
+            body = ", ".join(f"{f.key}: {f.annotation}" for f in cls.fields)
+            console.print(f"  {cls.name}({_escape(body)})")
+    _show_findings(console, result.warnings, result.dropped)
+
+
+def _show_findings(console: Console, warnings: Any, dropped: Any) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {_escape(str(warning))}")
+    for drop in dropped:
+        where = _escape(f"({drop.location})")
+        console.print(f"[dim]dropped {_escape(drop.why)}: {_escape(drop.what)}  {where}[/]")
+
+
+@app.command()
+def convert(
+    notebooks: Annotated[list[Path], typer.Argument(help="One or more notebooks; one route each.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The service folder to write.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite generated files you edited (the old folder is backed up)."
+        ),
+    ] = False,
+    k8s: Annotated[bool, typer.Option("--k8s", help="Also write Kubernetes manifests.")] = False,
+    timeout: Timeout = 600,
+    as_json: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Generate a FastAPI service (app, models, tests, Dockerfile) from notebooks."""
+    import promoter
+
+    with _progress(not as_json and sys.stderr.isatty()) as progress:
+        result = _run(
+            debug,
+            lambda: promoter.convert(
+                notebooks, out, force=force, k8s=k8s, timeout=timeout, on_progress=progress
+            ),
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _show_conversion(result)
+
+
+def _show_conversion(result: Conversion) -> None:
+    console = _console()
+    console.print(f"[bold green]generated[/] {_escape(str(result.out_dir))}")
+    for inspection in result.inspections:
+        nb = inspection.notebook
+        promoted = [c for c in nb.cells if c.promoted]
+        fields = ", ".join(p.name for p in inspection.request.parameters) or "(none)"
+        console.print(
+            f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
+            f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
+        )
+    status = "reproduces" if not any(result.fidelity.values()) else "differs from"
+    console.print(f"  the service {status} the notebook's default answer")
+    if result.backup:
+        console.print(f"  previous version kept in {_escape(str(result.backup))}")
+    console.print(
+        f"  {len(result.files)} files in {result.seconds:.1f} s "
+        f"({result.kernel_seconds:.1f} s running notebooks)"
+    )
+    _show_findings(console, result.warnings, [d for i in result.inspections for d in i.dropped])
+    console.print(f"  next: cd {_escape(str(result.out_dir))} && uvicorn app.main:app")
+
+
+@app.command()
+def serve(
+    notebook: Annotated[Path, typer.Argument(help="The notebook to serve.")],
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    reload: Annotated[
+        bool, typer.Option("--reload/--no-reload", help="Regenerate when the notebook is saved.")
+    ] = True,
+    timeout: Timeout = 600,
+    debug: Debug = False,
+) -> None:
+    """Convert to a temporary folder and serve it, regenerating when the notebook is saved."""
+    from promoter._serve import serve as serve_notebook
+
+    console = _console(stderr=True)
+
+    def report(message: str) -> None:
+        console.print(_escape(message))
+
+    _run(
+        debug,
+        lambda: serve_notebook(
+            notebook, host=host, port=port, reload=reload, timeout=timeout, on_event=report
+        ),
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

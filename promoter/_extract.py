@@ -1,0 +1,435 @@
+"""Extract the promoted cells into setup code and request-handler code.
+
+Code is read the way nbconvert's Python exporter reads it (IPython syntax translated first), then
+split statement by statement: imports are hoisted to the module, magics and shell escapes are
+dropped, display-only expressions are dropped, and everything else is kept as written, line for
+line, under a comment naming its cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import symtable
+import sys
+from dataclasses import dataclass, field
+
+from promoter._exceptions import CellSyntaxError, ContractError, Location
+from promoter._notebook import Cell, Notebook, Role
+from promoter._parameters import RequestSchema
+from promoter._source import parse_cell, response_expression
+
+__all__ = ["Block", "Dropped", "Extraction", "extract"]
+
+_DISPLAY_METHODS = {"head", "tail", "describe", "info", "sample", "plot", "hist", "show", "style"}
+_DISPLAY_FUNCTIONS = {"display"}
+# `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
+_TRANSPARENT_MAGICS = {"time", "capture"}
+
+
+@dataclass(frozen=True)
+class Block:
+    """The kept code of one cell."""
+
+    cell: Cell
+    code: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A statement that is not promoted, and why."""
+
+    what: str
+    why: str
+    location: Location
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the drop as JSON-compatible data."""
+        return {"what": self.what, "why": self.why, **self.location.to_dict()}
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What the service runs: hoisted imports, setup blocks, handler blocks, the response.
+
+    Attributes:
+        imports: Import statements for the top of the module, in first-seen order.
+        setup: Setup blocks (run once at start-up).
+        setup_globals: Names the setup blocks define (declared ``global`` in ``setup()``).
+        private: Private statements of the parameters cell (``_seed = 42``).
+        handler: Handler blocks (run per request), the response cell included.
+        response: The source of the response expression.
+        rebind: Setup names the handler reassigns (bound locally from the shared value first).
+        modules: Top-level modules the promoted code imports (for dependency pinning).
+        request_arg: The name of ``run()``'s argument (free of clashes with notebook names).
+        dropped: Everything not promoted.
+    """
+
+    imports: tuple[str, ...]
+    setup: tuple[Block, ...]
+    setup_globals: tuple[str, ...]
+    private: tuple[str, ...]
+    handler: tuple[Block, ...]
+    response: str
+    rebind: tuple[str, ...]
+    modules: tuple[str, ...]
+    request_arg: str
+    dropped: tuple[Dropped, ...] = field(default=())
+
+
+@dataclass
+class _CellCode:
+    cell: Cell
+    source: str
+    tree: ast.Module
+    keep_lines: set[int]
+    imports: list[ast.Import | ast.ImportFrom]
+
+
+def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
+    """Split the notebook's promoted cells into the service's setup and handler code.
+
+    Raises:
+        CellSyntaxError: A promoted cell does not parse, or uses a magic inside a block.
+        ContractError: The handler uses a name only a skipped cell defines.
+    """
+    dropped: list[Dropped] = []
+    response_cell = notebook.response_cell
+    _, last, _ = response_expression(notebook, response_cell)
+    setup = [_split(notebook, c, dropped) for c in notebook.with_role(Role.SETUP)]
+    handler = [
+        _split(notebook, c, dropped, last if c is response_cell else None)
+        for c in notebook.with_role(Role.HANDLER, Role.RESPONSE)
+    ]
+    response_src = _response_source(handler[-1].source, last)
+    private = tuple(
+        ast.get_source_segment(request.source, stmt) or ast.unparse(stmt) for stmt in request.private
+    )
+    all_code = [*setup, *handler]
+    imports, modules = _imports(notebook, all_code, private, response_src, dropped)
+    setup_globals = sorted(set().union(*(_bound(c.tree.body, c.keep_lines) for c in setup)))
+    handler_bound = set().union(*(_bound(c.tree.body, c.keep_lines) for c in handler))
+    params = [p.name for p in request.parameters]
+    extraction = Extraction(
+        imports=tuple(imports),
+        setup=tuple(Block(c.cell, _kept(c)) for c in setup if _kept(c).strip()),
+        setup_globals=tuple(setup_globals),
+        private=private,
+        handler=tuple(Block(c.cell, _kept(c)) for c in handler if _kept(c).strip()),
+        response=response_src,
+        rebind=tuple(sorted(handler_bound & set(setup_globals) - set(params))),
+        modules=tuple(modules),
+        request_arg=_free_name(["request", "req", "promoter_request"], all_code, params),
+        dropped=tuple(dropped),
+    )
+    _check_names(notebook, extraction, handler, setup, params)
+    return extraction
+
+
+def _split(
+    notebook: Notebook, cell: Cell, dropped: list[Dropped], last: ast.stmt | None = None
+) -> _CellCode:
+    source, tree = parse_cell(notebook, cell)
+    keep: set[int] = set()
+    imports: list[ast.Import | ast.ImportFrom] = []
+    lines = source.splitlines()
+    body = tree.body[:-1] if isinstance(last, ast.Expr) else tree.body
+    for stmt in body:
+        span = set(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        where = notebook.at(cell, stmt.lineno)
+        text = lines[stmt.lineno - 1].strip()
+        if isinstance(stmt, ast.Import | ast.ImportFrom) and stmt.col_offset == 0:
+            imports.append(stmt)
+            continue
+        magic = _magic(stmt)
+        if magic is not None:
+            name, argument = magic
+            if name in _TRANSPARENT_MAGICS and argument.strip():
+                keep |= span  # rewritten below into the statement itself
+                continue
+            original = cell.source.splitlines()[stmt.lineno - 1].strip() if cell.source else text
+            why = "shell escape" if name == "!" else f"IPython magic %{name}"
+            dropped.append(Dropped(original or text, why, where))
+            continue
+        if isinstance(stmt, ast.Expr) and _display_only(stmt.value):
+            if not isinstance(stmt.value, ast.Constant):
+                dropped.append(Dropped(text, "display-only expression", where))
+            continue
+        _refuse_nested_magic(notebook, cell, stmt)
+        keep |= span
+    code = _CellCode(cell, source, tree, keep, imports)
+    _unwrap_transparent(notebook, code)
+    return code
+
+
+def _magic(stmt: ast.stmt) -> tuple[str, str] | None:
+    """``(magic name, argument)`` when ``stmt`` is a translated magic or shell escape."""
+    value = stmt.value if isinstance(stmt, ast.Expr | ast.Assign) else None
+    if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
+        return None
+    owner = value.func.value
+    if not (
+        isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+    ):
+        return None
+    args = [a.value for a in value.args if isinstance(a, ast.Constant)]
+    if value.func.attr in ("system", "getoutput"):
+        return "!", str(args[0]) if args else ""
+    name = str(args[0]) if args else value.func.attr
+    argument = str(args[-1]) if len(args) > 1 else ""
+    return name, argument
+
+
+def _refuse_nested_magic(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None:
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and node.id == "get_ipython":
+            raise CellSyntaxError(
+                "an IPython magic or shell escape inside a block cannot be promoted",
+                location=notebook.at(cell, node.lineno),
+                hint="move it out of the block into its own line (it is then dropped), "
+                "or tag the cell `skip`",
+            )
+
+
+def _unwrap_transparent(notebook: Notebook, code: _CellCode) -> None:
+    transparent = [
+        stmt
+        for stmt in code.tree.body
+        if stmt.lineno in code.keep_lines and (_magic(stmt) or ("", ""))[0] in _TRANSPARENT_MAGICS
+    ]
+    if not transparent:
+        return
+    lines = code.source.splitlines()
+    keep: set[int] = set()
+    out: list[str] = []
+    shift = 0
+    for stmt in code.tree.body:
+        first, last = stmt.lineno, stmt.end_lineno or stmt.lineno
+        out.extend(lines[len(out) - shift : first - 1])
+        if stmt in transparent:
+            inner = (_magic(stmt) or ("", ""))[1].rstrip("\n").splitlines() or ["pass"]
+            keep |= set(range(len(out) + 1, len(out) + len(inner) + 1))
+            out.extend(inner)
+            shift += len(inner) - (last - first + 1)
+        else:
+            if first in code.keep_lines:
+                keep |= set(range(len(out) + 1, len(out) + last - first + 2))
+            out.extend(lines[first - 1 : last])
+    out.extend(lines[len(out) - shift :])
+    code.source = "\n".join(out) + "\n"
+    try:
+        code.tree = ast.parse(code.source)
+    except SyntaxError as exc:
+        raise CellSyntaxError(
+            f"the statement under a %time magic does not parse: {exc.msg}",
+            location=notebook.at(code.cell),
+        ) from None
+    code.keep_lines = keep
+
+
+def _display_only(expr: ast.expr) -> bool:
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        if isinstance(func, ast.Name) and func.id in _DISPLAY_FUNCTIONS:
+            return True
+        if isinstance(func, ast.Attribute) and func.attr in _DISPLAY_METHODS:
+            return _pure(func.value) and all(_pure(a) for a in expr.args)
+        return False
+    return _pure(expr)
+
+
+def _pure(expr: ast.AST) -> bool:
+    effects = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)
+    return not any(isinstance(node, effects) for node in ast.walk(expr))
+
+
+def _kept(code: _CellCode) -> str:
+    lines = code.source.splitlines()
+    kept = [
+        line
+        for number, line in enumerate(lines, start=1)
+        if number in code.keep_lines or (not line.strip() or line.lstrip().startswith("#"))
+    ]
+    return "\n".join(kept).strip("\n")
+
+
+def _response_source(source: str, last: ast.stmt) -> str:
+    if isinstance(last, ast.AnnAssign) and isinstance(last.target, ast.Name):
+        return last.target.id
+    return ast.get_source_segment(source, last) or ""
+
+
+def _imports(
+    notebook: Notebook,
+    cells: list[_CellCode],
+    private: tuple[str, ...],
+    response: str,
+    dropped: list[Dropped],
+) -> tuple[list[str], list[str]]:
+    used = _used_names([_kept(c) for c in cells] + list(private) + [response])
+    statements: list[str] = []
+    modules: list[str] = []
+    for code in cells:
+        for stmt in code.imports:
+            kept = [a for a in stmt.names if a.name == "*" or _binding(a) in used]
+            where = notebook.at(code.cell, stmt.lineno)
+            for alias in stmt.names:
+                if alias not in kept:
+                    name = ast.unparse(alias)
+                    dropped.append(Dropped(f"import {name}", "import unused by the service", where))
+            if not kept:
+                continue
+            clone = ast.ImportFrom(stmt.module, kept, stmt.level) if isinstance(
+                stmt, ast.ImportFrom
+            ) else ast.Import(kept)
+            text = ast.unparse(clone)
+            modules.extend(_roots(clone))
+            if text not in statements:
+                statements.append(text)
+        for stmt in code.tree.body:
+            if stmt.lineno in code.keep_lines:
+                nested = [n for n in ast.walk(stmt) if isinstance(n, ast.Import | ast.ImportFrom)]
+                modules.extend(m for node in nested for m in _roots(node))
+    statements.sort(key=lambda s: not s.startswith("from __future__"))
+    third_party = sorted(
+        {m for m in modules if m not in sys.stdlib_module_names and m != "__future__"}
+    )
+    return statements, third_party
+
+
+def _binding(alias: ast.alias) -> str:
+    return alias.asname or alias.name.split(".")[0]
+
+
+def _roots(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.ImportFrom):
+        return [node.module.split(".")[0]] if node.module and not node.level else []
+    return [a.name.split(".")[0] for a in node.names]
+
+
+def _used_names(sources: list[str]) -> set[str]:
+    used: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return used
+
+
+def _bound(body: list[ast.stmt], keep: set[int]) -> set[str]:
+    """Names a list of top-level statements binds in its own scope."""
+    names: set[str] = set()
+    for stmt in body:
+        if stmt.lineno not in keep:
+            continue
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(stmt.name)
+            continue
+        for node in _walk_scope(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add(_binding(node))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+    return names
+
+
+def _walk_scope(node: ast.AST) -> list[ast.AST]:
+    """Like ``ast.walk`` but not into nested scopes (functions, classes, lambdas, comprehensions)."""
+    nested = (
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.Lambda,
+        ast.ListComp,
+        ast.SetComp,
+        ast.DictComp,
+        ast.GeneratorExp,
+    )
+    found: list[ast.AST] = []
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        if current is not node and isinstance(current, nested):
+            continue
+        todo.extend(ast.iter_child_nodes(current))
+    return found
+
+
+def _free_name(candidates: list[str], cells: list[_CellCode], params: list[str]) -> str:
+    taken = set(params) | _used_names([c.source for c in cells])
+    return next((name for name in candidates if name not in taken), "promoter_request_")
+
+
+def _indent(code: str) -> str:
+    return "\n".join(("    " + line) if line.strip() else "" for line in code.splitlines())
+
+
+def _check_names(
+    notebook: Notebook,
+    extraction: Extraction,
+    handler: list[_CellCode],
+    setup: list[_CellCode],
+    params: list[str],
+) -> None:
+    """Refuse code that uses a name only skipped cells define (it would fail in the service)."""
+    module = "\n".join(extraction.imports)
+    global_names = ", ".join(extraction.setup_globals)
+    setup_body = "\n".join(_indent(b.code) for b in extraction.setup)
+    run_body = "\n".join(
+        [*(f"    {p} = None" for p in params)]
+        + [_indent(p) for p in extraction.private]
+        + [_indent(b.code) for b in extraction.handler]
+        + [f"    return ({extraction.response})"]
+    )
+    skeleton = (
+        f"{module}\n"
+        f"def setup():\n    {'global ' + global_names if global_names else 'pass'}\n"
+        f"{setup_body or '    pass'}\n\n"
+        f"def run():\n{run_body}\n"
+    )
+    try:
+        table = symtable.symtable(skeleton, "pipeline", "exec")
+    except SyntaxError:
+        return  # a construct only valid at top level (e.g. `yield`); the verify step reports it
+    defined = set(dir(builtins)) | {
+        s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()
+    }
+    defined |= set(extraction.setup_globals) | {"__name__", "__file__"}
+    for child in table.get_children():
+        scope = handler if child.get_name() == "run" else setup
+        for symbol in child.get_symbols():
+            name = symbol.get_name()
+            if symbol.is_global() and symbol.is_referenced() and name not in defined:
+                _undefined(notebook, name, scope)
+
+
+def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
+    for code in cells:
+        for node in ast.walk(code.tree):
+            if isinstance(node, ast.Name) and node.id == name and node.lineno in code.keep_lines:
+                definer = _defined_in_skipped(notebook, name)
+                raise ContractError(
+                    f"`{name}` is not defined in the service"
+                    + (f": only the skipped cell {definer.index} defines it" if definer else ""),
+                    location=notebook.at(code.cell, node.lineno),
+                    hint="untag that cell from `skip` (or move it before `response`), "
+                    "or define the name in a setup or handler cell",
+                )
+
+
+def _defined_in_skipped(notebook: Notebook, name: str) -> Cell | None:
+    for cell in notebook.with_role(Role.SKIP):
+        try:
+            _, tree = parse_cell(notebook, cell)
+        except CellSyntaxError:
+            continue
+        if name in _bound(tree.body, set(range(1, cell.source.count("\n") + 2))):
+            return cell
+    return None

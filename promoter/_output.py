@@ -1,0 +1,199 @@
+"""Write the service folder atomically, and never over a file the user edited.
+
+The folder is built next to its destination, then swapped in with one atomic ``renameat2``
+exchange (falling back to two renames where the call is missing): an interrupted conversion
+leaves the old service or the new one, never a mix. ``promoter.lock.json`` records the hash of
+every generated file, so a later conversion can tell which files the user changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promoter._exceptions import EditedFileError, OutputError
+
+__all__ = ["LOCK_NAME", "Lock", "read_lock", "sha256", "write_service"]
+
+LOCK_NAME = "promoter.lock.json"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The contents of ``promoter.lock.json``."""
+
+    promoter_version: str
+    notebooks: list[dict[str, Any]]
+    files: dict[str, str]
+
+    def to_json(self) -> str:
+        """Serialise the lock, keys sorted so regenerating an unchanged service is a no-op."""
+        data = {
+            "promoter_version": self.promoter_version,
+            "notebooks": self.notebooks,
+            "files": dict(sorted(self.files.items())),
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_lock(folder: Path) -> Lock | None:
+    """The lock of a generated service folder, or ``None`` when there is none (or it is bad)."""
+    try:
+        data = json.loads((folder / LOCK_NAME).read_text(encoding="utf-8"))
+        return Lock(data["promoter_version"], list(data["notebooks"]), dict(data["files"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def edited_files(folder: Path, lock: Lock) -> list[str]:
+    """Generated files whose content no longer matches the hash recorded at generation."""
+    edited = []
+    for rel, digest in sorted(lock.files.items()):
+        path = folder / rel
+        if path.is_file() and sha256(path.read_bytes()) != digest:
+            edited.append(rel)
+    return edited
+
+
+def write_service(
+    out_dir: Path,
+    files: dict[str, str],
+    lock_for: Callable[[dict[str, str]], Lock],
+    *,
+    force: bool = False,
+    finish: Callable[[Path], None] | None = None,
+) -> Path | None:
+    """Build the service in a temporary sibling folder and swap it into ``out_dir``.
+
+    Args:
+        out_dir: The destination folder.
+        files: Generated contents keyed by relative POSIX path.
+        lock_for: Builds the lock from the final file hashes.
+        force: Overwrite files the user edited (the old folder is kept as a backup).
+        finish: Called on the built folder before the swap (formatting, verification); if it
+            raises, nothing is swapped in.
+
+    Returns:
+        The backup folder of the previous version when one was kept, else ``None``.
+
+    Raises:
+        EditedFileError: The user edited generated files and ``force`` is false.
+        OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
+    """
+    out_dir = out_dir.resolve()
+    previous = _check_destination(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        for rel, text in files.items():
+            target = build / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        if finish is not None:
+            finish(build)
+        generated = {
+            p.relative_to(build).as_posix(): sha256(p.read_bytes())
+            for p in build.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts
+        }
+        if previous is not None:
+            _carry_user_files(out_dir, build, previous, generated)
+        _drop_caches(build)
+        (build / LOCK_NAME).write_text(lock_for(generated).to_json(), encoding="utf-8")
+        return _swap(build, out_dir, keep_backup=force and previous is not None)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
+def _check_destination(out_dir: Path, force: bool) -> Lock | None:
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder", hint="choose another -o folder")
+    if not any(out_dir.iterdir()):
+        return None
+    lock = read_lock(out_dir)
+    if lock is None:
+        if force:
+            return Lock("unknown", [], {})
+        raise OutputError(
+            f"{out_dir} is not empty and was not generated by promoter (no {LOCK_NAME})",
+            hint="choose an empty or new folder, or pass --force (the folder is kept as a backup)",
+        )
+    edited = edited_files(out_dir, lock)
+    if edited and not force:
+        raise EditedFileError(
+            f"you edited {len(edited)} generated file(s) in {out_dir}: " + ", ".join(edited),
+            paths=edited,
+            hint="move your changes into the notebook, or pass --force "
+            "(the current folder is then kept as a backup)",
+        )
+    return lock
+
+
+def _carry_user_files(out_dir: Path, build: Path, lock: Lock, generated: dict[str, str]) -> None:
+    # Files the user added to the service folder (not generated, not recorded) are kept.
+    for path in out_dir.rglob("*"):
+        rel = path.relative_to(out_dir).as_posix()
+        skip = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+        if not path.is_file() or skip & set(path.parts) or rel == LOCK_NAME:
+            continue
+        if rel not in lock.files and rel not in generated:
+            target = build / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+def _drop_caches(build: Path) -> None:
+    for cache in [*build.rglob("__pycache__"), *build.rglob(".pytest_cache")]:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _swap(build: Path, out_dir: Path, *, keep_backup: bool) -> Path | None:
+    if not out_dir.exists():
+        build.rename(out_dir)
+        return None
+    if _exchange(build, out_dir):
+        old = build  # after the exchange the build path holds the previous service
+    else:
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        build.rename(out_dir)
+    if keep_backup:
+        backup = out_dir.with_name(f"{out_dir.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        old.rename(backup)
+        return backup
+    shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux ``renameat2``); ``False`` where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
+    )
+    return bool(result == 0)
