@@ -66,5 +66,9 @@ export function convertNotebook(
   force = false,
   settings: ServerConnection.ISettings = ServerConnection.makeSettings()
 ): Promise<IConversion> {
-  return post<IConversion>('convert', { path, out_dir: outDir, force }, settings);
+  return post<IConversion>(
+    'convert',
+    { path, out_dir: outDir, force },
+    settings
+  );
 }

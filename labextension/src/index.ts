@@ -18,6 +18,7 @@ import {
 } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -30,7 +31,14 @@ import {
   renderError,
   renderInspection
 } from './render';
-import { ROLE_TAGS, RoleTag, UNIQUE_TAGS, hasTag, toggleRole, withoutTag } from './tags';
+import {
+  ROLE_TAGS,
+  RoleTag,
+  UNIQUE_TAGS,
+  hasTag,
+  toggleRole,
+  withoutTag
+} from './tags';
 import { IConversion, IErrorReply, IInspection } from './types';
 
 /** The command ids, also referenced by schema/plugin.json. */
@@ -64,7 +72,9 @@ class PromoteBody extends Widget implements Dialog.IBodyWidget<string> {
   }
 
   getValue(): string {
-    const input = this.node.querySelector<HTMLInputElement>('input[name="out_dir"]');
+    const input = this.node.querySelector<HTMLInputElement>(
+      'input[name="out_dir"]'
+    );
     return input?.value.trim() ?? '';
   }
 }
@@ -74,7 +84,10 @@ function errorReply(error: unknown): IErrorReply {
     return error.reply;
   }
   if (error instanceof ServerConnection.NetworkError) {
-    return { error: 'NetworkError', message: `The Jupyter server did not answer: ${error.message}` };
+    return {
+      error: 'NetworkError',
+      message: `The Jupyter server did not answer: ${error.message}`
+    };
   }
   return { message: error instanceof Error ? error.message : String(error) };
 }
@@ -91,7 +104,8 @@ async function showError(title: string, error: unknown): Promise<void> {
 class Promoter {
   constructor(
     private readonly app: JupyterFrontEnd,
-    private readonly docManager: IDocumentManager
+    private readonly docManager: IDocumentManager,
+    private readonly fileBrowser: IDefaultFileBrowser | null
   ) {}
 
   /** Save, inspect, show the dialog; on "Generate", write the service. */
@@ -112,16 +126,16 @@ class Promoter {
     try {
       inspection = await inspectNotebook(path);
     } catch (error) {
+      Notification.dismiss(busy);
       await showError(`Cannot promote ${name}`, error);
       return;
-    } finally {
-      Notification.dismiss(busy);
     }
+    Notification.dismiss(busy);
     const dialog = new Dialog<string>({
       title: `Promote ${name} to a service`,
       body: new PromoteBody(inspection, defaultOutDir(path)),
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Generate' })],
-      focusNodeSelector: 'input[name="out_dir"]'
+      // Focus stays on "Generate" so the dialog opens scrolled to the request fields.
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Generate' })]
     });
     dialog.addClass('jp-Promoter-dialog');
     const result = await dialog.launch();
@@ -140,11 +154,17 @@ class Promoter {
       conversion = await convertNotebook(path, outDir, force);
     } catch (error) {
       Notification.dismiss(busy);
-      if (error instanceof PromoterRequestError && error.reply.error === 'EditedFileError') {
+      if (
+        error instanceof PromoterRequestError &&
+        error.reply.error === 'EditedFileError'
+      ) {
         const answer = await showDialog({
           title: 'Overwrite edited files?',
           body: new Widget({ node: renderError(error.reply) }),
-          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Overwrite' })]
+          buttons: [
+            Dialog.cancelButton(),
+            Dialog.warnButton({ label: 'Overwrite' })
+          ]
         });
         if (answer.button.accept) {
           await this.generate(path, outDir, true);
@@ -166,6 +186,8 @@ class Promoter {
         }
       ]
     });
+    // The server wrote the files behind the file browser's back: show the new folder now.
+    void this.fileBrowser?.model.refresh();
     if (conversion.readme) {
       this.openReadme(conversion.readme);
     }
@@ -202,7 +224,8 @@ function addRoleCommands(
       label: ROLE_LABELS[role],
       caption: `Toggle the "${role}" tag on the active cell`,
       isEnabled: isCodeCell,
-      isToggled: () => hasTag(tracker.activeCell?.model.getMetadata('tags'), role),
+      isToggled: () =>
+        hasTag(tracker.activeCell?.model.getMetadata('tags'), role),
       execute: () => {
         const panel = tracker.currentWidget;
         const cell = tracker.activeCell;
@@ -229,7 +252,10 @@ function addRoleCommands(
 }
 
 function setTags(
-  model: { setMetadata(key: string, value: unknown): void; deleteMetadata(key: string): unknown },
+  model: {
+    setMetadata(key: string, value: unknown): void;
+    deleteMetadata(key: string): unknown;
+  },
   tags: string[]
 ): void {
   if (tags.length > 0) {
@@ -241,19 +267,22 @@ function setTags(
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'promoter-jupyterlab:plugin',
-  description: 'A "Promote" button that turns a tagged notebook into a FastAPI service.',
+  description:
+    'A "Promote" button that turns a tagged notebook into a FastAPI service.',
   autoStart: true,
   requires: [INotebookTracker, IDocumentManager],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, IDefaultFileBrowser],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    fileBrowser: IDefaultFileBrowser | null
   ) => {
-    const promoter = new Promoter(app, docManager);
+    const promoter = new Promoter(app, docManager, fileBrowser);
     app.commands.addCommand(CommandIDs.promote, {
-      label: args => (args.toolbar ? 'Promote' : 'Promote Notebook to Service…'),
+      label: args =>
+        args.toolbar ? 'Promote' : 'Promote Notebook to Service…',
       caption: 'Promote to service',
       icon: promoteIcon,
       isEnabled: () => tracker.currentWidget !== null,

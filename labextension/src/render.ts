@@ -89,7 +89,12 @@ function table(
     null,
     ...rows.map(row => h('tr', null, ...row.map(cell => h('td', null, cell))))
   );
-  return h('table', `${CSS}-table ${CSS}-${name}`, head, body) as HTMLTableElement;
+  return h(
+    'table',
+    `${CSS}-table ${CSS}-${name}`,
+    head,
+    body
+  ) as HTMLTableElement;
 }
 
 /** The request fields as a table: name, type, default, description. */
@@ -136,7 +141,10 @@ function deref(schema: IJSONSchema, root: IJSONSchema): IJSONSchema {
 }
 
 /** A short type label for a schema: "integer", "list[number]", "Prediction | null", ... */
-export function schemaType(schema: IJSONSchema, root: IJSONSchema = schema): string {
+export function schemaType(
+  schema: IJSONSchema,
+  root: IJSONSchema = schema
+): string {
   if (schema.$ref) {
     const target = deref(schema, root);
     return target.title ?? refName(schema.$ref);
@@ -154,7 +162,9 @@ export function schemaType(schema: IJSONSchema, root: IJSONSchema = schema): str
   if (schema.const !== undefined) {
     return JSON.stringify(schema.const);
   }
-  const type = Array.isArray(schema.type) ? schema.type.join(' | ') : schema.type;
+  const type = Array.isArray(schema.type)
+    ? schema.type.join(' | ')
+    : schema.type;
   if (type === 'array') {
     if (schema.prefixItems) {
       return `tuple[${schema.prefixItems.map(s => schemaType(s, root)).join(', ')}]`;
@@ -164,7 +174,9 @@ export function schemaType(schema: IJSONSchema, root: IJSONSchema = schema): str
   }
   if (type === 'object' && !schema.properties) {
     const values = schema.additionalProperties;
-    return typeof values === 'object' ? `dict[str, ${schemaType(values, root)}]` : 'object';
+    return typeof values === 'object'
+      ? `dict[str, ${schemaType(values, root)}]`
+      : 'object';
   }
   if (type) {
     return schema.format ? `${type} (${schema.format})` : type;
@@ -180,7 +192,11 @@ function childrenOf(schema: IJSONSchema, root: IJSONSchema): Field[] {
   const target = deref(schema, root);
   if (target.properties) {
     const required = new Set(target.required ?? []);
-    return Object.entries(target.properties).map(([name, s]) => [name, s, required.has(name)]);
+    return Object.entries(target.properties).map(([name, s]) => [
+      name,
+      s,
+      required.has(name)
+    ]);
   }
   const union = target.anyOf ?? target.oneOf;
   if (union) {
@@ -189,7 +205,11 @@ function childrenOf(schema: IJSONSchema, root: IJSONSchema): Field[] {
   }
   const items = Array.isArray(target.items) ? target.items[0] : target.items;
   if (target.type === 'array' && items) {
-    return childrenOf(items, root).map(([name, s, req]) => [`[ ].${name}`, s, req]);
+    return childrenOf(items, root).map(([name, s, req]) => [
+      `[ ].${name}`,
+      s,
+      req
+    ]);
   }
   return [];
 }
@@ -210,7 +230,11 @@ function schemaNode(
     !required && h('span', `${CSS}-optional`, ' optional'),
     description && h('span', `${CSS}-description`, ` — ${description}`),
     children.length > 0 &&
-      h('ul', `${CSS}-tree`, ...children.map(field => schemaNode(field, root, depth + 1)))
+      h(
+        'ul',
+        `${CSS}-tree`,
+        ...children.map(field => schemaNode(field, root, depth + 1))
+      )
   );
 }
 
@@ -224,7 +248,11 @@ export function renderSchemaTree(schema: IJSONSchema): HTMLElement {
       h('li', `${CSS}-field`, h('code', `${CSS}-type`, schemaType(schema)))
     );
   }
-  return h('ul', `${CSS}-tree`, ...fields.map(field => schemaNode(field, schema, 1)));
+  return h(
+    'ul',
+    `${CSS}-tree`,
+    ...fields.map(field => schemaNode(field, schema, 1))
+  );
 }
 
 /** The response: its schema as a field tree, the sample value in a collapsed block. */
@@ -236,12 +264,20 @@ export function renderResponse(insp: IInspection): HTMLElement {
     `${CSS}-responseBody`,
     insp.response_schema
       ? renderSchemaTree(insp.response_schema)
-      : h('p', `${CSS}-empty`, 'No response schema (the response cell has no value).'),
+      : h(
+          'p',
+          `${CSS}-empty`,
+          'No response schema (the response cell has no value).'
+        ),
     insp.sample_response !== undefined &&
       h(
         'details',
         `${CSS}-sample`,
-        h('summary', null, 'Sample response (the notebook run with its defaults)'),
+        h(
+          'summary',
+          null,
+          'Sample response (the notebook run with its defaults)'
+        ),
         pretty(insp.sample_response)
       ),
     insp.response_schema &&
@@ -254,21 +290,39 @@ export function renderResponse(insp: IInspection): HTMLElement {
   );
 }
 
-/** The cells and their roles: index, role badge, first line of source. */
+/**
+ * The code cells and their roles: index, role badge, first line of source. Markdown and raw
+ * cells never run, so they are counted, not listed.
+ */
 export function renderCells(cells: ICellRole[]): HTMLElement {
-  return table(
-    'cells',
-    ['#', 'Role', 'First line'],
-    cells.map((c: ICellRole) => [
-      String(c.index),
-      h('span', `${CSS}-role ${CSS}-role-${c.role}`, c.role),
-      h('code', `${CSS}-preview`, c.source_preview)
-    ])
+  const code = cells.filter(c => c.role !== 'markdown' && c.role !== 'raw');
+  const others = cells.length - code.length;
+  return h(
+    'div',
+    null,
+    table(
+      'cells',
+      ['#', 'Role', 'First line'],
+      code.map((c: ICellRole) => [
+        String(c.index),
+        h('span', `${CSS}-role ${CSS}-role-${c.role}`, c.role),
+        h('code', `${CSS}-preview`, c.source_preview)
+      ])
+    ),
+    others > 0 &&
+      h(
+        'p',
+        `${CSS}-empty`,
+        `${others} markdown/raw cell${others === 1 ? '' : 's'} not listed (they never run).`
+      )
   );
 }
 
 /** Warnings or dropped lines, each with its location. */
-export function renderFindings(findings: IFinding[], kind: string): HTMLElement {
+export function renderFindings(
+  findings: IFinding[],
+  kind: string
+): HTMLElement {
   return h(
     'ul',
     `${CSS}-findings ${CSS}-${kind}`,
@@ -304,30 +358,46 @@ export function renderOutDir(defaultOutDir: string): HTMLElement {
  * The whole dialog body for an inspection: endpoint, request fields, response, cells,
  * warnings, dropped lines, and the output folder input.
  */
-export function renderInspection(insp: IInspection, defaultOutDir: string): HTMLElement {
+export function renderInspection(
+  insp: IInspection,
+  defaultOutDir: string
+): HTMLElement {
   const warnings = insp.warnings ?? [];
   const dropped = insp.dropped ?? [];
   return h(
     'div',
     `${CSS}-inspection`,
     h(
-      'p',
-      `${CSS}-endpoint`,
-      h('code', null, `POST ${insp.route}`),
-      insp.summary ? ` — ${insp.summary}` : null
-    ),
-    section('Request fields', 'request', renderParameters(insp.parameters ?? [])),
-    section('Response', 'response', renderResponse(insp)),
-    warnings.length > 0 &&
-      section(`Warnings (${warnings.length})`, 'warningsSection', renderFindings(warnings, 'warnings')),
-    dropped.length > 0 &&
-      section(
-        `Not promoted (${dropped.length})`,
-        'droppedSection',
-        renderFindings(dropped, 'dropped')
+      'div',
+      `${CSS}-scroll`,
+      h(
+        'p',
+        `${CSS}-endpoint`,
+        h('code', null, `POST ${insp.route}`),
+        insp.summary ? ` — ${insp.summary}` : null
       ),
-    section('Cells', 'cellsSection', renderCells(insp.cells ?? [])),
-    section('Output', 'output', renderOutDir(defaultOutDir))
+      section(
+        'Request fields',
+        'request',
+        renderParameters(insp.parameters ?? [])
+      ),
+      section('Response', 'response', renderResponse(insp)),
+      warnings.length > 0 &&
+        section(
+          `Warnings (${warnings.length})`,
+          'warningsSection',
+          renderFindings(warnings, 'warnings')
+        ),
+      dropped.length > 0 &&
+        section(
+          `Not promoted (${dropped.length})`,
+          'droppedSection',
+          renderFindings(dropped, 'dropped')
+        ),
+      section('Cell roles', 'cellsSection', renderCells(insp.cells ?? []))
+    ),
+    // Outside the scrolling part: the folder stays in view next to the "Generate" button.
+    h('div', `${CSS}-output`, renderOutDir(defaultOutDir))
   );
 }
 
@@ -343,7 +413,11 @@ export function renderError(err: IErrorReply): HTMLElement {
     err.hint && h('p', `${CSS}-hint`, `Hint: ${err.hint}`),
     err.paths &&
       err.paths.length > 0 &&
-      h('ul', `${CSS}-paths`, ...err.paths.map(p => h('li', null, h('code', null, p))))
+      h(
+        'ul',
+        `${CSS}-paths`,
+        ...err.paths.map(p => h('li', null, h('code', null, p)))
+      )
   );
 }
 
@@ -352,10 +426,24 @@ export function renderConversion(conv: IConversion): HTMLElement {
   return h(
     'div',
     `${CSS}-conversion`,
-    h('p', null, 'Service written to ', h('code', null, `${conv.out_dir_path}/`)),
+    h(
+      'p',
+      null,
+      'Service written to ',
+      h('code', null, `${conv.out_dir_path}/`)
+    ),
     conv.routes.length > 0 &&
-      h('p', null, 'Routes: ', ...conv.routes.map(r => h('code', null, `POST ${r} `))),
-    h('ul', `${CSS}-files`, ...conv.files.map(f => h('li', null, h('code', null, f)))),
+      h(
+        'p',
+        null,
+        'Routes: ',
+        ...conv.routes.map(r => h('code', null, `POST ${r} `))
+      ),
+    h(
+      'ul',
+      `${CSS}-files`,
+      ...conv.files.map(f => h('li', null, h('code', null, f)))
+    ),
     conv.dropped.length > 0 &&
       section(
         `Not promoted (${conv.dropped.length})`,

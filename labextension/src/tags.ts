@@ -9,7 +9,10 @@ export const ROLE_TAGS = ['parameters', 'setup', 'response', 'skip'] as const;
 export type RoleTag = (typeof ROLE_TAGS)[number];
 
 /** Tags a notebook may carry on one cell only. */
-export const UNIQUE_TAGS: ReadonlySet<string> = new Set(['parameters', 'response']);
+export const UNIQUE_TAGS: ReadonlySet<string> = new Set([
+  'parameters',
+  'response'
+]);
 
 /** Whether a cell's tags (possibly missing) include `tag`. */
 export function hasTag(tags: unknown, tag: string): boolean {
@@ -18,7 +21,9 @@ export function hasTag(tags: unknown, tag: string): boolean {
 
 /** The tags without `tag`. */
 export function withoutTag(tags: unknown, tag: string): string[] {
-  return Array.isArray(tags) ? tags.filter(t => typeof t === 'string' && t !== tag) : [];
+  return Array.isArray(tags)
+    ? tags.filter(t => typeof t === 'string' && t !== tag)
+    : [];
 }
 
 /**

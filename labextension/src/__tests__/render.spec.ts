@@ -42,9 +42,19 @@ const INSPECTION: IInspection = {
   route: '/iris_classifier',
   summary: 'Classify an iris flower',
   cells: [
-    { index: 0, id: 'a1', role: 'markdown', source_preview: '# Classify an iris flower' },
+    {
+      index: 0,
+      id: 'a1',
+      role: 'markdown',
+      source_preview: '# Classify an iris flower'
+    },
     { index: 1, id: 'b2', role: 'setup', source_preview: 'import numpy as np' },
-    { index: 2, id: 'c3', role: 'parameters', source_preview: 'sepal_length: float = 5.1' },
+    {
+      index: 2,
+      id: 'c3',
+      role: 'parameters',
+      source_preview: 'sepal_length: float = 5.1'
+    },
     { index: 3, id: 'd4', role: 'response', source_preview: 'result' }
   ],
   parameters: [
@@ -62,11 +72,21 @@ const INSPECTION: IInspection = {
       description: null,
       required: false
     },
-    { name: 'top_k', type: 'int', default: 3, description: undefined, required: true }
+    {
+      name: 'top_k',
+      type: 'int',
+      default: 3,
+      description: undefined,
+      required: true
+    }
   ],
   request_schema: { type: 'object' },
   response_schema: RESPONSE_SCHEMA,
-  sample_response: { species: 'setosa', probabilities: { setosa: 0.97 }, top: [] },
+  sample_response: {
+    species: 'setosa',
+    probabilities: { setosa: 0.97 },
+    top: []
+  },
   warnings: [
     {
       message: 'parameter "x" has no type annotation',
@@ -77,12 +97,19 @@ const INSPECTION: IInspection = {
     }
   ],
   dropped: [
-    { message: 'magic dropped: %matplotlib inline', notebook: null, cell_index: 1, line: 1 }
+    {
+      message: 'magic dropped: %matplotlib inline',
+      notebook: null,
+      cell_index: 1,
+      line: 1
+    }
   ]
 };
 
 function texts(root: Element, selector: string): string[] {
-  return Array.from(root.querySelectorAll(selector)).map(n => n.textContent ?? '');
+  return Array.from(root.querySelectorAll(selector)).map(
+    n => n.textContent ?? ''
+  );
 }
 
 describe('renderInspection', () => {
@@ -95,7 +122,9 @@ describe('renderInspection', () => {
   });
 
   it('lists every request field with type, default and description', () => {
-    const rows = Array.from(node.querySelectorAll('.jp-Promoter-parameters tbody tr'));
+    const rows = Array.from(
+      node.querySelectorAll('.jp-Promoter-parameters tbody tr')
+    );
     expect(rows.map(r => texts(r, 'td'))).toEqual([
       ['sepal_length', 'float', '5.1', 'Sepal length in cm'],
       ['species_hint', 'str | None', 'null', ''],
@@ -112,7 +141,9 @@ describe('renderInspection', () => {
   it('shows the response schema as a field tree, resolving $refs', () => {
     const tree = node.querySelector('.jp-Promoter-response .jp-Promoter-tree');
     expect(tree).not.toBeNull();
-    const top = Array.from(tree!.children).map(li => li.firstChild?.textContent);
+    const top = Array.from(tree!.children).map(
+      li => li.firstChild?.textContent
+    );
     expect(top).toEqual(['species', 'probabilities', 'top', 'note']);
     const text = tree!.textContent ?? '';
     expect(text).toContain('probabilities: dict[str, number]');
@@ -124,20 +155,26 @@ describe('renderInspection', () => {
 
   it('keeps the sample response and raw schema as pretty JSON', () => {
     const pre = node.querySelector('.jp-Promoter-sample pre');
-    expect(JSON.parse(pre?.textContent ?? '')).toEqual(INSPECTION.sample_response);
+    expect(JSON.parse(pre?.textContent ?? '')).toEqual(
+      INSPECTION.sample_response
+    );
     const raw = node.querySelector('.jp-Promoter-rawSchema pre');
     expect(JSON.parse(raw?.textContent ?? '')).toEqual(RESPONSE_SCHEMA);
   });
 
-  it('lists each cell with its role and first line', () => {
-    const rows = Array.from(node.querySelectorAll('.jp-Promoter-cells tbody tr'));
+  it('lists each code cell with its role and first line, and counts the others', () => {
+    const rows = Array.from(
+      node.querySelectorAll('.jp-Promoter-cells tbody tr')
+    );
     expect(rows.map(r => texts(r, 'td'))).toEqual([
-      ['0', 'markdown', '# Classify an iris flower'],
       ['1', 'setup', 'import numpy as np'],
       ['2', 'parameters', 'sepal_length: float = 5.1'],
       ['3', 'response', 'result']
     ]);
     expect(node.querySelector('.jp-Promoter-role-parameters')).not.toBeNull();
+    expect(
+      node.querySelector('.jp-Promoter-cellsSection')?.textContent
+    ).toContain('1 markdown/raw cell not listed');
   });
 
   it('shows warnings and dropped lines with their location', () => {
@@ -156,7 +193,13 @@ describe('renderInspection', () => {
 
   it('omits empty warning sections and explains a missing response schema', () => {
     const bare = renderInspection(
-      { ...INSPECTION, warnings: [], dropped: [], response_schema: null, parameters: [] },
+      {
+        ...INSPECTION,
+        warnings: [],
+        dropped: [],
+        response_schema: null,
+        parameters: []
+      },
       'x_service'
     );
     expect(bare.querySelector('.jp-Promoter-warnings')).toBeNull();
@@ -173,15 +216,22 @@ describe('renderInspection', () => {
 describe('schemaType', () => {
   it('names scalars, containers, unions and tuples', () => {
     expect(schemaType({ type: 'integer' })).toBe('integer');
-    expect(schemaType({ type: 'array', items: { type: 'number' } })).toBe('list[number]');
+    expect(schemaType({ type: 'array', items: { type: 'number' } })).toBe(
+      'list[number]'
+    );
     expect(
-      schemaType({ type: 'array', prefixItems: [{ type: 'integer' }, { type: 'string' }] })
+      schemaType({
+        type: 'array',
+        prefixItems: [{ type: 'integer' }, { type: 'string' }]
+      })
     ).toBe('tuple[integer, string]');
     expect(schemaType({ anyOf: [{ type: 'integer' }, { type: 'null' }] })).toBe(
       'integer | null'
     );
     expect(schemaType({ enum: ['a', 'b'] })).toBe('"a" | "b"');
-    expect(schemaType({ type: 'string', format: 'date-time' })).toBe('string (date-time)');
+    expect(schemaType({ type: 'string', format: 'date-time' })).toBe(
+      'string (date-time)'
+    );
     expect(schemaType({})).toBe('any');
   });
 
@@ -192,7 +242,11 @@ describe('schemaType', () => {
   it('renders a list of records as its item fields', () => {
     const tree = renderSchemaTree({
       type: 'array',
-      items: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] }
+      items: {
+        type: 'object',
+        properties: { a: { type: 'integer' } },
+        required: ['a']
+      }
     });
     expect(tree.textContent).toBe('[ ].a: integer');
   });
@@ -207,7 +261,9 @@ describe('schemaType', () => {
         }
       }
     };
-    expect(renderSchemaTree(schema).querySelectorAll('li').length).toBeLessThan(20);
+    expect(renderSchemaTree(schema).querySelectorAll('li').length).toBeLessThan(
+      20
+    );
   });
 });
 
@@ -235,7 +291,11 @@ describe('renderError', () => {
   });
 
   it('lists the edited files of an EditedFileError', () => {
-    const node = renderError({ error: 'EditedFileError', message: 'edited', paths: ['app/main.py'] });
+    const node = renderError({
+      error: 'EditedFileError',
+      message: 'edited',
+      paths: ['app/main.py']
+    });
     expect(texts(node, 'li')).toEqual(['app/main.py']);
   });
 });
@@ -253,19 +313,28 @@ describe('renderConversion', () => {
     });
     expect(node.textContent).toContain('Service written to nb_service/');
     expect(node.textContent).toContain('POST /nb');
-    expect(texts(node, '.jp-Promoter-files li')).toEqual(['README.md', 'app/main.py']);
+    expect(texts(node, '.jp-Promoter-files li')).toEqual([
+      'README.md',
+      'app/main.py'
+    ]);
   });
 });
 
 describe('helpers', () => {
   it('formats partial locations', () => {
     expect(formatLocation({})).toBe('');
-    expect(formatLocation({ notebook: 'a.ipynb', line: 3 })).toBe('a.ipynb, line 3');
+    expect(formatLocation({ notebook: 'a.ipynb', line: 3 })).toBe(
+      'a.ipynb, line 3'
+    );
     expect(formatLocation({ cell_index: 0 })).toBe('cell 0');
   });
 
   it('puts the default output folder next to the notebook', () => {
-    expect(defaultOutDir('iris_classifier.ipynb')).toBe('iris_classifier_service');
-    expect(defaultOutDir('a/b/Churn Score.ipynb')).toBe('a/b/Churn Score_service');
+    expect(defaultOutDir('iris_classifier.ipynb')).toBe(
+      'iris_classifier_service'
+    );
+    expect(defaultOutDir('a/b/Churn Score.ipynb')).toBe(
+      'a/b/Churn Score_service'
+    );
   });
 });

@@ -3,7 +3,10 @@ import { hasTag, toggleRole, withoutTag } from '../tags';
 describe('cell role tags', () => {
   it('adds a role tag, replacing another role but keeping other tags', () => {
     expect(toggleRole(undefined, 'parameters')).toEqual(['parameters']);
-    expect(toggleRole(['setup', 'mine'], 'response')).toEqual(['mine', 'response']);
+    expect(toggleRole(['setup', 'mine'], 'response')).toEqual([
+      'mine',
+      'response'
+    ]);
   });
 
   it('removes a role tag that is present', () => {
