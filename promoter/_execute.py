@@ -189,7 +189,9 @@ def _kernel_manager(stderr: Any) -> Any:
 def _instrumented(notebook: Notebook, parameter_names: list[str]) -> Any:
     import nbformat
 
-    node = copy.deepcopy(notebook.node)
+    # from_dict: an upgraded nbformat 3 notebook is a different NotebookNode class than papermill
+    # expects.
+    node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     response = notebook.response_cell
     source, last, _ = response_expression(notebook, response)
     node.cells[response.index].source = _assign_response(source, last)

@@ -141,7 +141,7 @@ def read_notebook(path: str | Path) -> Notebook:
 
     Raises:
         UsageError: The file does not exist.
-        NotebookReadError: The file is not a valid nbformat 4 (or upgradable v3) notebook.
+        NotebookReadError: The file is not a valid nbformat 4 notebook.
         ContractError: The cell tags break the contract.
     """
     path = Path(path)
@@ -190,14 +190,21 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             hint="pass a .ipynb file saved by Jupyter",
         )
     version = data.get("nbformat")
-    if version not in (3, 4):
+    if version == 3:
         raise NotebookReadError(
-            f"nbformat {version!r} is not supported (promoter reads nbformat 4, and upgrades 3)",
+            "this is an nbformat 3 notebook; promoter needs nbformat 4 (cell tags and ids)",
+            location=where,
+            hint=f"upgrade it: jupyter nbconvert --to notebook --inplace {path}",
+        )
+    if version != 4:
+        raise NotebookReadError(
+            f"nbformat {version!r} is not supported (promoter reads nbformat 4)",
             location=where,
             hint="open and save the notebook in a current Jupyter",
         )
     warnings: list[str] = []
     try:
+        # Reading as version 4 upgrades older 4.x minors (cells gain ids, see below).
         node = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed input
         raise NotebookReadError(
@@ -205,8 +212,6 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             location=where,
             hint="open and save the notebook in a current Jupyter",
         ) from None
-    if version == 3:
-        warnings.append("nbformat 3 notebook upgraded to nbformat 4 in memory; save it as v4")
     _ensure_cell_ids(node)
     try:
         nbformat.validate(node)

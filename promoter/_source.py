@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import keyword
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,13 @@ def parse_cell(notebook: Notebook, cell: Cell) -> tuple[str, ast.Module]:
         tree = ast.parse(source)
     except SyntaxError as exc:
         line_text = (exc.text or "").strip()
+        name = line_text.split("=")[0].strip() if "=" in line_text else ""
+        if keyword.iskeyword(name):
+            raise CellSyntaxError(
+                f"`{name}` is a Python keyword and cannot be a variable name",
+                location=notebook.at(cell, exc.lineno),
+                hint=f"rename it, e.g. `{name}_`",
+            ) from None
         raise CellSyntaxError(
             f"syntax error: {exc.msg}" + (f": {line_text!r}" if line_text else ""),
             location=notebook.at(cell, exc.lineno),

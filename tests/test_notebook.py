@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from promoter import ContractError, NotebookReadError, UsageError
+from promoter._notebook import Role, read_notebook, route_for, snake_case
+from tests.conftest import EXAMPLES, write_notebook
+
+
+def test_roles_follow_tags_then_position(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "Churn Score.ipynb",
+        ("markdown", "# Churn score\n\nScores a customer.\n\nMore text.", []),
+        ("code", "import math", []),
+        ("code", "x = 1", ["parameters"]),
+        ("code", "y = x + 1", []),
+        ("code", "y", ["skip"]),
+        ("code", "table = {}", ["setup"]),
+        ("code", "{'y': y}", ["response"]),
+        ("code", "print('scratch')", []),
+    )
+    nb = read_notebook(path)
+    roles = [c.role for c in nb.cells]
+    assert roles == [
+        Role.MARKDOWN,
+        Role.SETUP,
+        Role.PARAMETERS,
+        Role.HANDLER,
+        Role.SKIP,
+        Role.SETUP,
+        Role.RESPONSE,
+        Role.SKIP,
+    ]
+    assert nb.summary == "Churn score"
+    assert nb.description == "Scores a customer."
+    assert nb.route == "/churn_score"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Churn Score", "churn_score"), ("myNotebook-v2", "my_notebook_v2"), ("2024 report", "nb_2024_report")],
+)
+def test_snake_case(name: str, expected: str) -> None:
+    assert snake_case(name) == expected
+    assert route_for(Path(f"{name}.ipynb")) == "/" + expected
+
+
+def test_route_and_settings_from_metadata(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "x", ["response"]),
+        metadata={"route": "/v1/score", "name": "scorer", "timeout": 5},
+    )
+    nb = read_notebook(path)
+    assert (nb.route, nb.settings.name, nb.settings.timeout) == ("/v1/score", "scorer", 5.0)
+
+
+def test_bad_route_is_a_contract_error(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "x", ["response"]),
+        metadata={"route": "no-slash\nimport os"},
+    )
+    with pytest.raises(ContractError, match="route"):
+        read_notebook(path)
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        read_notebook(tmp_path / "nope.ipynb")
+
+
+def test_truncated_json_names_the_position(tmp_path: Path) -> None:
+    path = tmp_path / "broken.ipynb"
+    path.write_text((EXAMPLES / "text_statistics.ipynb").read_text()[:500])
+    with pytest.raises(NotebookReadError) as info:
+        read_notebook(path)
+    assert "not valid JSON" in str(info.value) and "line" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_cells_without_ids_get_stable_ids(tmp_path: Path) -> None:
+    source = (EXAMPLES / "text_statistics.ipynb").read_text()
+    import json
+
+    data = json.loads(source)
+    data["nbformat_minor"] = 4
+    for cell in data["cells"]:
+        cell.pop("id", None)
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(data))
+    first = [c.id for c in read_notebook(path).cells]
+    assert first == [c.id for c in read_notebook(path).cells]
+    assert first[0] == "cell-0"
