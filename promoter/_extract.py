@@ -411,17 +411,24 @@ def _check_names(
 
 
 def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
-    for code in cells:
-        for node in ast.walk(code.tree):
-            if isinstance(node, ast.Name) and node.id == name and node.lineno in code.keep_lines:
-                definer = _defined_in_skipped(notebook, name)
-                raise ContractError(
-                    f"`{name}` is not defined in the service"
-                    + (f": only the skipped cell {definer.index} defines it" if definer else ""),
-                    location=notebook.at(code.cell, node.lineno),
-                    hint="untag that cell from `skip` (or move it before `response`), "
-                    "or define the name in a setup or handler cell",
-                )
+    uses = [
+        (code, node)
+        for code in cells
+        for node in ast.walk(code.tree)
+        if isinstance(node, ast.Name) and node.id == name
+    ]
+    if not uses:
+        return
+    # Prefer a use in promoted lines; the response expression is not among them.
+    code, node = next(((c, n) for c, n in uses if n.lineno in c.keep_lines), uses[-1])
+    definer = _defined_in_skipped(notebook, name)
+    raise ContractError(
+        f"`{name}` is not defined in the service"
+        + (f": only the skipped cell {definer.index} defines it" if definer else ""),
+        location=notebook.at(code.cell, node.lineno),
+        hint="untag that cell from `skip` (or move it before `response`), "
+        "or define the name in a setup or handler cell",
+    )
 
 
 def _defined_in_skipped(notebook: Notebook, name: str) -> Cell | None:
