@@ -261,3 +261,174 @@ def serve(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# --- promoter check ---------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Notebooks, or folders searched recursively for *.ipynb (default: here).",
+            show_default=False,
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Notebooks checked at once (default: number of CPUs)."
+        ),
+    ] = None,
+    timeout: Timeout = 600,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            metavar="GLOB",
+            help="gitignore-style glob of files or folders to leave out (repeatable).",
+        ),
+    ] = None,
+    skip_untagged: Annotated[
+        bool,
+        typer.Option(
+            "--skip-untagged",
+            help="Skip named notebooks without promoter tags too (folders always skip them).",
+        ),
+    ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="text|github",
+            help="text: summary table; github: GitHub Actions annotations, then the table.",
+        ),
+    ] = "text",
+    junit_xml: Annotated[
+        Path | None,
+        typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="DIR",
+            help="Write each executed notebook as HTML, the failing cell highlighted.",
+        ),
+    ] = None,
+    as_json: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Check notebooks for CI: tags, a papermill run, service fidelity, stale services.
+
+    Exit status: 0 all clean, 1 findings, 2 usage error.
+    """
+    from promoter import _check
+
+    if output_format not in ("text", "github"):
+        _console(stderr=True).print(
+            f"[bold red]error:[/] --format must be text or github, not {_escape(output_format)}"
+        )
+        raise typer.Exit(2)
+    with _check_progress(live=not as_json and sys.stderr.isatty()) as hooks:
+        result = _run(
+            debug,
+            lambda: _check.check(
+                paths or [Path(".")],
+                jobs=jobs,
+                timeout=timeout,
+                exclude=exclude or [],
+                skip_untagged=skip_untagged,
+                **hooks,
+            ),
+        )
+    if junit_xml is not None:
+        junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        junit_xml.write_text(_check.junit_xml(result), encoding="utf-8")
+    if report is not None:
+        _run(debug, lambda: _check.write_html_reports(result, report))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        if output_format == "github":
+            for line in _check.github_annotations(result):
+                typer.echo(line)
+        _show_check(result, report)
+    raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _check_progress(live: bool) -> Iterator[dict[str, Any]]:
+    """Live bars per notebook on a terminal; one plain line per finished notebook in CI logs."""
+    console = _console(stderr=True)
+    if not live:
+        yield {"on_result": lambda result: console.print(_check_line(result))}
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        overall = progress.add_task("checked", total=None)
+        tasks: dict[str, Any] = {}
+
+        def on_start(paths: list[Path]) -> None:
+            progress.update(overall, total=len(paths))
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"running {_escape(name)}", total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        def on_result(result: Any) -> None:
+            task = tasks.pop(result.path.as_posix(), None)
+            if task is not None:
+                progress.remove_task(task)
+            if result.skipped is None:
+                progress.advance(overall)
+            progress.console.print(_check_line(result))
+
+        yield {"on_start": on_start, "on_progress": on_progress, "on_result": on_result}
+
+
+def _check_line(result: Any) -> str:
+    name = _escape(result.path.as_posix())
+    if result.skipped is not None:
+        return f"[dim]skip[/] {name}: {_escape(result.skipped)}"
+    if result.failures:
+        first = result.failures[0]
+        return f"[bold red]FAIL[/] {name} ({result.seconds:.1f} s): {_escape(str(first))}"
+    return f"[green]ok[/]   {name} ({result.seconds:.1f} s)"
+
+
+def _show_check(result: Any, report: Path | None) -> None:
+    from rich.table import Table
+
+    from promoter._check import CHECKS
+
+    console = _console()
+    marks = {"passed": "[green]ok[/]", "failed": "[bold red]FAIL[/]", "skipped": "[dim]-[/]"}
+    table = Table(title="promoter check", title_justify="left")
+    table.add_column("notebook", overflow="fold")
+    for name in (*CHECKS, "seconds"):
+        table.add_column(name, no_wrap=True)
+    for nb in result.results:
+        if nb.skipped is not None:
+            table.add_row(_escape(nb.path.as_posix()), "[dim]untagged[/]", *[""] * len(CHECKS))
+            continue
+        cells = [marks[o.status.value] if (o := nb.outcome(c)) else "" for c in CHECKS]
+        table.add_row(_escape(nb.path.as_posix()), *cells, f"{nb.seconds:.1f}")
+    console.print(table)
+    for nb in result.failed:
+        for outcome in nb.failures:
+            console.print(
+                f"[bold red]{outcome.check}[/] {_escape(str(outcome.location) or str(nb.path))}"
+            )
+            console.print(f"  {_escape(outcome.message)}")
+            if outcome.hint:
+                console.print(f"  [dim]hint: {_escape(outcome.hint)}[/]")
+    counts = result.counts()
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no notebooks"
+    console.print(f"{summary} in {result.seconds:.1f} s (-j {result.jobs})")
+    if report is not None:
+        console.print(f"HTML reports in {_escape(str(report))}")
