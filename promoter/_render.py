@@ -233,8 +233,15 @@ def pyrepr(value: Any) -> str:
 
 def _long_string(text: str) -> str:
     """A long string as implicitly concatenated pieces, so generated lines stay short."""
-    pieces = re.findall(rf".{{1,{_WRAP}}}(?:\s+|$)|.{{1,{_WRAP}}}", text, flags=re.DOTALL)
-    if "".join(pieces) != text or len(pieces) < 2:
+    pieces: list[str] = []
+    current = ""
+    for word in re.findall(r"\S*\s*", text):
+        if current and len(repr(current + word)) > _WRAP - 12:
+            pieces.append(current)
+            current = ""
+        current += word
+    pieces.append(current)
+    if len(pieces) < 2:
         return repr(text)
     return "(" + " ".join(repr(piece) for piece in pieces) + ")"
 
