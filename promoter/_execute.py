@@ -167,7 +167,7 @@ def _kernel_manager(stderr: Any) -> Any:
     # (low-level warnings such as "running over TCP without encryption") goes to a file that is
     # shown only if the kernel dies.
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
     class ThisPython(KernelSpecManager):  # type: ignore[misc]
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
@@ -178,7 +178,9 @@ def _kernel_manager(stderr: Any) -> Any:
                 resource_dir="",
             )
 
-    class Manager(KernelManager):  # type: ignore[misc]
+    # Async, as nbclient's own default: with a blocking manager nbclient's output poll blocks the
+    # event loop, so a cell that prints nothing never hits the execution timeout.
+    class Manager(AsyncKernelManager):  # type: ignore[misc]
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["stderr"] = stderr
             await super()._async_launch_kernel(kernel_cmd, **kw)
