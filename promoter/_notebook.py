@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from promoter._exceptions import ContractError, Location, NotebookReadError, UsageError
+from promoter._lazy import defer_iri_grammar
 
 __all__ = ["Cell", "Notebook", "Role", "Settings", "read_notebook", "route_for", "snake_case"]
 
@@ -164,6 +165,7 @@ def read_notebook(path: str | Path) -> Notebook:
 
 
 def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
+    defer_iri_grammar()  # keeps `import nbformat` from costing ~1.5 s
     import nbformat
 
     where = Location(notebook=path)
