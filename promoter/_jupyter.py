@@ -16,9 +16,11 @@ answer JSON ``PromoterError.to_dict()``: 400 for a bad request, 403 for a path o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler
@@ -30,6 +32,19 @@ import promoter
 from promoter._exceptions import PromoterError, UsageError
 
 __all__ = ["_load_jupyter_server_extension"]
+
+_T = TypeVar("_T")
+
+
+async def _in_thread(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run a blocking library call in the default thread pool, off the server's event loop.
+
+    Not ``asyncio.to_thread``: it copies the caller's context into the thread, and with it
+    jupyter_core's context variable holding the server's (running) loop, so papermill's
+    ``run_sync`` would try to re-enter that loop ("This event loop is already running").
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
 
 
 class _RequestError(Exception):
@@ -162,7 +177,7 @@ class InspectHandler(_PromoterHandler):
 
     async def _run(self, body: dict[str, Any]) -> dict[str, Any]:
         notebook = self._resolve(body.get("path"), "path")
-        inspection = await asyncio.to_thread(promoter.inspect, notebook)
+        inspection = await _in_thread(promoter.inspect, notebook)
         return inspection.to_dict()
 
 
@@ -185,7 +200,7 @@ class ConvertHandler(_PromoterHandler):
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise _RequestError(400, UsageError('"force" must be true or false'))
-        conversion = await asyncio.to_thread(promoter.convert, [notebook], out_dir, force=force)
+        conversion = await _in_thread(promoter.convert, [notebook], out_dir, force=force)
         data = conversion.to_dict()
         data["out_dir_path"] = self._api_path(out_dir)
         readme = out_dir / "README.md"

@@ -259,9 +259,21 @@ export function renderSchemaTree(schema: IJSONSchema): HTMLElement {
 export function renderResponse(insp: IInspection): HTMLElement {
   const pretty = (value: unknown): HTMLElement =>
     h('pre', `${CSS}-json`, JSON.stringify(value, null, 2) ?? 'null');
+  const seconds =
+    typeof insp.kernel_seconds === 'number'
+      ? ` in ${insp.kernel_seconds.toFixed(1)} s`
+      : '';
   return h(
     'div',
     `${CSS}-responseBody`,
+    insp.response_schema &&
+      h(
+        'p',
+        `${CSS}-origin`,
+        insp.response_type && h('code', `${CSS}-type`, insp.response_type),
+        insp.response_type ? ', inferred' : 'Inferred',
+        ` from the notebook run with its defaults${seconds}:`
+      ),
     insp.response_schema
       ? renderSchemaTree(insp.response_schema)
       : h(
@@ -273,11 +285,7 @@ export function renderResponse(insp: IInspection): HTMLElement {
       h(
         'details',
         `${CSS}-sample`,
-        h(
-          'summary',
-          null,
-          'Sample response (the notebook run with its defaults)'
-        ),
+        h('summary', null, 'Sample response'),
         pretty(insp.sample_response)
       ),
     insp.response_schema &&
@@ -332,7 +340,9 @@ export function renderFindings(
         'li',
         null,
         where && h('span', `${CSS}-location`, `${where}: `),
-        f.message
+        f.what && h('code', `${CSS}-what`, f.what),
+        f.what && (f.why || f.message) ? ' — ' : null,
+        f.message ?? f.why ?? null
       );
     })
   );
@@ -376,6 +386,7 @@ export function renderInspection(
         h('code', null, `POST ${insp.route}`),
         insp.summary ? ` — ${insp.summary}` : null
       ),
+      insp.description && h('p', `${CSS}-description`, insp.description),
       section(
         'Request fields',
         'request',

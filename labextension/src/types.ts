@@ -11,9 +11,13 @@ export interface ILocation {
   line?: number | null;
 }
 
-/** A warning, or a magic / display line dropped from the service. */
+/**
+ * A warning (`message`), or a line dropped from the service (`what` was dropped, and `why`).
+ */
 export interface IFinding extends ILocation {
-  message: string;
+  message?: string;
+  what?: string;
+  why?: string;
 }
 
 /** One cell and the role the service gives it. */
@@ -60,11 +64,14 @@ export interface IInspection {
   notebook: string;
   route: string;
   summary?: string | null;
+  description?: string | null;
   cells: ICellRole[];
   parameters: IParameter[];
   request_schema?: IJSONSchema;
   response_schema?: IJSONSchema | null;
+  response_type?: string | null;
   sample_response?: unknown;
+  kernel_seconds?: number | null;
   warnings: IFinding[];
   dropped: IFinding[];
 }

@@ -98,12 +98,16 @@ const INSPECTION: IInspection = {
   ],
   dropped: [
     {
-      message: 'magic dropped: %matplotlib inline',
+      what: '%matplotlib inline',
+      why: 'IPython magic %matplotlib',
       notebook: null,
       cell_index: 1,
       line: 1
     }
-  ]
+  ],
+  description: 'Predicts the species from four measurements.',
+  response_type: 'IrisResponse',
+  kernel_seconds: 2.345
 };
 
 function texts(root: Element, selector: string): string[] {
@@ -136,6 +140,19 @@ describe('renderInspection', () => {
       'Default',
       'Description'
     ]);
+  });
+
+  it('shows the description under the endpoint', () => {
+    expect(
+      node.querySelector('.jp-Promoter-scroll > .jp-Promoter-description')
+        ?.textContent
+    ).toBe('Predicts the species from four measurements.');
+  });
+
+  it('says where the response schema comes from', () => {
+    expect(node.querySelector('.jp-Promoter-origin')?.textContent).toBe(
+      'IrisResponse, inferred from the notebook run with its defaults in 2.3 s:'
+    );
   });
 
   it('shows the response schema as a field tree, resolving $refs', () => {
@@ -182,7 +199,7 @@ describe('renderInspection', () => {
       'cell 2 (id c3), line 4: parameter "x" has no type annotation'
     ]);
     expect(texts(node, '.jp-Promoter-dropped li')).toEqual([
-      'cell 1, line 1: magic dropped: %matplotlib inline'
+      'cell 1, line 1: %matplotlib inline — IPython magic %matplotlib'
     ]);
   });
 
