@@ -3,10 +3,16 @@
 pytest-jupyter starts a Jupyter server in-process with a token; ``jp_fetch`` sends that token
 unless a test overrides the ``Authorization`` header. The root directory holds a copy of the
 iris example and two broken notebooks; a notebook outside the root checks the confinement.
+
+pytest-jupyter's fixtures are imported into this module rather than registered as a plugin:
+its autouse fixtures (a fresh event loop and a ServerApp cleanup around every test) then apply
+to these tests only, not to the whole suite. Without its hooks the tests are plain functions
+that run the client coroutines on ``jp_asyncio_loop``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Awaitable, Callable
@@ -14,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures, scoped to this module)
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 import promoter
-
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 IRIS = REPO / "examples" / "notebooks" / "iris_classifier.ipynb"
@@ -27,6 +32,7 @@ BAD = REPO / "tests" / "fixtures" / "bad"
 IRIS_PARAMETERS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
+Api = Callable[..., tuple[int, Any]]
 
 
 @pytest.fixture
@@ -65,8 +71,18 @@ async def post(fetch: Fetch, endpoint: str, body: Any, **kwargs: Any) -> tuple[i
     return response.code, json.loads(response.body)
 
 
-async def test_inspect_answers_the_inspection(jp_fetch: Fetch, root: Path) -> None:
-    status, reply = await post(jp_fetch, "inspect", {"path": IRIS.name})
+@pytest.fixture
+def api(jp_fetch: Fetch, jp_asyncio_loop: asyncio.AbstractEventLoop, root: Path) -> Api:
+    """``api(endpoint, body, **fetch_options)`` -> (status, JSON reply), on the server's loop."""
+
+    def call(endpoint: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
+        return jp_asyncio_loop.run_until_complete(post(jp_fetch, endpoint, body, **kwargs))
+
+    return call
+
+
+def test_inspect_answers_the_inspection(api: Api, root: Path) -> None:
+    status, reply = api("inspect", {"path": IRIS.name})
     assert status == 200, reply
     assert [p["name"] for p in reply["parameters"]] == IRIS_PARAMETERS
     assert reply["route"] == "/iris_classifier"
@@ -77,19 +93,19 @@ async def test_inspect_answers_the_inspection(jp_fetch: Fetch, root: Path) -> No
     assert reply["response_schema"]["properties"].keys() >= {"species", "confidence"}
 
 
-async def test_inspect_matches_the_library(jp_fetch: Fetch, root: Path) -> None:
-    status, reply = await post(jp_fetch, "inspect", {"path": IRIS.name})
+def test_inspect_matches_the_library(api: Api, root: Path) -> None:
+    status, reply = api("inspect", {"path": IRIS.name})
     expected = promoter.inspect(root / IRIS.name).to_dict()
     assert status == 200
     assert reply["parameters"] == expected["parameters"]
     assert reply["response_schema"] == expected["response_schema"]
 
 
-async def test_convert_writes_the_service_next_to_the_notebook(jp_fetch: Fetch, root: Path) -> None:
+def test_convert_writes_the_service_next_to_the_notebook(api: Api, root: Path) -> None:
     sub = root / "models"
     sub.mkdir()
     shutil.copy(IRIS, sub / IRIS.name)
-    status, reply = await post(jp_fetch, "convert", {"path": f"models/{IRIS.name}"})
+    status, reply = api("convert", {"path": f"models/{IRIS.name}"})
     assert status == 200, reply
     service = sub / "iris_classifier_service"
     assert reply["out_dir_path"] == "models/iris_classifier_service"
@@ -99,9 +115,9 @@ async def test_convert_writes_the_service_next_to_the_notebook(jp_fetch: Fetch, 
     assert (service / "README.md").is_file()
 
 
-async def test_convert_into_a_chosen_folder(jp_fetch: Fetch, root: Path) -> None:
+def test_convert_into_a_chosen_folder(api: Api, root: Path) -> None:
     body = {"path": IRIS.name, "out_dir": "services/iris", "force": False}
-    status, reply = await post(jp_fetch, "convert", body)
+    status, reply = api("convert", body)
     assert status == 200, reply
     assert reply["out_dir_path"] == "services/iris"
     assert (root / "services" / "iris" / "app" / "main.py").is_file()
@@ -113,10 +129,10 @@ async def test_convert_into_a_chosen_folder(jp_fetch: Fetch, root: Path) -> None
     ids=["no-token", "wrong-token"],
 )
 @pytest.mark.parametrize("endpoint", ["inspect", "convert"])
-async def test_unauthenticated_requests_are_refused(
-    jp_fetch: Fetch, root: Path, endpoint: str, headers: dict[str, str]
+def test_unauthenticated_requests_are_refused(
+    api: Api, root: Path, endpoint: str, headers: dict[str, str]
 ) -> None:
-    status, reply = await post(jp_fetch, endpoint, {"path": IRIS.name}, headers=headers)
+    status, reply = api(endpoint, {"path": IRIS.name}, headers=headers)
     assert status == 403
     assert "message" in reply
     assert not (root / "iris_classifier_service").exists()
@@ -136,22 +152,21 @@ async def browser_cookies(fetch: Fetch, token: str) -> dict[str, str]:
     return cookies
 
 
-async def test_browser_session_needs_the_xsrf_token(
-    jp_fetch: Fetch, jp_serverapp: Any, root: Path
+def test_browser_session_needs_the_xsrf_token(
+    api: Api, jp_fetch: Fetch, jp_asyncio_loop: asyncio.AbstractEventLoop, jp_serverapp: Any
 ) -> None:
     """A cookie session must also send the XSRF token, as JupyterLab's ServerConnection does."""
-    cookies = await browser_cookies(jp_fetch, jp_serverapp.identity_provider.token)
+    token = jp_serverapp.identity_provider.token
+    cookies = jp_asyncio_loop.run_until_complete(browser_cookies(jp_fetch, token))
     assert "_xsrf" in cookies
     cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
     body = {"path": "missing.ipynb"}  # fails fast once past authentication
 
-    status, _ = await post(
-        jp_fetch, "inspect", body, headers={"Authorization": "", "Cookie": cookie}
-    )
+    status, _ = api("inspect", body, headers={"Authorization": "", "Cookie": cookie})
     assert status == 403
 
     headers = {"Authorization": "", "Cookie": cookie, "X-XSRFToken": cookies["_xsrf"]}
-    status, reply = await post(jp_fetch, "inspect", body, headers=headers)
+    status, reply = api("inspect", body, headers=headers)
     assert status == 400  # authenticated: the library's own "no such notebook" error
     assert reply["error"] == "UsageError"
 
@@ -167,13 +182,13 @@ async def test_browser_session_needs_the_xsrf_token(
     ids=["dotdot", "nested-dotdot", "absolute", "symlink"],
 )
 @pytest.mark.parametrize("endpoint", ["inspect", "convert"])
-async def test_notebook_outside_the_root_is_refused(
-    jp_fetch: Fetch, root: Path, outside: Path, endpoint: str, body: dict[str, str], status: int
+def test_notebook_outside_the_root_is_refused(
+    api: Api, root: Path, outside: Path, endpoint: str, body: dict[str, str], status: int
 ) -> None:
     (root / "link.ipynb").symlink_to(outside / "secret.ipynb")
     if body["path"] == "ABSOLUTE":
         body = {"path": str(root / IRIS.name)}  # absolute even when it points inside
-    got, reply = await post(jp_fetch, endpoint, body)
+    got, reply = api(endpoint, body)
     assert got == status, reply
     assert reply["error"] == "UsageError"
     assert "root" in reply["message"]
@@ -191,13 +206,13 @@ async def test_notebook_outside_the_root_is_refused(
     ],
     ids=["dotdot", "absolute", "symlinked-folder", "root-itself", "empty"],
 )
-async def test_output_folder_outside_the_root_is_refused(
-    jp_fetch: Fetch, root: Path, outside: Path, out_dir: str, status: int
+def test_output_folder_outside_the_root_is_refused(
+    api: Api, root: Path, outside: Path, out_dir: str, status: int
 ) -> None:
     (root / "linked").symlink_to(outside, target_is_directory=True)
     if out_dir == "ABSOLUTE":
         out_dir = str(outside / "service")
-    got, reply = await post(jp_fetch, "convert", {"path": IRIS.name, "out_dir": out_dir})
+    got, reply = api("convert", {"path": IRIS.name, "out_dir": out_dir})
     assert got == status, reply
     assert reply["error"] == "UsageError"
     assert list(outside.iterdir()) == [outside / "secret.ipynb"]
@@ -214,10 +229,8 @@ async def test_output_folder_outside_the_root_is_refused(
     ],
     ids=["not-json", "not-an-object", "no-path", "path-not-string", "force-not-bool"],
 )
-async def test_malformed_requests_answer_400(
-    jp_fetch: Fetch, root: Path, body: Any, field: str
-) -> None:
-    status, reply = await post(jp_fetch, "convert", body)
+def test_malformed_requests_answer_400(api: Api, root: Path, body: Any, field: str) -> None:
+    status, reply = api("convert", body)
     assert status == 400
     assert reply["error"] == "UsageError"
     assert field in reply["message"]
@@ -231,8 +244,8 @@ async def test_malformed_requests_answer_400(
     ],
 )
 @pytest.mark.parametrize("endpoint", ["inspect", "convert"])
-async def test_broken_notebook_answers_the_clear_error(
-    jp_fetch: Fetch,
+def test_broken_notebook_answers_the_clear_error(
+    api: Api,
     root: Path,
     endpoint: str,
     name: str,
@@ -241,7 +254,7 @@ async def test_broken_notebook_answers_the_clear_error(
     cell_id: str,
     line: int,
 ) -> None:
-    status, reply = await post(jp_fetch, endpoint, {"path": name})
+    status, reply = api(endpoint, {"path": name})
     assert status == 422
     assert reply["error"] == error
     assert (reply["notebook"], reply["cell_index"], reply["cell_id"], reply["line"]) == (
@@ -258,25 +271,25 @@ async def test_broken_notebook_answers_the_clear_error(
     assert not (root / f"{Path(name).stem}_service").exists()
 
 
-async def test_missing_notebook_is_a_usage_error(jp_fetch: Fetch, root: Path) -> None:
-    status, reply = await post(jp_fetch, "inspect", {"path": "nope.ipynb"})
+def test_missing_notebook_is_a_usage_error(api: Api, root: Path) -> None:
+    status, reply = api("inspect", {"path": "nope.ipynb"})
     assert status == 400
     assert reply["error"] == "UsageError"
     assert "nope.ipynb" in reply["message"]
 
 
-async def test_edited_file_is_protected_until_forced(jp_fetch: Fetch, root: Path) -> None:
-    status, _ = await post(jp_fetch, "convert", {"path": IRIS.name})
+def test_edited_file_is_protected_until_forced(api: Api, root: Path) -> None:
+    status, _ = api("convert", {"path": IRIS.name})
     assert status == 200
     main = root / "iris_classifier_service" / "app" / "main.py"
     main.write_text(main.read_text() + "\n# my edit\n")
 
-    status, reply = await post(jp_fetch, "convert", {"path": IRIS.name})
+    status, reply = api("convert", {"path": IRIS.name})
     assert status == 422
     assert reply["error"] == "EditedFileError"
     assert reply["paths"] == ["app/main.py"]
     assert main.read_text().endswith("# my edit\n")
 
-    status, reply = await post(jp_fetch, "convert", {"path": IRIS.name, "force": True})
+    status, reply = api("convert", {"path": IRIS.name, "force": True})
     assert status == 200, reply
     assert not main.read_text().endswith("# my edit\n")
