@@ -8,8 +8,8 @@ Four checks per notebook, each a JUnit test case and a column of the summary:
     drift     every generated service whose ``promoter.lock.json`` names this notebook was
               generated from this exact file by this promoter version
 
-Notebooks run in parallel threads: each papermill run drives its own kernel subprocess, so the
-threads mostly wait, and they share one import of papermill instead of paying it per worker.
+Notebooks run in parallel worker processes (``-j``), each notebook's kernel a subprocess of its
+worker; the results, including each executed notebook for HTML reports, come back to the caller.
 The module is pure library code: the CLI and the pytest plugin only render its results.
 """
 
@@ -21,7 +21,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -635,34 +634,114 @@ def check(
             if on_result is not None:
                 on_result(results[path])
 
-    def run(path: Path) -> NotebookResult:
-        progress = None
-        if on_progress is not None:
-            progress = _for_notebook(on_progress, path.as_posix())
-        try:
-            result = check_notebook(path, services=services, timeout=timeout, on_progress=progress)
-        except Exception as exc:  # a promoter bug must not hide the other notebooks' results
-            result = NotebookResult(
-                path,
-                (
-                    Outcome(
-                        "contract",
-                        Status.FAILED,
-                        f"internal error: {type(exc).__name__}: {exc}",
-                        Location(path),
-                    ),
-                ),
-            )
-        if on_result is not None:
-            on_result(result)
-        return result
-
     if todo:
-        with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-            for path, result in zip(todo, pool.map(run, todo), strict=True):
-                results[path] = result
+        cwd = Path.cwd()
+        if jobs == 1 or len(todo) == 1:
+            for path in todo:
+                results[path] = _safe_check(path, cwd, services, timeout, on_progress)
+                if on_result is not None:
+                    on_result(results[path])
+        else:
+            results.update(
+                _in_processes(todo, cwd, services, timeout, jobs, on_progress, on_result)
+            )
     ordered = tuple(results[p] for p, _ in found)
     return CheckReport(ordered, time.perf_counter() - begin, jobs)
+
+
+def _in_processes(
+    todo: list[Path],
+    cwd: Path,
+    services: ServiceIndex,
+    timeout: float | None,
+    jobs: int,
+    on_progress: ProgressCallback | None,
+    on_result: Callable[[NotebookResult], None] | None,
+) -> dict[Path, NotebookResult]:
+    """Check notebooks in worker processes, relaying their progress to this one.
+
+    Processes, not threads: papermill changes the process-wide working folder while a notebook
+    runs, and each kernel inherits it, so two notebooks from different folders cannot run in
+    one process at once. Workers fork from a server that has imported papermill once.
+    """
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["promoter._check", "papermill", "nbclient", "nbconvert"])
+    events: Any = context.Queue()
+
+    def relay() -> None:
+        while (event := events.get()) is not None:
+            if on_progress is not None:
+                on_progress(*event)
+
+    relay_thread = threading.Thread(target=relay, name="promoter-check-progress", daemon=True)
+    relay_thread.start()
+    results: dict[Path, NotebookResult] = {}
+    workers = min(jobs, len(todo))
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(events,)
+        ) as pool:
+            futures = {
+                pool.submit(_worker_check, path, cwd, services, timeout): path for path in todo
+            }
+            for future in as_completed(futures):
+                path = futures[future]
+                try:
+                    results[path] = future.result()
+                except Exception as exc:  # the worker died (killed, out of memory)
+                    results[path] = _internal_error(path, exc)
+                if on_result is not None:
+                    on_result(results[path])
+    finally:
+        events.put(None)
+        relay_thread.join(timeout=5)
+    return results
+
+
+_worker_events: Any = None
+
+
+def _init_worker(events: Any) -> None:
+    global _worker_events
+    _worker_events = events
+
+
+def _worker_check(
+    path: Path, cwd: Path, services: ServiceIndex, timeout: float | None
+) -> NotebookResult:
+    events = _worker_events
+
+    def progress(name: str, done: int, total: int) -> None:
+        if events is not None:
+            events.put((name, done, total))
+
+    return _safe_check(path, cwd, services, timeout, progress)
+
+
+def _safe_check(
+    path: Path,
+    cwd: Path,
+    services: ServiceIndex,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> NotebookResult:
+    os.chdir(cwd)  # paths are relative to where the user ran the check
+    progress = None if on_progress is None else _for_notebook(on_progress, path.as_posix())
+    try:
+        return check_notebook(path, services=services, timeout=timeout, on_progress=progress)
+    except Exception as exc:  # a promoter bug must not hide the other notebooks' results
+        return _internal_error(path, exc)
+    finally:
+        os.chdir(cwd)
+
+
+def _internal_error(path: Path, exc: BaseException) -> NotebookResult:
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    return NotebookResult(path, (Outcome("contract", Status.FAILED, message, Location(path)),))
 
 
 def _cwd_repository() -> list[Path]:
