@@ -103,10 +103,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], limit: float = 120) -
     raise AssertionError("the service did not become ready")
 
 
-def write_notebook(path: Path, *cells: tuple[str, str, list[str]], metadata: dict | None = None) -> Path:
+def write_notebook(
+    path: Path, *cells: tuple[str, str, list[str]], metadata: dict | None = None
+) -> Path:
     """Write a notebook from (kind, source, tags) triples, as Jupyter would save it."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     if metadata:
         nb.metadata["promoter"] = metadata
     for kind, source, tags in cells:

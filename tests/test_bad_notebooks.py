@@ -16,7 +16,9 @@ def test_there_are_enough_bad_notebooks() -> None:
     assert len(BAD) >= 15
 
 
-@pytest.mark.parametrize("notebook", [p for p in BAD if p.stem not in RUNTIME], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "notebook", [p for p in BAD if p.stem not in RUNTIME], ids=lambda p: p.stem
+)
 def test_static_problems(notebook: Path) -> None:
     result = run_cli("inspect", "--static", notebook)
     assert result.returncode in (1, 2), result.output

@@ -38,7 +38,11 @@ def test_roles_follow_tags_then_position(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Churn Score", "churn_score"), ("myNotebook-v2", "my_notebook_v2"), ("2024 report", "nb_2024_report")],
+    [
+        ("Churn Score", "churn_score"),
+        ("myNotebook-v2", "my_notebook_v2"),
+        ("2024 report", "nb_2024_report"),
+    ],
 )
 def test_snake_case(name: str, expected: str) -> None:
     assert snake_case(name) == expected

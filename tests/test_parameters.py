@@ -7,7 +7,7 @@ from promoter._notebook import read_notebook
 from promoter._parameters import infer_request, request_json_schema, type_of_value
 from tests.conftest import EXAMPLES, write_notebook
 
-PARAMS = '''from typing import Annotated, Literal
+PARAMS = """from typing import Annotated, Literal
 sepal_length: float = 5.1   # Sepal length in cm
 species_hint = "setosa"     # Optional hint, one of the known species
 top_k: Annotated[int, Field(ge=1, le=10)] = 3
@@ -18,7 +18,7 @@ labels = {"a": [1, 2]}
 pair = (1, "x")
 note = None
 _seed = 42  # private, never exposed
-'''
+"""
 
 
 def _request(tmp_path: Path, params: str, *handler: str):
@@ -85,7 +85,12 @@ def test_non_literal_default_is_fine_when_annotated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "annotation",
-    ["MyModel", "__import__('os').system('x')", "Annotated[int, Field(default_factory=list)]", "np.ndarray"],
+    [
+        "MyModel",
+        "__import__('os').system('x')",
+        "Annotated[int, Field(default_factory=list)]",
+        "np.ndarray",
+    ],
 )
 def test_annotations_outside_the_allow_list_are_refused(tmp_path: Path, annotation: str) -> None:
     with pytest.raises(ParameterError, match="unsupported annotation"):

@@ -5,9 +5,10 @@ def test_all_is_exactly_the_public_names() -> None:
     public = {name for name in dir(promoter) if not name.startswith("_")} | {"__version__"}
     modules = {name for name in public if type(getattr(promoter, name)).__name__ == "module"}
     assert set(promoter.__all__) == public - modules
-    assert promoter.__all__ == sorted(promoter.__all__, key=str.casefold) or sorted(
-        promoter.__all__
-    ) == promoter.__all__
+    assert (
+        promoter.__all__ == sorted(promoter.__all__, key=str.casefold)
+        or sorted(promoter.__all__) == promoter.__all__
+    )
 
 
 def test_every_error_is_a_promoter_error() -> None:

@@ -15,8 +15,10 @@ HOSTILE = "\"\"\" ''' {{ 7*7 }} {% if x %} \\ \n __import__('os').system('touch 
 
 
 def test_pyrepr_round_trips_hostile_values() -> None:
-    for value in [HOSTILE, {"a\"b": [1, 2.5, None]}, ("x",), {1, 2}, float("inf"), "x" * 300]:
-        assert eval(pyrepr(value), {"__builtins__": {"float": float, "frozenset": frozenset}}) == value
+    for value in [HOSTILE, {'a"b': [1, 2.5, None]}, ("x",), {1, 2}, float("inf"), "x" * 300]:
+        assert (
+            eval(pyrepr(value), {"__builtins__": {"float": float, "frozenset": frozenset}}) == value
+        )
 
 
 def test_codeindent_leaves_multiline_strings_alone() -> None:
@@ -28,7 +30,7 @@ def test_codeindent_leaves_multiline_strings_alone() -> None:
 def test_hostile_notebook_text_cannot_inject_code(tmp_path: Path) -> None:
     notebook = write_notebook(
         tmp_path / "evil'name {{ 7*7 }}.ipynb",
-        ("markdown", f"# Title \"\"\" {{{{ 7*7 }}}} \\\n\n{HOSTILE}", []),
+        ("markdown", f'# Title """ {{{{ 7*7 }}}} \\\n\n{HOSTILE}', []),
         (
             "code",
             f"text = {HOSTILE!r}  # desc \"\"\" ''' {{{{ 7*7 }}}} __import__('os') \\\n"
