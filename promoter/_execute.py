@@ -25,7 +25,7 @@ from promoter._exceptions import (
     ResponseError,
 )
 from promoter._notebook import Cell, Notebook
-from promoter._source import prefix_before, response_expression
+from promoter._source import prefix_before, response_expression, source_lines
 
 __all__ = ["CAPTURE_MIME", "Execution", "execute", "jsonable_source"]
 
@@ -213,7 +213,7 @@ def _assign_response(source: str, last: Any) -> str:
     if isinstance(last, ast.AnnAssign):
         return f"{source.rstrip()}\n{_RESPONSE_VAR} = {last.target.id}\n"
     segment = ast.get_source_segment(source, last) or ""
-    rest = "".join(source.splitlines(keepends=True)[last.end_lineno :])
+    rest = "".join(source_lines(source, keepends=True)[last.end_lineno :])
     return f"{prefix_before(source, last)}{_RESPONSE_VAR} = ({segment})\n{rest}"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from promoter._exceptions import CellSyntaxError, ContractError, Location
 from promoter._notebook import Cell, Notebook, Role
 from promoter._parameters import RequestSchema
-from promoter._source import parse_cell, response_expression
+from promoter._source import parse_cell, response_expression, source_lines
 
 __all__ = ["Block", "Dropped", "Extraction", "extract"]
 
@@ -132,10 +132,10 @@ def _split(
     source, tree = parse_cell(notebook, cell)
     keep: set[int] = set()
     imports: list[ast.Import | ast.ImportFrom] = []
-    lines = source.splitlines()
+    lines = source_lines(source)
     body = tree.body[:-1] if isinstance(last, ast.Expr) else tree.body
     for stmt in body:
-        span = set(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        span = set(range(_first_line(stmt), (stmt.end_lineno or stmt.lineno) + 1))
         where = notebook.at(cell, stmt.lineno)
         text = lines[stmt.lineno - 1].strip()
         if isinstance(stmt, ast.Import | ast.ImportFrom) and stmt.col_offset == 0:
@@ -147,7 +147,7 @@ def _split(
             if name in _TRANSPARENT_MAGICS and argument.strip():
                 keep |= span  # rewritten below into the statement itself
                 continue
-            original = cell.source.splitlines()[stmt.lineno - 1].strip() if cell.source else text
+            original = _line(cell.source, stmt.lineno) or text
             why = "shell escape" if name == "!" else f"IPython magic %{name}"
             dropped.append(Dropped(original or text, why, where))
             continue
@@ -156,10 +156,22 @@ def _split(
                 dropped.append(Dropped(text, "display-only expression", where))
             continue
         _refuse_nested_magic(notebook, cell, stmt)
+        _refuse_top_level_await(notebook, cell, stmt)
         keep |= span
     code = _CellCode(cell, source, tree, keep, imports)
     _unwrap_transparent(notebook, code)
     return code
+
+
+def _line(source: str, number: int) -> str:
+    lines = source_lines(source.replace("\r\n", "\n").replace("\r", "\n"))
+    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
+
+
+def _first_line(stmt: ast.stmt) -> int:
+    """The statement's first line, its decorators included (``stmt.lineno`` is the ``def``)."""
+    decorators = getattr(stmt, "decorator_list", [])
+    return min([stmt.lineno, *(d.lineno for d in decorators)])
 
 
 def _magic(stmt: ast.stmt) -> tuple[str, str] | None:
@@ -193,6 +205,21 @@ def _refuse_nested_magic(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None
             )
 
 
+def _refuse_top_level_await(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None:
+    # IPython runs top-level `await` in its event loop; in a plain function it is a SyntaxError.
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return
+    for node in _walk_scope(stmt):
+        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
+            raise CellSyntaxError(
+                "top-level `await` (IPython autoawait) cannot be promoted: the service runs "
+                "the cell as a plain function",
+                location=notebook.at(cell, node.lineno),
+                hint="make the cell synchronous (the kernel's event loop is not there in the "
+                "service), or tag it `skip`",
+            )
+
+
 def _unwrap_transparent(notebook: Notebook, code: _CellCode) -> None:
     transparent = [
         stmt
@@ -201,15 +228,16 @@ def _unwrap_transparent(notebook: Notebook, code: _CellCode) -> None:
     ]
     if not transparent:
         return
-    lines = code.source.splitlines()
+    lines = source_lines(code.source)
     keep: set[int] = set()
     out: list[str] = []
     shift = 0
     for stmt in code.tree.body:
-        first, last = stmt.lineno, stmt.end_lineno or stmt.lineno
+        first, last = _first_line(stmt), stmt.end_lineno or stmt.lineno
         out.extend(lines[len(out) - shift : first - 1])
         if stmt in transparent:
-            inner = (_magic(stmt) or ("", ""))[1].rstrip("\n").splitlines() or ["pass"]
+            inner = (_magic(stmt) or ("", ""))[1].rstrip("\n")
+            inner = source_lines(inner) or ["pass"]
             keep |= set(range(len(out) + 1, len(out) + len(inner) + 1))
             out.extend(inner)
             shift += len(inner) - (last - first + 1)
@@ -246,7 +274,7 @@ def _pure(expr: ast.AST) -> bool:
 
 
 def _kept(code: _CellCode) -> str:
-    lines = code.source.splitlines()
+    lines = source_lines(code.source)
     kept = [
         line
         for number, line in enumerate(lines, start=1)
@@ -368,7 +396,7 @@ def _free_name(candidates: list[str], cells: list[_CellCode], params: list[str])
 
 
 def _indent(code: str) -> str:
-    return "\n".join(("    " + line) if line.strip() else "" for line in code.splitlines())
+    return "\n".join(("    " + line) if line.strip() else "" for line in source_lines(code))
 
 
 def _check_names(
@@ -379,6 +407,8 @@ def _check_names(
     params: list[str],
 ) -> None:
     """Refuse code that uses a name only skipped cells define (it would fail in the service)."""
+    if any(line.endswith("import *") for line in extraction.imports):
+        return  # a star import may define any name; the verify step runs the code instead
     module = "\n".join(extraction.imports)
     global_names = ", ".join(extraction.setup_globals)
     setup_body = "\n".join(_indent(b.code) for b in extraction.setup)

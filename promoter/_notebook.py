@@ -170,7 +170,8 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
 
     where = Location(notebook=path)
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: some editors save a byte-order mark, which json.loads refuses.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise NotebookReadError(
             f"the file is not UTF-8 text (bad byte at offset {exc.start})",
@@ -192,15 +193,9 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             hint="pass a .ipynb file saved by Jupyter",
         )
     version = data.get("nbformat")
-    if version == 3:
+    if version not in (3, 4):
         raise NotebookReadError(
-            "this is an nbformat 3 notebook; promoter needs nbformat 4 (cell tags and ids)",
-            location=where,
-            hint=f"upgrade it: jupyter nbconvert --to notebook --inplace {path}",
-        )
-    if version != 4:
-        raise NotebookReadError(
-            f"nbformat {version!r} is not supported (promoter reads nbformat 4)",
+            f"nbformat {version!r} is not supported (promoter reads nbformat 4, and upgrades 3)",
             location=where,
             hint="open and save the notebook in a current Jupyter",
         )
@@ -214,6 +209,12 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             location=where,
             hint="open and save the notebook in a current Jupyter",
         ) from None
+    if version == 3:
+        # Upgraded in memory (tags survive), then judged like any nbformat 4 notebook.
+        warnings.append(
+            "nbformat 3 notebook upgraded to nbformat 4 in memory; save it as nbformat 4 "
+            f"(jupyter nbconvert --to notebook --inplace {path})"
+        )
     _ensure_cell_ids(node)
     try:
         nbformat.validate(node)

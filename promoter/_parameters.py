@@ -145,8 +145,12 @@ def infer_request(notebook: Notebook) -> RequestSchema:
         if annotation is not None:
             names_used |= _names_in(annotation)
         if target in found:
-            warnings.append(
-                (f"parameter `{target}` is assigned twice; the last value wins", where)
+            # papermill silently keeps the last one; two request fields cannot share a name.
+            raise ParameterError(
+                f"parameter `{target}` is assigned twice (lines {found[target].line} and "
+                f"{stmt.lineno} of the parameters cell)",
+                location=where,
+                hint="keep one assignment per parameter; rename or delete the other one",
             )
         found[target] = param
     _check_shadowing(notebook, found)

@@ -25,6 +25,7 @@ from promoter._extract import Extraction
 from promoter._notebook import Cell, Notebook
 from promoter._parameters import _TYPE_NAMES, RequestSchema
 from promoter._response import ResponseSchema, safe_attr
+from promoter._source import source_lines
 
 __all__ = ["NotebookPlan", "ServiceOptions", "format_python", "render_service", "template_dir"]
 
@@ -162,7 +163,7 @@ def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
         "parameters": parameters,
         "needs_alias": any(p["attr"] != p["name"] for p in parameters),
         "model_imports": _model_imports(annotations),
-        "pydantic_imports": _pydantic_imports(plan.response, annotations),
+        "pydantic_imports": _pydantic_imports(plan.response, annotations, bool(parameters)),
         "example": example,
         "example_json": json.dumps(example, ensure_ascii=False),
         "package": package,
@@ -193,9 +194,15 @@ def _model_imports(annotations: list[str]) -> dict[str, list[str]]:
     return dict(sorted(modules.items()))
 
 
-def _pydantic_imports(response: ResponseSchema, annotations: list[str]) -> list[str]:
+def _pydantic_imports(
+    response: ResponseSchema, annotations: list[str], has_parameters: bool
+) -> list[str]:
     words = set(re.findall(r"[A-Za-z_]\w*", " ".join(annotations)))
-    names = {"BaseModel", "ConfigDict", "Field"}
+    names = {"BaseModel", "ConfigDict"}
+    # Field is used by every request field and by aliased response fields, else ruff's F401.
+    aliased = any(f.attr != f.key for cls in response.classes for f in cls.fields)
+    if has_parameters or aliased:
+        names.add("Field")
     names |= {w for w in words if _TYPE_NAMES.get(w) == "pydantic"}
     if response.is_root_model:
         names.add("RootModel")
@@ -257,7 +264,7 @@ def codeindent(code: str, width: int) -> str:
     pad = " " * width
     return "\n".join(
         line if (number in inside or not line.strip()) else pad + line
-        for number, line in enumerate(code.splitlines(), start=1)
+        for number, line in enumerate(source_lines(code), start=1)
     )
 
 

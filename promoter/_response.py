@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._parameters import _safe_annotation
+from promoter._parameters import _TYPE_NAMES, _safe_annotation
 
 __all__ = ["ModelClass", "ModelField", "ResponseSchema", "infer_response", "safe_attr"]
 
@@ -104,7 +104,11 @@ def safe_attr(key: str, taken: set[str]) -> str:
         attr = re.sub(r"\W+", "_", attr.encode("ascii", "ignore").decode()).strip("_").lower()
         if not attr or attr[0].isdigit() or keyword.iskeyword(attr):
             attr = f"field_{attr}" if attr else "field"
-    if attr.startswith("model_") or attr in _RESERVED or attr.startswith("__"):
+    if attr.startswith("model_"):
+        # Pydantic reserves names *starting* with model_dump/model_validate: a suffix is not enough.
+        attr = f"field_{attr}"
+    elif attr in _RESERVED or attr in _TYPE_NAMES or attr.startswith("__"):
+        # A field named like a type (`int`, `list`) would shadow it for the fields below it.
         attr = f"{attr.strip('_')}_"
     base, n = attr, 2
     while attr in taken:

@@ -12,7 +12,7 @@ from promoter._exceptions import CellSyntaxError
 if TYPE_CHECKING:
     from promoter._notebook import Cell, Notebook
 
-__all__ = ["parse_cell", "python_source"]
+__all__ = ["parse_cell", "python_source", "source_lines"]
 
 
 @lru_cache(maxsize=1)
@@ -20,6 +20,18 @@ def _transformer() -> Any:
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager()
+
+
+def source_lines(source: str, *, keepends: bool = False) -> list[str]:
+    """Split source into lines the way Python numbers them: at ``\\n`` only.
+
+    ``str.splitlines`` also splits at form feeds, U+2028 and other characters that may sit
+    inside a string literal, which would shift every line number after them.
+    """
+    lines = source.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line + "\n" for line in lines] if keepends else lines
 
 
 def python_source(source: str) -> str:
@@ -38,7 +50,8 @@ def parse_cell(notebook: Notebook, cell: Cell) -> tuple[str, ast.Module]:
     Raises:
         CellSyntaxError: The cell is not valid Python, naming the line.
     """
-    source = python_source(cell.source.replace("\r\n", "\n"))
+    # Python reads a lone \r as a line break too; normalise so line numbers match everywhere.
+    source = python_source(cell.source.replace("\r\n", "\n").replace("\r", "\n"))
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -109,7 +122,7 @@ def _annotation_of(tree: ast.Module, name: str) -> ast.expr | None:
 
 def prefix_before(source: str, node: ast.stmt) -> str:
     """The source text before ``node`` (ast column offsets count UTF-8 bytes)."""
-    lines = source.splitlines(keepends=True)
+    lines = source_lines(source, keepends=True)
     head = "".join(lines[: node.lineno - 1])
     first = lines[node.lineno - 1].encode()[: node.col_offset].decode()
     return head + first
