@@ -256,9 +256,7 @@ def convert(
     out = Path(out_dir)
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
     _check_routes(inspections)
-    plans = [
-        NotebookPlan(i.notebook, i.request, _response(i), i.extraction) for i in inspections
-    ]
+    plans = [NotebookPlan(i.notebook, i.request, _response(i), i.extraction) for i in inspections]
     options = _options(inspections, out, k8s)
     fidelity: dict[str, str | None] = {}
 
@@ -294,9 +292,7 @@ def convert(
     )
 
 
-def _verify_and_format(
-    build: Path, plans: list[Any], options: Any
-) -> dict[str, str | None]:
+def _verify_and_format(build: Path, plans: list[Any], options: Any) -> dict[str, str | None]:
     from promoter._render import format_python, render_service
     from promoter._verify import verify_service
 
@@ -304,8 +300,12 @@ def _verify_and_format(
     checks = verify_service(
         build,
         [
-            (p.notebook, "app" if single else f"app.{p.notebook.stem}", p.response.model,
-             p.response.sample)
+            (
+                p.notebook,
+                "app" if single else f"app.{p.notebook.stem}",
+                p.response.model,
+                p.response.sample,
+            )
             for p in plans
         ],
     )
@@ -353,8 +353,9 @@ def _options(inspections: list[Inspection], out: Path, k8s: bool) -> Any:
     return ServiceOptions(
         name=name,
         title=(first.summary or slug.replace("_", " ").capitalize()) if single else name,
-        description=(first.description or "") if single else f"Routes: "
-        + ", ".join(i.notebook.route for i in inspections),
+        description=(first.description or "")
+        if single
+        else "Routes: " + ", ".join(i.notebook.route for i in inspections),
         version=first.settings.version,
         command=f"promoter convert {sources} -o .",
         k8s=k8s,

@@ -878,7 +878,7 @@ def write_html_reports(report: CheckReport, folder: str | Path) -> list[Path]:
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")  # type: ignore[no-untyped-call]
+    exporter = HTMLExporter(template_name="lab")
     written = []
     for result in report.results:
         if result.status is Status.SKIPPED:
@@ -886,7 +886,7 @@ def write_html_reports(report: CheckReport, folder: str | Path) -> list[Path]:
         node = result.executed
         if node is None:
             try:
-                node = nbformat.read(result.path, as_version=4)  # type: ignore[no-untyped-call]
+                node = nbformat.read(result.path, as_version=4)
             except Exception:  # unreadable notebooks have nothing to show
                 continue
         node = _annotated(node, result)
@@ -913,7 +913,7 @@ def _annotated(node: Any, result: NotebookResult) -> Any:
             tags.append("promoter-failed")
     lines = [f"promoter check: {result.status.value} ({result.path.as_posix()})"]
     lines += [f"- {o}" + (f"\n  hint: {o.hint}" if o.hint else "") for o in result.failures]
-    banner = nbformat.v4.new_markdown_cell(  # type: ignore[no-untyped-call]
+    banner = nbformat.v4.new_markdown_cell(
         "```\n" + "\n".join(lines).replace("```", "'''") + "\n```"
     )
     banner.metadata["tags"] = ["promoter-report"]

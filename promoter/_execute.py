@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from promoter._exceptions import (
     ExecutionError,
     Location,
     ParameterError,
+    PromoterError,
     ResponseError,
 )
 from promoter._notebook import Cell, Notebook
@@ -37,6 +38,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 
 ProgressCallback = Callable[[int, int], None]
+E = TypeVar("E", bound=PromoterError)
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def _kernel_manager(stderr: Any) -> Any:
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
-    class ThisPython(KernelSpecManager):  # type: ignore[misc]
+    class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
             return KernelSpec(
                 argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -180,7 +182,7 @@ def _kernel_manager(stderr: Any) -> Any:
 
     # Async, as nbclient's own default: with a blocking manager nbclient's output poll blocks the
     # event loop, so a cell that prints nothing never hits the execution timeout.
-    class Manager(AsyncKernelManager):  # type: ignore[misc]
+    class Manager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["stderr"] = stderr
             await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -210,7 +212,7 @@ def _instrumented(notebook: Notebook, parameter_names: list[str]) -> Any:
 def _assign_response(source: str, last: Any) -> str:
     import ast
 
-    if isinstance(last, ast.AnnAssign):
+    if isinstance(last, ast.AnnAssign) and isinstance(last.target, ast.Name):
         return f"{source.rstrip()}\n{_RESPONSE_VAR} = {last.target.id}\n"
     segment = ast.get_source_segment(source, last) or ""
     rest = "".join(source_lines(source, keepends=True)[last.end_lineno :])
@@ -262,7 +264,7 @@ def _read(path: Path) -> Any:
         return None
 
 
-def _with_executed(error: ExecutionError, executed: Any) -> ExecutionError:
+def _with_executed(error: E, executed: Any) -> E:
     error.executed = executed
     return error
 

@@ -103,7 +103,8 @@ def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
     ]
     response_src = _response_source(handler[-1].source, last)
     private = tuple(
-        ast.get_source_segment(request.source, stmt) or ast.unparse(stmt) for stmt in request.private
+        ast.get_source_segment(request.source, stmt) or ast.unparse(stmt)
+        for stmt in request.private
     )
     all_code = [*setup, *handler]
     imports, modules = _imports(notebook, all_code, private, response_src, dropped)
@@ -171,7 +172,7 @@ def _line(source: str, number: int) -> str:
 def _first_line(stmt: ast.stmt) -> int:
     """The statement's first line, its decorators included (``stmt.lineno`` is the ``def``)."""
     decorators = getattr(stmt, "decorator_list", [])
-    return min([stmt.lineno, *(d.lineno for d in decorators)])
+    return min([stmt.lineno, *(int(d.lineno) for d in decorators)])
 
 
 def _magic(stmt: ast.stmt) -> tuple[str, str] | None:
@@ -236,8 +237,8 @@ def _unwrap_transparent(notebook: Notebook, code: _CellCode) -> None:
         first, last = _first_line(stmt), stmt.end_lineno or stmt.lineno
         out.extend(lines[len(out) - shift : first - 1])
         if stmt in transparent:
-            inner = (_magic(stmt) or ("", ""))[1].rstrip("\n")
-            inner = source_lines(inner) or ["pass"]
+            statement = (_magic(stmt) or ("", ""))[1].rstrip("\n")
+            inner = source_lines(statement) or ["pass"]
             keep |= set(range(len(out) + 1, len(out) + len(inner) + 1))
             out.extend(inner)
             shift += len(inner) - (last - first + 1)
@@ -309,16 +310,20 @@ def _imports(
                     dropped.append(Dropped(f"import {name}", "import unused by the service", where))
             if not kept:
                 continue
-            clone = ast.ImportFrom(stmt.module, kept, stmt.level) if isinstance(
-                stmt, ast.ImportFrom
-            ) else ast.Import(kept)
+            clone = (
+                ast.ImportFrom(stmt.module, kept, stmt.level)
+                if isinstance(stmt, ast.ImportFrom)
+                else ast.Import(kept)
+            )
             text = ast.unparse(clone)
             modules.extend(_roots(clone))
             if text not in statements:
                 statements.append(text)
-        for stmt in code.tree.body:
-            if stmt.lineno in code.keep_lines:
-                nested = [n for n in ast.walk(stmt) if isinstance(n, ast.Import | ast.ImportFrom)]
+        for statement in code.tree.body:
+            if statement.lineno in code.keep_lines:
+                nested = [
+                    n for n in ast.walk(statement) if isinstance(n, ast.Import | ast.ImportFrom)
+                ]
                 modules.extend(m for node in nested for m in _roots(node))
     statements.sort(key=lambda s: not s.startswith("from __future__"))
     third_party = sorted(
@@ -368,7 +373,7 @@ def _bound(body: list[ast.stmt], keep: set[int]) -> set[str]:
 
 
 def _walk_scope(node: ast.AST) -> list[ast.AST]:
-    """Like ``ast.walk`` but not into nested scopes (functions, classes, lambdas, comprehensions)."""
+    """Like ``ast.walk``, but not into nested scopes (functions, classes, lambdas, ...)."""
     nested = (
         ast.FunctionDef,
         ast.AsyncFunctionDef,

@@ -374,7 +374,9 @@ def _settings(path: Path, node: Any) -> Settings:
             hint="use a path like /churn_score (letters, digits, _ and -)",
         )
     name = raw.get("name")
-    if name is not None and (not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)):
+    if name is not None and (
+        not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)
+    ):
         raise ContractError(
             f"metadata.promoter.name {name!r} is not a valid service name",
             location=where,

@@ -110,7 +110,8 @@ class RequestSchema:
     def with_defaults(self, values: dict[str, Any]) -> RequestSchema:
         """Fill the defaults that are not literals from an executed run's values."""
         params = tuple(
-            p if p.literal_default else replace(p, default=values.get(p.name)) for p in self.parameters
+            p if p.literal_default else replace(p, default=values.get(p.name))
+            for p in self.parameters
         )
         return replace(self, parameters=params)
 
@@ -172,9 +173,7 @@ def _assignment(stmt: ast.stmt, where: Location) -> tuple[str, ast.expr | None, 
     hint = "write one `name = literal` (or `name: type = literal`) per line"
     if isinstance(stmt, ast.AnnAssign):
         if not isinstance(stmt.target, ast.Name):
-            raise ParameterError(
-                "only plain names can be parameters", location=where, hint=hint
-            )
+            raise ParameterError("only plain names can be parameters", location=where, hint=hint)
         if stmt.value is None:
             raise ParameterError(
                 f"parameter `{stmt.target.id}` has a type but no default value",
@@ -192,8 +191,7 @@ def _assignment(stmt: ast.stmt, where: Location) -> tuple[str, ast.expr | None, 
             )
         return stmt.targets[0].id, None, stmt.value
     raise ParameterError(
-        f"the parameters cell may only contain assignments, not `{type(stmt).__name__}` "
-        "statements",
+        f"the parameters cell may only contain assignments, not `{type(stmt).__name__}` statements",
         location=where,
         hint="move other code to a setup or handler cell; " + hint,
     )
@@ -419,8 +417,13 @@ def _request_model(request: RequestSchema) -> Any:
 
     import pydantic
 
-    modules = {"typing": typing, "pydantic": pydantic, "datetime": datetime,
-               "decimal": decimal, "uuid": uuid}
+    modules = {
+        "typing": typing,
+        "pydantic": pydantic,
+        "datetime": datetime,
+        "decimal": decimal,
+        "uuid": uuid,
+    }
     namespace: dict[str, Any] = {
         name: getattr(modules[module], name) if module else getattr(builtins, name)
         for name, module in _TYPE_NAMES.items()

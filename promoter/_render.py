@@ -138,9 +138,11 @@ def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
         }
         for p in plan.request.parameters
     ]
-    annotations = [p["annotation"] for p in parameters] + [plan.response.root] + [
-        f.annotation for cls in plan.response.classes for f in cls.fields
-    ]
+    annotations = (
+        [p["annotation"] for p in parameters]
+        + [plan.response.root]
+        + [f.annotation for cls in plan.response.classes for f in cls.fields]
+    )
     example = plan.request.defaults()
     package = "app" if single else f"app.{slug}"
     probe = next(
@@ -228,7 +230,7 @@ def pyrepr(value: Any) -> str:
         inner = ", ".join(pyrepr(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, set | frozenset):
-        items = sorted((pyrepr(v) for v in value))
+        items = sorted(pyrepr(v) for v in value)
         body = "{" + ", ".join(items) + "}" if items else "set()"
         return body if isinstance(value, set) else f"frozenset({body if items else ''})"
     if isinstance(value, str) and len(value) > _WRAP:
@@ -337,7 +339,9 @@ def format_python(folder: Path) -> None:
     if not files:
         return
     ruff = [sys.executable, "-m", "ruff"]
-    config = ["--config", str(folder / "pyproject.toml")] if (folder / "pyproject.toml").exists() else []
+    config = (
+        ["--config", str(folder / "pyproject.toml")] if (folder / "pyproject.toml").exists() else []
+    )
     subprocess.run(
         [*ruff, "check", "--quiet", "--select", "I", "--fix", *config, *files],
         check=False,

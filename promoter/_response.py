@@ -214,7 +214,9 @@ def _annotation(schema: dict[str, Any], classes: list[ModelClass], namer: _Namer
             fields = _fields(schema, classes, namer, name)
             classes.append(ModelClass(name, fields, f"The `{hint}` object of the response."))
             return name
-        values = [_annotation(s, classes, namer, hint) for s in schema.get("properties", {}).values()]
+        values = [
+            _annotation(s, classes, namer, hint) for s in schema.get("properties", {}).values()
+        ]
         return f"dict[str, {_union(values) if values else 'Any'}]"
     if kind == "array":
         items = schema.get("items")

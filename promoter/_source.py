@@ -114,9 +114,12 @@ def response_expression(notebook: Notebook, cell: Cell) -> tuple[str, ast.stmt, 
 
 def _annotation_of(tree: ast.Module, name: str) -> ast.expr | None:
     for stmt in tree.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            if stmt.target.id == name:
-                return stmt.annotation
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and stmt.target.id == name
+        ):
+            return stmt.annotation
     return None
 
 

@@ -42,8 +42,8 @@ for package, slug, model in json.loads(sys.argv[2]):
         results[slug] = {"answer": answer, "model_error": problem}
     except BaseException:
         results[slug] = {"error": traceback.format_exc(limit=-6)}
-print(%r + json.dumps(results))
-""" % (_MARKER,)
+print(MARKER + json.dumps(results))
+""".replace("MARKER", repr(_MARKER))
 
 
 @dataclass(frozen=True)
