@@ -39,6 +39,17 @@ def to_jsonable(value: Any, path: str = "response", depth: int = 0) -> Any:
     """Convert ``value`` into JSON-native data (dict, list, str, int, float, bool, None)."""
     if depth > _MAX_DEPTH:
         raise NotSerialisableError(path, value, "nested too deeply (a cycle?)")
+    # Exact built-in types first: they are nearly every value of a response, and this runs
+    # for each of them on every request.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return _mapping(value, path, depth)
+    if kind is list or kind is tuple:
+        return _sequence(value, path, depth)
     # Subclasses (numpy.float64, IntEnum, numpy.str_) become the plain JSON type.
     if value is None or isinstance(value, bool):
         return None if value is None else bool(value)
@@ -87,14 +98,10 @@ def _numpy_or_pandas(value: Any, path: str, depth: int) -> Any:
 
 def _other(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            name = _key(key, path)
-            out[name] = to_jsonable(item, f"{path}[{name!r}]", depth + 1)
-        return out
+        return _mapping(value, path, depth)
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [to_jsonable(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(items)]
+        return _sequence(items, path, depth)
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
@@ -112,6 +119,32 @@ def _other(value: Any, path: str, depth: int) -> Any:
     if callable(model_dump) and not isinstance(value, type):
         return to_jsonable(model_dump(mode="json"), path, depth + 1)
     raise NotSerialisableError(path, value, _why(value))
+
+
+def _mapping(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
+    out = {}
+    leaves_ok = depth < _MAX_DEPTH
+    for key, item in value.items():
+        name = key if type(key) is str else _key(key, path)
+        # A plain str/int/bool/None converts to itself: skip the call and its path string.
+        kind = type(item)
+        if leaves_ok and (kind is str or kind is int or kind is bool or item is None):
+            out[name] = item
+        else:
+            out[name] = to_jsonable(item, f"{path}[{name!r}]", depth + 1)
+    return out
+
+
+def _sequence(items: Any, path: str, depth: int) -> list[Any]:
+    leaves_ok = depth < _MAX_DEPTH
+    out = []
+    for i, item in enumerate(items):
+        kind = type(item)
+        if leaves_ok and (kind is str or kind is int or kind is bool or item is None):
+            out.append(item)
+        else:
+            out.append(to_jsonable(item, f"{path}[{i}]", depth + 1))
+    return out
 
 
 def _key(key: Any, path: str) -> str:
