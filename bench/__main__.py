@@ -1,0 +1,3 @@
+from bench._main import main
+
+raise SystemExit(main())
