@@ -1,0 +1,79 @@
+"""The pytest plugin: ``pytest --promoter PATH`` checks notebooks as test items.
+
+pytest runs as a subprocess in an empty folder, the way a user's project runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, FIXTURES
+
+
+def _pytest(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(cwd),
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+
+
+def test_plugin_is_registered_and_light(tmp_path: Path) -> None:
+    help_text = _pytest("--help", cwd=tmp_path).stdout
+    assert "--promoter=PATH" in help_text and "--promoter-timeout" in help_text
+    # Loaded in every pytest run: importing it must not import the kernel machinery.
+    probe = "import sys, promoter._pytest_plugin; print('papermill' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_the_option_nothing_is_collected(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "bad" / "cell_raises.ipynb", tmp_path)
+    (tmp_path / "test_unit.py").write_text("def test_one():\n    assert True\n")
+    result = _pytest("-W", "error", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout and "warning" not in result.stdout.lower()
+
+
+@pytest.mark.slow
+def test_examples_pass_in_parallel(tmp_path: Path) -> None:
+    # One token: pytest would otherwise read the folder as a test path when finding its config.
+    result = _pytest(f"--promoter={EXAMPLES}", "-n", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_broken_notebook_fails_with_a_readable_report(tmp_path: Path) -> None:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    shutil.copy(FIXTURES / "bad" / "cell_raises.ipynb", nbs)
+    shutil.copy(FIXTURES / "bad" / "two_response_cells.ipynb", nbs)
+    shutil.copy(FIXTURES / "bad" / "empty_notebook.ipynb", nbs)  # untagged: not collected
+    result = _pytest("--promoter", "nbs", "--junit-xml", "junit.xml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "2 failed" in out and "empty_notebook" not in out
+    assert "nbs/cell_raises.ipynb::promoter-check" in out
+    assert "execute: nbs/cell_raises.ipynb, cell 3 (id handler), line 2: ValueError" in out
+    assert "contract: nbs/two_response_cells.ipynb, cell 5 (id response-2)" in out
+    assert "hint:" in out
+    assert "Traceback" not in out and "_check.py" not in out
