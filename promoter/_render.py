@@ -255,6 +255,17 @@ def _long_string(text: str) -> str:
     return "(" + " ".join(repr(piece) for piece in pieces) + ")"
 
 
+def global_lines(names: list[str] | tuple[str, ...]) -> list[str]:
+    """``global`` statements for ``names``, wrapped so no line needs a backslash."""
+    lines: list[str] = []
+    for name in names:
+        if lines and len(lines[-1]) + len(name) + 2 <= 88:
+            lines[-1] += f", {name}"
+        else:
+            lines.append(f"global {name}")
+    return lines
+
+
 def doctext(text: object) -> str:
     """Text safe inside a docstring, comment or TOML comment: one line, no quotes or escapes."""
     return re.sub(r"[\\\"'\x00-\x1f\x7f]", "_", str(text))
@@ -295,6 +306,7 @@ def _environment() -> Any:
     )
     env.filters.update(
         pyrepr=pyrepr,
+        global_lines=global_lines,
         doctext=doctext,
         tomltext=doctext,
         codeindent=codeindent,
