@@ -35,12 +35,15 @@ __all__ = [
     "Outcome",
     "ServiceIndex",
     "Status",
+    "cell_file_line",
     "check",
     "check_notebook",
     "find_notebooks",
     "find_services",
     "github_annotations",
+    "has_promoter_tags",
     "junit_xml",
+    "regenerate_command",
     "write_html_reports",
 ]
 
