@@ -6,6 +6,7 @@ Both run the pipeline stages in order; the CLI and the JupyterLab extension only
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -231,6 +232,7 @@ def convert(
     *,
     force: bool = False,
     k8s: bool = False,
+    name: str | None = None,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
 ) -> Conversion:
@@ -241,6 +243,7 @@ def convert(
         out_dir: The service folder (created, or regenerated in place).
         force: Overwrite generated files the user edited (the old folder is kept as a backup).
         k8s: Also write Kubernetes manifests.
+        name: The service (distribution and image) name; default from the notebook.
         timeout: Seconds any one notebook cell may run.
         on_progress: Called with (notebook name, cells done, cells in all) while kernels run.
 
@@ -253,11 +256,18 @@ def convert(
     begin = time.perf_counter()
     if not paths:
         raise UsageError("no notebook given", hint="promoter convert NOTEBOOK... -o FOLDER")
+    if name is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name):
+        raise UsageError(
+            f"invalid service name {name!r}",
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
     out = Path(out_dir)
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
     _check_routes(inspections)
     plans = [NotebookPlan(i.notebook, i.request, _response(i), i.extraction) for i in inspections]
     options = _options(inspections, out, k8s)
+    if name is not None:
+        options = replace(options, name=name)
     fidelity: dict[str, str | None] = {}
 
     def finish(build: Path) -> None:
@@ -363,8 +373,6 @@ def _options(inspections: list[Inspection], out: Path, k8s: bool) -> Any:
 
 
 def _dashed(text: str) -> str:
-    import re
-
     name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "service"
     return name if name[0].isalpha() else f"svc-{name}"
 

@@ -188,6 +188,10 @@ def convert(
         ),
     ] = False,
     k8s: Annotated[bool, typer.Option("--k8s", help="Also write Kubernetes manifests.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Service name (package and image); default from the notebook."),
+    ] = None,
     timeout: Timeout = 600,
     as_json: JsonOut = False,
     debug: Debug = False,
@@ -199,7 +203,13 @@ def convert(
         result = _run(
             debug,
             lambda: promoter.convert(
-                notebooks, out, force=force, k8s=k8s, timeout=timeout, on_progress=progress
+                notebooks,
+                out,
+                force=force,
+                k8s=k8s,
+                name=name,
+                timeout=timeout,
+                on_progress=progress,
             ),
         )
     if as_json:

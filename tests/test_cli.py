@@ -51,3 +51,11 @@ def test_inspect_runs_the_notebook(tmp_path: Path) -> None:
     assert result.returncode == 0, result.output
     assert "Response" in result.stdout and "list[LoanCalculatorRow]" in result.stdout
     assert "Kernel is running over TCP" not in result.output
+
+
+def test_invalid_service_name_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(
+        "convert", EXAMPLES / "text_statistics.ipynb", "-o", tmp_path / "s", "--name", "Bad Name"
+    )
+    assert result.returncode == 2 and "invalid service name" in result.stderr
+    assert not (tmp_path / "s").exists()
