@@ -455,7 +455,7 @@ def _fidelity(inspection: Any, path: Path, timeout: float | None) -> Outcome:
             [fidelity] = verify_service(
                 build,
                 [(notebook, "app", response.model, response.sample)],
-                timeout=timeout or 600,
+                timeout=_service_timeout(notebook, timeout),
             )
     except PromoterError as exc:
         return _failure("fidelity", exc, path)
@@ -479,6 +479,13 @@ def _fidelity(inspection: Any, path: Path, timeout: float | None) -> Outcome:
             file_line=cell_file_line(path, where.cell_index),
         )
     return Outcome("fidelity", Status.PASSED)
+
+
+def _service_timeout(notebook: Any, timeout: float | None) -> float:
+    # The service runs every promoted cell in one go, in a fresh interpreter: give it the
+    # per-cell limit for each of them, plus the interpreter's start-up and imports.
+    cells = sum(1 for cell in notebook.cells if cell.promoted)
+    return (timeout or 600) * max(cells, 1) + 30
 
 
 def _drift(path: Path, services: ServiceIndex) -> Outcome:
