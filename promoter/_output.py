@@ -100,7 +100,10 @@ def write_service(
     out_dir = out_dir.resolve()
     previous = _check_destination(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    _remove_stale_builds(out_dir)
+    build = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.building-{os.getpid()}-", dir=out_dir.parent)
+    )
     try:
         for rel, text in files.items():
             target = build / rel
@@ -121,6 +124,35 @@ def write_service(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+
+
+def _remove_stale_builds(out_dir: Path) -> None:
+    """Delete temp folders a killed conversion left beside ``out_dir``.
+
+    A SIGKILL skips every cleanup, so the next conversion does it. Each temp folder carries the
+    id of the process that made it; folders of a process still running are another conversion's
+    work in progress and are left alone.
+    """
+    prefixes = [f".{out_dir.name}.{kind}-" for kind in ("building", "old")]
+    for folder in out_dir.parent.iterdir():
+        prefix = next((p for p in prefixes if folder.name.startswith(p)), None)
+        if prefix is None or not folder.is_dir():
+            continue
+        pid = folder.name[len(prefix) :].split("-")[0]
+        if not (pid.isdigit() and _running(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
 
 
 def _check_destination(out_dir: Path, force: bool) -> Lock | None:
