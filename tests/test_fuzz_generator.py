@@ -186,7 +186,9 @@ def params_of_kind(draw: st.DrawFn, name: str) -> Param:
 def parameter_sets(draw: st.DrawFn) -> list[Param]:
     # Python folds identifiers to NFKC (`ﬁle` is `file`): two names that fold alike are one name.
     names = draw(
-        st.lists(NAMES, min_size=0, max_size=6, unique_by=lambda n: unicodedata.normalize("NFKC", n))
+        st.lists(
+            NAMES, min_size=0, max_size=6, unique_by=lambda n: unicodedata.normalize("NFKC", n)
+        )
     )
     params = []
     for name in names:
@@ -205,13 +207,16 @@ JSON_VALUES = st.recursive(
 
 def _notebook(folder: Path, params: list[Param], private: str) -> Path:
     nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell
+    setup = "import typing\nfrom typing import *\nfrom pydantic import Field"
+    parameters = "\n".join([*(p.line() for p in params), private])
     cells = [
-        (nbformat.v4.new_markdown_cell("# Fuzz {{ title }}\n\nA \"quoted\" \\ description."), []),
-        (nbformat.v4.new_code_cell("import typing\nfrom typing import *\nfrom pydantic import Field"), ["setup"]),
-        (nbformat.v4.new_code_cell("\n".join([*(p.line() for p in params), private])), ["parameters"]),
-        (nbformat.v4.new_code_cell("values = [" + ", ".join(p.name for p in params) + "]"), []),
-        (nbformat.v4.new_code_cell("values"), ["response"]),
-    ]  # fmt: skip
+        (nbformat.v4.new_markdown_cell('# Fuzz {{ title }}\n\nA "quoted" \\ description.'), []),
+        (code(setup), ["setup"]),
+        (code(parameters), ["parameters"]),
+        (code("values = [" + ", ".join(p.name for p in params) + "]"), []),
+        (code("values"), ["response"]),
+    ]
     for cell, tags in cells:
         cell.metadata["tags"] = tags
         nb.cells.append(cell)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_notebook
 from promoter import inspect
 from promoter._exceptions import CellSyntaxError, NotebookReadError, ParameterError
 from promoter._response import safe_attr
 from promoter._source import source_lines
+from tests.conftest import write_notebook
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
