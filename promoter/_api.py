@@ -336,20 +336,21 @@ def _response(inspection: Inspection) -> ResponseSchema:
 
 def _check_routes(inspections: list[Inspection]) -> None:
     seen: dict[str, Path] = {}
+    stems: set[str] = set()
     for inspection in inspections:
-        route = inspection.notebook.route
-        if route in seen:
+        notebook = inspection.notebook
+        if notebook.route in seen:
             raise UsageError(
-                f"{inspection.notebook.path} and {seen[route]} both serve {route}",
+                f"{notebook.path} and {seen[notebook.route]} both serve {notebook.route}",
                 hint="set metadata.promoter.route in one of them, or rename a notebook",
             )
-        seen[route] = inspection.notebook.path
-        stems = [i.notebook.stem for i in inspections]
-        if stems.count(inspection.notebook.stem) > 1:
+        if notebook.stem in stems:
             raise UsageError(
-                f"two notebooks are named {inspection.notebook.stem!r}",
+                f"two notebooks are named {notebook.stem!r}",
                 hint="rename one of them; each becomes a module of the service",
             )
+        seen[notebook.route] = notebook.path
+        stems.add(notebook.stem)
 
 
 def _options(inspections: list[Inspection], out: Path, k8s: bool) -> Any:
