@@ -16,13 +16,14 @@ answer JSON ``PromoterError.to_dict()``: 400 for a bad request, 403 for a path o
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from jupyter_core.utils import ensure_async
+from jupyter_core.utils import ensure_async, ensure_event_loop
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.utils import url_path_join
@@ -37,14 +38,30 @@ _T = TypeVar("_T")
 
 
 async def _in_thread(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """Run a blocking library call in the default thread pool, off the server's event loop.
-
-    Not ``asyncio.to_thread``: it copies the caller's context into the thread, and with it
-    jupyter_core's context variable holding the server's (running) loop, so papermill's
-    ``run_sync`` would try to re-enter that loop ("This event loop is already running").
-    """
+    """Run a blocking library call in a worker thread, off the server's event loop."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+    return await loop.run_in_executor(None, functools.partial(_isolated, func, *args, **kwargs))
+
+
+def _isolated(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Call ``func`` in an empty context, then close the event loop papermill made for it.
+
+    papermill runs its async client through jupyter_core's ``run_sync``, which keeps "this
+    thread's loop" in a context variable. An empty context keeps the server's running loop
+    out of reach (``asyncio.to_thread`` would copy it in: "This event loop is already
+    running"), and closing the loop afterwards keeps pool threads from holding an open loop,
+    and its sockets, until the server exits.
+    """
+    context = contextvars.Context()
+    try:
+        return context.run(func, *args, **kwargs)
+    finally:
+        context.run(_close_thread_loop)
+
+
+def _close_thread_loop() -> None:
+    ensure_event_loop().close()
+    asyncio.set_event_loop(None)
 
 
 class _RequestError(Exception):
