@@ -101,7 +101,9 @@ def test_body_over_the_limit_gets_413(faulty: tuple[str, Path]) -> None:
             for start in range(0, len(big), 65536):
                 yield big[start : start + 65536]
 
-        streamed = client.post("/faulty", content=chunks(), headers={"content-type": "application/json"})
+        streamed = client.post(
+            "/faulty", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert streamed.status_code == 413
         _still_serving(client)
 
