@@ -160,7 +160,12 @@ def read_notebook(path: str | Path) -> Notebook:
         warnings=tuple((msg, Location(notebook=path)) for msg in warnings),
         **_summary(cells),
     )
-    _check_contract(notebook)
+    try:
+        _check_contract(notebook)
+    except ContractError as exc:
+        if warnings:  # nbformat 3: its cells had no tags when it was saved
+            exc.hint = f"{exc.hint}; {warnings[0]}"
+        raise
     return notebook
 
 
