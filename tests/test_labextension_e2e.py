@@ -28,12 +28,18 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
+    ),
+]
 
 REPO = Path(__file__).resolve().parent.parent
 IRIS = REPO / "examples" / "notebooks" / "iris_classifier.ipynb"
 SCREENSHOT = REPO / "docs" / "images" / "promote-dialog.png"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -95,6 +101,13 @@ def wait_until_up(lab: Lab, process: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"jupyter lab did not answer within 60 s:\n{log.read_text()}")
 
 
+def assert_extension_installed(lab: Lab) -> None:
+    """Fail early, and say why, when the venv lacks the prebuilt frontend."""
+    with urllib.request.urlopen(f"{lab.url}/lab?token={lab.token}", timeout=10) as page:
+        if b"promoter-jupyterlab" not in page.read():
+            pytest.fail("JupyterLab does not list promoter-jupyterlab: run `make install`")
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """``jupyter lab`` as a subprocess over a temporary root with a copy of the iris example."""
@@ -125,6 +138,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until_up(lab, process, log)
+        assert_extension_installed(lab)
         yield lab
     finally:
         process.terminate()
@@ -152,8 +166,6 @@ def run_generated_tests(service: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def page(lab: Lab) -> Iterator[Page]:
     """A headless Chromium page with the iris notebook open in JupyterLab."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
