@@ -210,9 +210,9 @@ def bench_notebook(
         ],
         tmp,
     )
-    pool.wait_ready(generated, "/ready", timeout=120)
-    pool.wait_ready(handwritten, "/health", timeout=120)
-    pool.wait_ready(kernel_gateway, route, timeout=120, method="POST", body=body)
+    pool.wait_ready(generated, "/ready", timeout=300)
+    pool.wait_ready(handwritten, "/health", timeout=300)
+    pool.wait_ready(kernel_gateway, route, timeout=300, method="POST", body=body)
     answers = {
         kind: answer(server, route, body)
         for kind, server in [

@@ -122,7 +122,7 @@ class ServerPool:
                     f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
                 )
             try:
-                status, _ = http(method, server.base_url + path, body, timeout=5)
+                status, _ = http(method, server.base_url + path, body, timeout=30)
                 if status == 200:
                     return time.perf_counter() - start
             except (OSError, urllib.error.URLError):
@@ -131,13 +131,19 @@ class ServerPool:
         raise RuntimeError(f"{server.name} not ready after {timeout:g} s:\n{server.log_tail()}")
 
     def stop(self, server: Server) -> None:
-        """SIGTERM the server's process group, SIGKILL it if it lingers."""
+        """SIGTERM the server's process group, SIGKILL it and its descendants if they linger."""
+        # Kernels started by Kernel Gateway or papermill run in sessions of their own, out of
+        # reach of the group signal: note their ids first.
+        descendants = _descendants(server.process.pid)
         if server.process.poll() is None:
             _signal_group(server.process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.process.wait(timeout=8)
         # The group may outlive its leader (a kernel still shutting down).
         _signal_group(server.process.pid, signal.SIGKILL)
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         if server.process.poll() is None:
             server.process.wait(timeout=5)
         if server in self.servers:
@@ -152,6 +158,25 @@ class ServerPool:
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+
+def _descendants(root: int) -> list[int]:
+    """Ids of every live process below ``root`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces: split after its closing parenthesis.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

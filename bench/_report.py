@@ -122,7 +122,7 @@ def markdown(results: dict[str, Any], chart: str) -> str:
         f"- **Load**: `{meta['loadgen_version']}` in its own process, "
         f"{s['concurrency']} connections, "
         f"{s['warmup']:g} s warm-up, then {s['rounds']} x {s['duration']:g} s per server, "
-        "promoter and hand-written alternating (medians shown); Kernel Gateway "
+        "promoter and hand-written alternating; Kernel Gateway "
         f"{s['kg_duration']:g} s; papermill {s['papermill_duration']:g} s at "
         f"{s['papermill_concurrency']} connection(s); promoter and hand-written also "
         f"{s['latency_duration']:g} s at 1 connection. All servers: 127.0.0.1, uvicorn 1 worker "
@@ -251,7 +251,8 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         ax.margins(y=0.25)
         ax.grid(axis="y", which="major", alpha=0.3)
         ax.set_axisbelow(True)
-    axes[0].legend(fontsize=8, loc="upper right", framealpha=0.9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=8.5, frameon=False)
     meta = results["meta"]
     fig.suptitle(
         f"promoter vs. peers - {meta['cores']} cores, {meta['loadgen']}, "
@@ -259,7 +260,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         + (" - SMOKE RUN" if meta["smoke"] else ""),
         fontsize=10.5,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
