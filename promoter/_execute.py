@@ -117,7 +117,7 @@ def execute(
                     log_output=False,
                     cwd=str(notebook.path.parent.resolve()),
                     execution_timeout=timeout,
-                    km=_kernel_manager(stderr),
+                    kernel_manager_class=_kernel_manager_class(stderr),
                     on_cell_start=on_cell_start,
                 )
         except papermill.PapermillExecutionError as exc:
@@ -163,13 +163,16 @@ def execute(
     )
 
 
-def _kernel_manager(stderr: Any) -> Any:
+def _kernel_manager_class(stderr: Any) -> Any:
+    # A class, not an instance: nbclient shuts down (and closes the sockets of) only the kernels
+    # whose manager it created itself; a manager passed in leaked one kernel per run.
     # The kernel is always this interpreter, whatever kernelspec the notebook names: the
     # service will run in this environment, so the notebook must be proven here too. Its stderr
     # (low-level warnings such as "running over TCP without encryption") goes to a file that is
     # shown only if the kernel dies.
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
     class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
@@ -183,11 +186,15 @@ def _kernel_manager(stderr: Any) -> Any:
     # Async, as nbclient's own default: with a blocking manager nbclient's output poll blocks the
     # event loop, so a cell that prints nothing never hits the execution timeout.
     class Manager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _this_python(self) -> KernelSpecManager:
+            return ThisPython()
+
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["stderr"] = stderr
             await super()._async_launch_kernel(kernel_cmd, **kw)
 
-    return Manager(kernel_name="python3", kernel_spec_manager=ThisPython())
+    return Manager
 
 
 def _instrumented(notebook: Notebook, parameter_names: list[str]) -> Any:
