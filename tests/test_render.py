@@ -49,9 +49,9 @@ def test_hostile_notebook_text_cannot_inject_code(tmp_path: Path) -> None:
     result = run_cli("convert", notebook, "-o", out)
     assert result.returncode == 0, result.output
     for path in out.rglob("*.py"):
-        source = path.read_text()
-        ast.parse(source)  # every generated file parses
-        assert "49" not in source  # Jinja never evaluated notebook text
+        ast.parse(path.read_text())  # every generated file parses
+    # Jinja never evaluated notebook text: the template syntax survives as literal text.
+    assert "{{ 7*7 }}" in (out / "app" / "models.py").read_text()
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "."], cwd=out, capture_output=True, text=True
     )
