@@ -11,11 +11,12 @@ The pipeline, one module per stage::
     _output     write the service folder atomically, never over a user's edit
     _verify     the generated pipeline reproduces the notebook
 
-``inspect`` and ``convert`` (in ``_api``) run the stages; the CLI and the JupyterLab extension
-are thin layers over them.
+``inspect`` and ``convert`` (in ``_api``) run the stages, ``check`` (in ``_check``) runs them for
+CI; the CLI, the JupyterLab extension and the pytest plugin are thin layers over them.
 """
 
 from promoter._api import Conversion, Inspection, convert, inspect
+from promoter._check import CheckReport, check
 from promoter._exceptions import (
     CellSyntaxError,
     ContractError,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CellSyntaxError",
+    "CheckReport",
     "ContractError",
     "Conversion",
     "EditedFileError",
@@ -51,6 +53,7 @@ __all__ = [
     "UsageError",
     "VerificationError",
     "__version__",
+    "check",
     "convert",
     "inspect",
 ]
