@@ -307,7 +307,10 @@ def _imports(
             for alias in stmt.names:
                 if alias not in kept:
                     name = ast.unparse(alias)
-                    dropped.append(Dropped(f"import {name}", "import unused by the service", where))
+                    what = f"import {name}"
+                    if isinstance(stmt, ast.ImportFrom):
+                        what = f"from {'.' * stmt.level}{stmt.module or ''} {what}"
+                    dropped.append(Dropped(what, "import unused by the service", where))
             if not kept:
                 continue
             clone = (
