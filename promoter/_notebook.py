@@ -27,7 +27,8 @@ TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 _ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout"}
+_SETTINGS = {"route", "name", "version", "timeout", "execution"}
+_EXECUTION_MODES = ("thread", "inline")
 
 
 class Role(StrEnum):
@@ -72,6 +73,9 @@ class Settings:
     name: str | None = None
     version: str = "0.1.0"
     timeout: float = 30.0
+    #: "thread" (default): each request runs in a worker thread under the timeout.
+    #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
+    execution: str = "thread"
 
 
 @dataclass(frozen=True)
@@ -400,4 +404,13 @@ def _settings(path: Path, node: Any) -> Settings:
             f"metadata.promoter.timeout {timeout!r} must be a positive number of seconds",
             location=where,
         )
-    return Settings(route=route, name=name, version=version, timeout=float(timeout))
+    execution = raw.get("execution", "thread")
+    if execution not in _EXECUTION_MODES:
+        raise ContractError(
+            f"metadata.promoter.execution {execution!r} is not one of {list(_EXECUTION_MODES)}",
+            location=where,
+            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
+        )
+    return Settings(
+        route=route, name=name, version=version, timeout=float(timeout), execution=execution
+    )

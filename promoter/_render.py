@@ -175,7 +175,8 @@ def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
         "models_alias": "models" if single else f"{slug}_models",
         "pipeline_alias": "pipeline" if single else f"{slug}_pipeline",
         "extraction": plan.extraction,
-        "timeout": nb.settings.timeout,
+        # None: "inline" execution, on the event loop, without a timeout.
+        "timeout": nb.settings.timeout if nb.settings.execution == "thread" else None,
         "golden": plan.golden,
         "typed_probe": probe,
     }

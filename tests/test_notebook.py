@@ -98,3 +98,12 @@ def test_cells_without_ids_get_stable_ids(tmp_path: Path) -> None:
     first = [c.id for c in read_notebook(path).cells]
     assert first == [c.id for c in read_notebook(path).cells]
     assert first[0] == "cell-0"
+
+
+def test_execution_mode_is_validated(tmp_path: Path) -> None:
+    cells = (("code", "x = 1", ["parameters"]), ("code", "x", ["response"]))
+    path = write_notebook(tmp_path / "nb.ipynb", *cells, metadata={"execution": "inline"})
+    assert read_notebook(path).settings.execution == "inline"
+    path = write_notebook(tmp_path / "bad.ipynb", *cells, metadata={"execution": "fast"})
+    with pytest.raises(ContractError, match="execution"):
+        read_notebook(path)
