@@ -34,6 +34,7 @@ CAPTURE_MIME = "application/vnd.promoter.capture+json"
 _RESPONSE_VAR = "__promoter_response__"
 _CAPTURE_RESPONSE_ID = "promoter-capture-response"
 _CAPTURE_PARAMS_ID = "promoter-capture-parameters"
+_KERNEL_START_TIMEOUT = 300
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 
@@ -117,6 +118,9 @@ def execute(
                     log_output=False,
                     cwd=str(notebook.path.parent.resolve()),
                     execution_timeout=timeout,
+                    # papermill's 60 s is too short for a cold start on a busy machine (first
+                    # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
+                    start_timeout=_KERNEL_START_TIMEOUT,
                     kernel_manager_class=_kernel_manager_class(stderr),
                     on_cell_start=on_cell_start,
                 )

@@ -48,6 +48,16 @@ def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300) ->
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def git(repo: Path, *args: str) -> None:
+    """Run git in ``repo`` with a throwaway identity (tests build their own repositories)."""
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

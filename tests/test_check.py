@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from promoter._check import (
 )
 from promoter._cli import app
 from promoter._exceptions import Location, UsageError
-from tests.conftest import EXAMPLES, FIXTURES, run_cli
+from tests.conftest import EXAMPLES, FIXTURES, git, run_cli
 
 BAD = FIXTURES / "bad"
 
@@ -56,15 +55,6 @@ def _tagged_notebook(
     return nb
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with one notebook of each kind under notebooks/."""
@@ -82,7 +72,7 @@ def repo(tmp_path: Path) -> Path:
     )
     (nbs / ".ipynb_checkpoints").mkdir()
     shutil.copy(BAD / "cell_raises.ipynb", nbs / ".ipynb_checkpoints" / "raises-checkpoint.ipynb")
-    _git(tmp_path, "init", "-q")
+    git(tmp_path, "init", "-q")
     return tmp_path
 
 

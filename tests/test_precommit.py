@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, git
 
 
 def test_hook_manifest() -> None:
@@ -33,15 +33,6 @@ def _notebook() -> nbformat.NotebookNode:
     return nbformat.v4.new_notebook(cells=cells)
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="pre-commit installs hooks from git")
 def test_hook_runs_in_a_throwaway_repository(tmp_path: Path) -> None:
@@ -50,9 +41,9 @@ def test_hook_runs_in_a_throwaway_repository(tmp_path: Path) -> None:
     nbformat.write(_notebook(), repo / "good.ipynb")
     shutil.copy(FIXTURES / "bad" / "cell_raises.ipynb", repo / "broken.ipynb")
     shutil.copy(FIXTURES / "bad" / "empty_notebook.ipynb", repo / "plain.ipynb")
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "notebooks")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "notebooks")
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
