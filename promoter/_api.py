@@ -21,6 +21,7 @@ from promoter._response import ResponseSchema, infer_response
 
 if TYPE_CHECKING:  # importing _execute at run time would import papermill (slow)
     from promoter._execute import Execution
+    from promoter._render import NotebookPlan, ServiceOptions
 
 __all__ = ["Conversion", "Inspection", "convert", "inspect"]
 
@@ -302,7 +303,9 @@ def convert(
     )
 
 
-def _verify_and_format(build: Path, plans: list[Any], options: Any) -> dict[str, str | None]:
+def _verify_and_format(
+    build: Path, plans: list[NotebookPlan], options: ServiceOptions
+) -> dict[str, str | None]:
     from promoter._render import format_python, render_service
     from promoter._verify import verify_service
 
@@ -353,7 +356,7 @@ def _check_routes(inspections: list[Inspection]) -> None:
         stems.add(notebook.stem)
 
 
-def _options(inspections: list[Inspection], out: Path, k8s: bool) -> Any:
+def _options(inspections: list[Inspection], out: Path, k8s: bool) -> ServiceOptions:
     from promoter._render import ServiceOptions
 
     first = inspections[0].notebook

@@ -231,7 +231,7 @@ def _assign_response(source: str, last: Any) -> str:
 
 
 def _capture_parameters_code(names: list[str]) -> str:
-    values = ", ".join(f"{name!r}: {name}" for name in names if name.isidentifier())
+    values = ", ".join(f"{name!r}: {name}" for name in names)
     return f"__promoter_parameters__ = {{{values}}}\n"
 
 

@@ -101,8 +101,8 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
     for nb in notebooks:
         if not single:
             put(f"{nb['package_path']}/__init__.py", "app/__init__.py.j2")
-        put(f"{nb['package_path']}/{nb['module_prefix']}models.py", "app/models.py.j2", nb=nb)
-        put(f"{nb['package_path']}/{nb['module_prefix']}pipeline.py", "app/pipeline.py.j2", nb=nb)
+        put(f"{nb['package_path']}/models.py", "app/models.py.j2", nb=nb)
+        put(f"{nb['package_path']}/pipeline.py", "app/pipeline.py.j2", nb=nb)
         files[f"tests/golden/{nb['slug']}.json"] = (
             json.dumps(
                 {"request": nb["example"], "response": nb["response"].sample},
@@ -170,7 +170,6 @@ def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
         "example_json": json.dumps(example, ensure_ascii=False),
         "package": package,
         "package_path": package.replace(".", "/"),
-        "module_prefix": "",
         "models_module": f"{package}.models",
         "models_alias": "models" if single else f"{slug}_models",
         "pipeline_alias": "pipeline" if single else f"{slug}_pipeline",
@@ -309,7 +308,6 @@ def _environment() -> Any:
         pyrepr=pyrepr,
         global_lines=global_lines,
         doctext=doctext,
-        tomltext=doctext,
         codeindent=codeindent,
         cellref=cellref,
         tojson=lambda v: json.dumps(v, ensure_ascii=False),
