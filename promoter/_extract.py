@@ -107,7 +107,12 @@ def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
         for stmt in request.private
     )
     all_code = [*setup, *handler]
-    imports, modules = _imports(notebook, all_code, private, response_src, dropped)
+    # run() binds the parameters first, so inside it they shadow module-level imports.
+    used = _used_names([_kept(c) for c in setup]) | (
+        _used_names([_kept(c) for c in handler] + list(private) + [response_src])
+        - {p.name for p in request.parameters}
+    )
+    imports, modules = _imports(notebook, all_code, used, dropped)
     setup_globals = sorted(set().union(*(_bound(c.tree.body, c.keep_lines) for c in setup)))
     handler_bound = set().union(*(_bound(c.tree.body, c.keep_lines) for c in handler))
     params = [p.name for p in request.parameters]
@@ -291,13 +296,8 @@ def _response_source(source: str, last: ast.stmt) -> str:
 
 
 def _imports(
-    notebook: Notebook,
-    cells: list[_CellCode],
-    private: tuple[str, ...],
-    response: str,
-    dropped: list[Dropped],
+    notebook: Notebook, cells: list[_CellCode], used: set[str], dropped: list[Dropped]
 ) -> tuple[list[str], list[str]]:
-    used = _used_names([_kept(c) for c in cells] + list(private) + [response])
     statements: list[str] = []
     modules: list[str] = []
     for code in cells:

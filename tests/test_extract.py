@@ -78,3 +78,16 @@ def test_third_party_modules_are_listed_for_pinning(tmp_path: Path) -> None:
         ("code", "json.dumps(np.arange(x).tolist())", ["response"]),
     )
     assert ex.modules == ("numpy",)
+
+
+def test_an_import_a_parameter_shadows_is_not_hoisted(tmp_path: Path) -> None:
+    # Regression (found by the generator fuzz test): a parameter named like an import made the
+    # import look used, but inside run() the parameter shadows it: ruff F401.
+    ex = _extract(
+        tmp_path,
+        ("code", "from pydantic import Field", []),
+        ("code", "Field = 0", ["parameters"]),
+        ("code", "{'Field': Field}", ["response"]),
+    )
+    assert ex.imports == ()
+    assert [d.what for d in ex.dropped] == ["from pydantic import Field"]
