@@ -230,7 +230,7 @@ def _show_conversion(result: Conversion) -> None:
             f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
             f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
         )
-    status = "reproduces" if not any(result.fidelity.values()) else "differs from"
+    status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
@@ -335,7 +335,7 @@ def check(
 
     Exit status: 0 all clean, 1 findings, 2 usage error.
     """
-    from promoter import _check
+    from promoter import _check, _reports
 
     if output_format not in ("text", "github"):
         _console(stderr=True).print(
@@ -356,14 +356,14 @@ def check(
         )
     if junit_xml is not None:
         junit_xml.parent.mkdir(parents=True, exist_ok=True)
-        junit_xml.write_text(_check.junit_xml(result), encoding="utf-8")
+        junit_xml.write_text(_reports.junit_xml(result), encoding="utf-8")
     if report is not None:
-        _run(debug, lambda: _check.write_html_reports(result, report))
+        _run(debug, lambda: _reports.write_html_reports(result, report))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         if output_format == "github":
-            for line in _check.github_annotations(result):
+            for line in _reports.github_annotations(result):
                 typer.echo(line)
         _show_check(result, report)
     raise typer.Exit(result.exit_code)

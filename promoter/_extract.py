@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from promoter._exceptions import CellSyntaxError, ContractError, Location
 from promoter._notebook import Cell, Notebook, Role
 from promoter._parameters import RequestSchema
-from promoter._source import parse_cell, response_expression, source_lines
+from promoter._source import ResponseExpression, parse_cell, source_lines
 
 __all__ = ["Block", "Dropped", "Extraction", "extract"]
 
@@ -86,7 +86,7 @@ class _CellCode:
     imports: list[ast.Import | ast.ImportFrom]
 
 
-def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
+def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpression) -> Extraction:
     """Split the notebook's promoted cells into the service's setup and handler code.
 
     Raises:
@@ -94,8 +94,7 @@ def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
         ContractError: The handler uses a name only a skipped cell defines.
     """
     dropped: list[Dropped] = []
-    response_cell = notebook.response_cell
-    _, last, _ = response_expression(notebook, response_cell)
+    response_cell, last = response.cell, response.last
     setup = [_split(notebook, c, dropped) for c in notebook.with_role(Role.SETUP)]
     handler = [
         _split(notebook, c, dropped, last if c is response_cell else None)

@@ -95,7 +95,7 @@ def test_corpus_table_matches_expected_json() -> None:
 
 
 def test_generated_code_with_separators_parses(tmp_path: Path) -> None:
-    from promoter._render import codeindent
+    from promoter._filters import codeindent
 
     code = "text = 'a\u2028b'\nn = 1"
     indented = codeindent(code, 4)
