@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from promoter._check import CheckReport, NotebookResult, Outcome, Status
+from promoter._cli import app
 from promoter._discover import find_notebooks, has_promoter_tags
+from promoter._exceptions import Location, UsageError
 from promoter._notebook import cell_file_line
 from promoter._reports import github_annotations, junit_xml
-from promoter._cli import app
-from promoter._exceptions import Location, UsageError
 from tests.conftest import EXAMPLES, FIXTURES, git, run_cli
 
 BAD = FIXTURES / "bad"

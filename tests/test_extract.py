@@ -4,9 +4,9 @@ import pytest
 
 from promoter import ContractError
 from promoter._extract import extract
-from promoter._source import response_expression
 from promoter._notebook import read_notebook
 from promoter._parameters import infer_request
+from promoter._source import response_expression
 from tests.conftest import write_notebook
 
 
