@@ -90,74 +90,13 @@ def execute(
         ResponseError: The response value cannot be turned into JSON.
         ParameterError: papermill could not inject a parameter value.
     """
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
     node = _instrumented(notebook, response, parameter_names)
-    name = str(notebook.path)
-    started = {"index": 0}
-    total = len(node.cells)
-
-    def on_cell_start(cell: Any, cell_index: int) -> None:
-        started["index"] = cell_index
-        if on_progress is not None:
-            on_progress(name, cell_index, total)
-
+    cells = _Progress(str(notebook.path), len(node.cells), on_progress)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promoter-run-") as tmp:
-        output = Path(tmp) / "executed.ipynb"
-        stderr_path = Path(tmp) / "kernel-stderr.txt"
-        try:
-            with stderr_path.open("w") as stderr:
-                executed = papermill.execute_notebook(
-                    node,
-                    str(output),
-                    parameters=parameters or {},
-                    kernel_name="python3",
-                    language="python",
-                    progress_bar=False,
-                    log_output=False,
-                    cwd=str(notebook.path.parent.resolve()),
-                    execution_timeout=timeout,
-                    # papermill's 60 s is too short for a cold start on a busy machine (first
-                    # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
-                    start_timeout=_KERNEL_START_TIMEOUT,
-                    kernel_manager_class=_kernel_manager_class(stderr),
-                    on_cell_start=on_cell_start,
-                )
-        except papermill.PapermillExecutionError as exc:
-            raise _execution_error(notebook, response, _read(output), exc) from None
-        except CellTimeoutError:
-            cell = _original(notebook, node.cells[started["index"]])
-            raise _with_executed(
-                ExecutionError(
-                    f"the cell did not finish within {timeout:g} s",
-                    location=notebook.at(cell),
-                    hint="make the cell faster, or raise the limit with --timeout",
-                    ename="TimeoutError",
-                ),
-                _read(output),
-            ) from None
-        except DeadKernelError:
-            cell = _original(notebook, node.cells[started["index"]])
-            raise _with_executed(
-                ExecutionError(
-                    "the kernel died while running this cell" + _stderr_tail(stderr_path),
-                    location=notebook.at(cell),
-                    hint="the cell exits the Python process (os._exit, a crash in a C "
-                    "extension, or memory exhausted)",
-                    ename="DeadKernelError",
-                ),
-                _read(output),
-            ) from None
-        except RuntimeError as exc:  # kernel failed to start, or similar
-            raise ExecutionError(
-                f"the kernel could not run the notebook: {exc}" + _stderr_tail(stderr_path),
-                location=notebook.at(),
-                hint="check that ipykernel is installed in this Python environment",
-            ) from None
-    if on_progress is not None:
-        on_progress(name, total, total)
+        run = _Papermill(notebook, response, node, Path(tmp), timeout)
+        executed = run(parameters or {}, cells)
+    cells.finished()
     capture = _captured(executed)
     return Execution(
         response=capture["response"],
@@ -166,6 +105,101 @@ def execute(
         executed=executed,
         seconds=time.perf_counter() - begin,
     )
+
+
+@dataclass
+class _Progress:
+    """Reports (notebook, cells done, cells in all) and remembers the cell that is running."""
+
+    name: str
+    total: int
+    callback: ProgressCallback | None
+    running: int = 0
+
+    def on_cell_start(self, cell: Any, cell_index: int) -> None:
+        self.running = cell_index
+        if self.callback is not None:
+            self.callback(self.name, cell_index, self.total)
+
+    def finished(self) -> None:
+        if self.callback is not None:
+            self.callback(self.name, self.total, self.total)
+
+
+@dataclass
+class _Papermill:
+    """One papermill run of an instrumented copy, its failures mapped to promoter errors."""
+
+    notebook: Notebook
+    response: ResponseExpression
+    node: Any
+    folder: Path
+    timeout: float | None
+
+    def __call__(self, parameters: dict[str, Any], cells: _Progress) -> Any:
+        import papermill
+
+        try:
+            with self._stderr.open("w") as stderr:
+                return papermill.execute_notebook(
+                    self.node,
+                    str(self._output),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    language="python",
+                    progress_bar=False,
+                    log_output=False,
+                    cwd=str(self.notebook.path.parent.resolve()),
+                    execution_timeout=self.timeout,
+                    # papermill's 60 s is too short for a cold start on a busy machine (first
+                    # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
+                    start_timeout=_KERNEL_START_TIMEOUT,
+                    kernel_manager_class=_kernel_manager_class(stderr),
+                    on_cell_start=cells.on_cell_start,
+                )
+        except Exception as exc:
+            raise self._error(exc, cells.running) from None
+
+    @property
+    def _output(self) -> Path:
+        return self.folder / "executed.ipynb"
+
+    @property
+    def _stderr(self) -> Path:
+        return self.folder / "kernel-stderr.txt"
+
+    def _error(self, exc: Exception, running: int) -> Exception:
+        import papermill
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        notebook = self.notebook
+        if isinstance(exc, papermill.PapermillExecutionError):
+            return _execution_error(notebook, self.response, _read(self._output), exc)
+        cell = _original(notebook, self.node.cells[running])
+        if isinstance(exc, CellTimeoutError):
+            error = ExecutionError(
+                f"the cell did not finish within {self.timeout:g} s",
+                location=notebook.at(cell),
+                hint="make the cell faster, or raise the limit with --timeout",
+                ename="TimeoutError",
+            )
+        elif isinstance(exc, DeadKernelError):
+            error = ExecutionError(
+                "the kernel died while running this cell" + _stderr_tail(self._stderr),
+                location=notebook.at(cell),
+                hint="the cell exits the Python process (os._exit, a crash in a C "
+                "extension, or memory exhausted)",
+                ename="DeadKernelError",
+            )
+        elif isinstance(exc, RuntimeError):  # kernel failed to start, or similar
+            return ExecutionError(
+                f"the kernel could not run the notebook: {exc}" + _stderr_tail(self._stderr),
+                location=notebook.at(),
+                hint="check that ipykernel is installed in this Python environment",
+            )
+        else:
+            return exc
+        return _with_executed(error, _read(self._output))
 
 
 def _kernel_manager_class(stderr: Any) -> Any:

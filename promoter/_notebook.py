@@ -198,29 +198,7 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
     import nbformat
 
     where = Location(notebook=path)
-    try:
-        # utf-8-sig: some editors save a byte-order mark, which json.loads refuses.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise NotebookReadError(
-            f"the file is not UTF-8 text (bad byte at offset {exc.start})",
-            location=where,
-            hint="notebooks are UTF-8 JSON; re-save it from Jupyter",
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NotebookReadError(
-            f"the file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            location=where,
-            hint="the file may be truncated or hand-edited; restore it from version control",
-        ) from None
-    if not isinstance(data, dict) or "nbformat" not in data:
-        raise NotebookReadError(
-            "the file is JSON but not a notebook (no `nbformat` key)",
-            location=where,
-            hint="pass a .ipynb file saved by Jupyter",
-        )
+    text, data = _json(raw, where)
     version = data.get("nbformat")
     if version not in (3, 4):
         raise NotebookReadError(
@@ -255,6 +233,34 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             hint="open and save the notebook in Jupyter, which repairs most metadata",
         ) from None
     return node, warnings
+
+
+def _json(raw: bytes, where: Location) -> tuple[str, Any]:
+    """The notebook file's text and its JSON data, or a clear error."""
+    try:
+        # utf-8-sig: some editors save a byte-order mark, which json.loads refuses.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not UTF-8 text (bad byte at offset {exc.start})",
+            location=where,
+            hint="notebooks are UTF-8 JSON; re-save it from Jupyter",
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            location=where,
+            hint="the file may be truncated or hand-edited; restore it from version control",
+        ) from None
+    if not isinstance(data, dict) or "nbformat" not in data:
+        raise NotebookReadError(
+            "the file is JSON but not a notebook (no `nbformat` key)",
+            location=where,
+            hint="pass a .ipynb file saved by Jupyter",
+        )
+    return text, data
 
 
 def _one_line(exc: object) -> str:

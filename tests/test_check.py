@@ -21,7 +21,7 @@ from promoter._discover import find_notebooks, has_promoter_tags
 from promoter._exceptions import Location, UsageError
 from promoter._notebook import cell_file_line
 from promoter._reports import github_annotations, junit_xml
-from tests.conftest import EXAMPLES, FIXTURES, git, run_cli
+from tests.helpers import EXAMPLES, FIXTURES, git, run_cli
 
 BAD = FIXTURES / "bad"
 

@@ -7,7 +7,7 @@ from promoter._extract import extract
 from promoter._notebook import read_notebook
 from promoter._parameters import infer_request
 from promoter._source import response_expression
-from tests.conftest import write_notebook
+from tests.helpers import write_notebook
 
 
 def _extract(tmp_path: Path, *cells: tuple[str, str, list[str]]):

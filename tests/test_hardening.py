@@ -12,7 +12,7 @@ from promoter import inspect
 from promoter._exceptions import CellSyntaxError, NotebookReadError, ParameterError
 from promoter._response import safe_attr
 from promoter._source import source_lines
-from tests.conftest import write_notebook
+from tests.helpers import write_notebook
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 

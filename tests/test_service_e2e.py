@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from promoter._verify import first_difference
-from tests.conftest import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
+from tests.helpers import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
 
 pytestmark = pytest.mark.slow
 
