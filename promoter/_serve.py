@@ -66,7 +66,7 @@ def serve(
         # Editors save by writing a temporary file and renaming it: watch the folder.
         run_process(
             notebook.parent,
-            target=_serve_folder,
+            target=_serve_reloadable,
             args=(str(out), host, port),
             target_type="function",
             callback=regenerate,
@@ -88,6 +88,14 @@ def _check_port(host: str, port: int) -> None:
                 + ("another program uses the port" if taken else str(exc.strerror)),
                 hint="pick another port with --port",
             ) from None
+
+
+def _serve_reloadable(folder: str, host: str, port: int) -> None:
+    """``_serve_folder`` in a child process that ``run_process`` restarts on each save."""
+    # Its own process group: Ctrl+C reaches only `promoter serve`, which then stops this server
+    # once (watchfiles sends SIGINT); a second SIGINT would make uvicorn abort mid-shutdown.
+    os.setpgid(0, 0)
+    _serve_folder(folder, host, port)
 
 
 def _serve_folder(folder: str, host: str, port: int) -> None:
