@@ -151,7 +151,7 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
     for path, template in _DEPLOY_FILES:
         files[path] = _render(template, service)
     if options.k8s:
-        for name in ("deployment", "service", "hpa"):
+        for name in ("deployment", "service", "hpa", "pdb", "networkpolicy"):
             files[f"k8s/{name}.yaml"] = _render(f"k8s/{name}.yaml.j2", service)
     return files
 
