@@ -213,6 +213,15 @@ def test_dockerfile_installs_dependencies_before_the_code(service: Path) -> None
     assert envs["PYTHONDONTWRITEBYTECODE"] == "1" and envs["PIP_NO_CACHE_DIR"] == "1"
 
 
+def test_readme_explains_the_deploy(service: Path) -> None:
+    readme = (service / "README.md").read_text()
+    deploy = readme[readme.index("\n## Deploy\n") :]
+    assert "--read-only --tmpfs /tmp" in deploy
+    assert "kubectl apply -n NAMESPACE -f k8s/" in deploy
+    for check in JUSTIFIED:
+        assert check in deploy
+
+
 def test_build_context_keeps_code_and_data_only(service: Path, tmp_path: Path) -> None:
     data = service / "data" / "iris.csv"
     data.parent.mkdir()
@@ -239,8 +248,9 @@ def test_image_layout_serves_from_a_read_only_tree(service: Path, tmp_path: Path
     dockerfile = DockerfileParser(str(service / "Dockerfile"))
     container_tmp = tmp_path / "container-tmp"
     container_tmp.mkdir()
+    # The image's environment only (this machine's PYTHON*/PIP_* variables would hide a missing
+    # ENV line), with this venv's python, pip and uvicorn first on PATH.
     env = {
-        **os.environ,
         **{key: _in_container(value, container_tmp) for key, value in dockerfile.envs.items()},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
