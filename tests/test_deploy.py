@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from docker.utils.build import tar
+from docker.utils.build import match_tag, tar
 from dockerfile_parse import DockerfileParser
 
-from tests.conftest import EXAMPLES, free_port, golden, run_cli, wait_ready
+from tests.conftest import EXAMPLES, free_port, golden, run_cli, wait_ready, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,8 @@ KINDS = {
 }
 # Failed checkov checks each manifest skips on purpose; the reasons are comments beside them.
 JUSTIFIED = {"CKV_K8S_21", "CKV_K8S_43"}
+# A label value, as the Kubernetes API server checks it (the schemas do not).
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # Pod Security "restricted": the volume types it admits.
 RESTRICTED_VOLUMES = {
     "configMap",
@@ -193,6 +195,31 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port_names = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
+
+
+@pytest.mark.parametrize("version", ["2", "2.0+build.5"])
+def test_any_notebook_version_makes_valid_manifests(tmp_path: Path, version: str) -> None:
+    """A version YAML reads as a number, or with a "+" (not allowed in labels or image tags)."""
+    notebook = write_notebook(
+        tmp_path / "scorer.ipynb",
+        ("code", "x = 1  # A number", ["parameters"]),
+        ("code", "{'double': 2 * x}", ["response"]),
+        metadata={"version": version},
+    )
+    out = tmp_path / "svc"
+    result = run_cli("convert", notebook, "-o", out, "--k8s")
+    assert result.returncode == 0, result.output
+    validate = _tool("kubernetes-validate", Path(sys.executable).parent)
+    files = sorted(map(str, (out / "k8s").glob("*.yaml")))
+    checked = subprocess.run([validate, "--strict", *files], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    deployment = yaml.safe_load((out / "k8s" / "deployment.yaml").read_text())
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert LABEL_VALUE.fullmatch(labels["app.kubernetes.io/version"])
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert match_tag(container["image"]), container["image"]
+    build = DockerfileParser(str(out / "Dockerfile")).structure[0]["value"]
+    assert match_tag(build.split(" -t ")[1].split()[0])
 
 
 def test_dockerfile_installs_dependencies_before_the_code(service: Path) -> None:
