@@ -85,21 +85,8 @@ def test_manifests_pass_kubernetes_validate_strict(service: Path) -> None:
 
 def test_manifests_pass_checkov(service: Path) -> None:
     """Zero failed policy checks; each skipped one is justified in a comment beside its skip."""
-    checkov = _tool("checkov", Path(sys.prefix) / "checkov" / "bin")
-    # --skip-download: checkov would otherwise fetch guideline links from its vendor's API.
-    result = subprocess.run(
-        [checkov, "-d", "k8s", "--framework", "kubernetes", "--skip-download", "-o", "json"],
-        cwd=service,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    report = json.loads(result.stdout)
-    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
-    assert failed == [], failed
-    assert result.returncode == 0, result.stderr
+    report = _checkov(service, "-d", "k8s", "--framework", "kubernetes")
     summary = report["summary"]
-    assert summary["parsing_errors"] == 0
     # Each kind is scanned, plus the Pod that checkov's graph checks derive from the Deployment.
     assert summary["resource_count"] == len(KINDS) + 1
     assert summary["passed"] > 50
@@ -108,6 +95,12 @@ def test_manifests_pass_checkov(service: Path) -> None:
         text = (service / check["file_path"].lstrip("/")).read_text()
         assert re.search(rf"^ *#.*\b{check['check_id']}\b", text, re.MULTILINE), "no reason given"
         assert re.search(rf"checkov\.io/skip\d*: {check['check_id']}=", text)
+
+
+def test_dockerfile_passes_checkov(service: Path) -> None:
+    report = _checkov(service, "-f", "Dockerfile", "--framework", "dockerfile")
+    assert report["summary"]["passed"] > 20
+    assert report["results"]["skipped_checks"] == []
 
 
 def test_pod_security_restricted(manifests: dict[str, dict[str, Any]]) -> None:
@@ -344,6 +337,25 @@ def _tool(name: str, folder: Path) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run `make install`")
     return found
+
+
+def _checkov(service: Path, *args: str) -> dict[str, Any]:
+    """Run checkov in the service folder; its JSON report, with no failed check."""
+    checkov = _tool("checkov", Path(sys.prefix) / "checkov" / "bin")
+    # --skip-download: checkov would otherwise fetch guideline links from its vendor's API.
+    result = subprocess.run(
+        [checkov, *args, "--skip-download", "-o", "json"],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == [], failed
+    assert result.returncode == 0, result.stderr
+    assert report["summary"]["parsing_errors"] == 0
+    return report
 
 
 def _steps(dockerfile: DockerfileParser) -> list[tuple[str, str]]:
