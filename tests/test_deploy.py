@@ -183,8 +183,11 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     for selector in selectors:
         # A selector must not carry the version: a Deployment's selector cannot change later.
         assert selector == {"app.kubernetes.io/name": name}
-    target = manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", name)
+    hpa = manifests["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["scaleTargetRef"]["kind"], hpa["scaleTargetRef"]["name"]) == ("Deployment", name)
+    # The HPA owns the replica count; the PDB leaves a pod serving through a drain.
+    assert "replicas" not in deployment["spec"]
+    assert manifests["PodDisruptionBudget"]["spec"]["maxUnavailable"] < hpa["minReplicas"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port_names = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
