@@ -26,7 +26,7 @@ import yaml
 from docker.utils.build import match_tag, tar
 from dockerfile_parse import DockerfileParser
 
-from tests.conftest import EXAMPLES, free_port, golden, run_cli, wait_ready, write_notebook
+from tests.helpers import EXAMPLES, free_port, golden, run_cli, wait_ready, write_notebook
 
 pytestmark = pytest.mark.slow
 
