@@ -28,8 +28,8 @@ costs about what ``DataFrame.to_json`` costs. The rules:
 - Dates and datetimes (datetime, ``pd.Timestamp``, ``datetime64``, with or without a time
   zone) become ISO 8601 strings as ``isoformat()`` writes them: no fraction when it is zero,
   else 6 digits (9 when there are nanoseconds); a UTC offset when the value has a zone.
-- Timedeltas become seconds as a float, like ``timedelta.total_seconds()`` (exact to the
-  nanosecond below 104 days, to the microsecond below 285 years).
+- Timedeltas become seconds as a float, exactly as ``timedelta.total_seconds()`` computes them
+  (the float nearest to the true number of seconds: exact to the nanosecond below 104 days).
 - ``Decimal`` becomes its exact string (``"1.10"``), as pydantic writes it: a float would round
   it. Non-finite decimals become null.
 - ``pd.Period`` and ``pd.Interval`` become their string (``"2024-01"``, ``"(0, 1]"``).
@@ -382,8 +382,7 @@ def _numpy_column(array: Any, where: _Where) -> _Column:
         return _Column(values=_naive_datetimes(_seconds_or_finer(array, where)))
     if kind == "m":
         array = _seconds_or_finer(array, where)
-        seconds = array.view("i8") / float(_per_second(array.dtype))
-        return _Column(seconds, np.isnat(array))
+        return _Column(_total_seconds(array), np.isnat(array))
     if kind == "c":
         first = array[0] if len(array) else array
         raise NotSerialisableError(where.column(), first, _why(0j))
@@ -447,6 +446,19 @@ def _seconds_or_finer(array: Any, where: _Where) -> Any:
         return array.astype("datetime64[s]" if array.dtype.kind == "M" else "timedelta64[s]")
     except TypeError as exc:
         raise NotSerialisableError(where.column(), array, f"time unit {unit!r}: {exc}") from None
+
+
+def _total_seconds(array: Any) -> Any:
+    """Seconds as ``timedelta.total_seconds()`` gives them: ticks / ticks per second."""
+    import numpy as np
+
+    per = _per_second(array.dtype)
+    ticks = array.view("i8")
+    seconds = ticks / float(per)  # one rounding while the ticks fit a float's 53 bits exactly
+    big = np.abs(ticks) >= 2**53
+    if big.any():
+        seconds[big] = [tick / per for tick in ticks[big].tolist()]  # exact int/int division
+    return seconds
 
 
 def _per_second(dtype: Any) -> int:
