@@ -28,8 +28,9 @@ costs about what ``DataFrame.to_json`` costs. The rules:
 - Dates and datetimes (datetime, ``pd.Timestamp``, ``datetime64``, with or without a time
   zone) become ISO 8601 strings as ``isoformat()`` writes them: no fraction when it is zero,
   else 6 digits (9 when there are nanoseconds); a UTC offset when the value has a zone.
-- Timedeltas become seconds as a float, exactly as ``timedelta.total_seconds()`` computes them
-  (the float nearest to the true number of seconds: exact to the nanosecond below 104 days).
+- Timedeltas become seconds as a float: the float nearest to the true number of seconds, as
+  ``datetime.timedelta.total_seconds()`` computes it (exact to the nanosecond below 104 days;
+  pandas' own ``Timedelta.total_seconds()`` is an ulp off for some negative values).
 - ``Decimal`` becomes its exact string (``"1.10"``), as pydantic writes it: a float would round
   it. Non-finite decimals become null.
 - ``pd.Period`` and ``pd.Interval`` become their string (``"2024-01"``, ``"(0, 1]"``).
@@ -246,13 +247,19 @@ def _why(value: Any) -> str:
 # --- Columns: one pandas/numpy column becomes a list of values, or a list of JSON texts ---
 
 
-@dataclasses.dataclass(frozen=True)
 class _Where:
-    """Where a column's values are in the answer: item i is at ``{prefix}[i]{suffix}``."""
+    """Where a column's values are in the answer: item i is at ``{prefix}[i]{suffix}``.
 
-    prefix: str
-    suffix: str = ""
-    depth: int = 0
+    (A plain class: a dataclass would need this module in ``sys.modules``, and the kernel
+    capture exec's the source into a bare namespace.)
+    """
+
+    __slots__ = ("depth", "prefix", "suffix")
+
+    def __init__(self, prefix: str, suffix: str = "", depth: int = 0) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.depth = depth
 
     def at(self, i: int) -> str:
         return f"{self.prefix}[{i}]{self.suffix}"
