@@ -55,7 +55,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["NotSerialisableError", "dumps", "to_jsonable"]
 
@@ -273,7 +273,7 @@ class _Column:
 
     Either ``numbers`` (an int64/uint64/float64/bool array, with ``missing`` True where the
     value is null; NaN and infinities are null too) or ``values`` (JSON-native Python values;
-    ``strings`` when all of them are str) is set.
+    ``strings`` when each of them is a str or None) is set.
     """
 
     __slots__ = ("missing", "numbers", "strings", "values")
@@ -298,8 +298,10 @@ class _Column:
     def texts(self) -> list[str]:
         """The JSON text of each value (the same data as :meth:`data`)."""
         if self.values is not None:
-            if self.strings:
+            if self.strings and None not in self.values:
                 return list(map(encode_basestring, self.values))
+            if self.strings:
+                return [encode_basestring(v) if v is not None else "null" for v in self.values]
             return list(map(_value_text, self.values))
         out = _number_texts(self.numbers)
         for i in self._nulls():
@@ -362,12 +364,12 @@ def _column(values: Any, where: _Where) -> _Column:
     if isinstance(dtype, pd.SparseDtype):
         return _column(series.sparse.to_dense(), where)
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return _Column(values=_zoned_datetimes(series))
+        return _Column(values=_zoned_datetimes(series), strings=True)
     if isinstance(dtype, np.dtype):
         return _numpy_column(series.to_numpy(), where)
     if isinstance(dtype, pd.StringDtype):
         strings = series.to_numpy(dtype=object, na_value=None).tolist()
-        return _Column(values=strings, strings=not series.hasnans)
+        return _Column(values=strings, strings=True)
     if dtype.kind in "iufb" and hasattr(dtype, "numpy_dtype"):  # Int64, Float64, boolean...
         missing = series.isna().to_numpy()
         fill = False if dtype.kind == "b" else 0
@@ -386,7 +388,7 @@ def _numpy_column(array: Any, where: _Where) -> _Column:
     if kind in "iufb":
         return _Column(_widen(array))
     if kind == "M":
-        return _Column(values=_naive_datetimes(_seconds_or_finer(array, where)))
+        return _Column(values=_naive_datetimes(_seconds_or_finer(array, where)), strings=True)
     if kind == "m":
         array = _seconds_or_finer(array, where)
         return _Column(_total_seconds(array), np.isnat(array))
@@ -436,7 +438,7 @@ def _categorical(series: Any, where: _Where) -> _Column:
     values = column.values
     for i in np.flatnonzero(missing).tolist():
         values[i] = None
-    return _Column(values=values)
+    return _Column(values=values, strings=column.strings)
 
 
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
@@ -479,16 +481,19 @@ def _naive_datetimes(array: Any) -> list[str | None]:
     import numpy as np
 
     per = _per_second(array.dtype)
-    out = np.datetime_as_string(array, unit="s").astype(object)
-    if per > 1:
-        fraction = array.view("i8") % per
-        nanos = fraction % (per // 10**6) != 0 if per > 10**6 else np.zeros(len(array), bool)
-        micros = (fraction != 0) & ~nanos
-        if micros.any():
-            out[micros] = np.datetime_as_string(array[micros], unit="us")
-        if nanos.any():
-            out[nanos] = np.datetime_as_string(array[nanos], unit="ns")
-    strings: list[str | None] = out.tolist()
+    fraction = array.view("i8") % per
+    nanos = fraction % (per // 10**6) != 0 if per > 10**6 else np.zeros(len(array), bool)
+    micros = (fraction != 0) & ~nanos
+    # The whole array in the unit most values need (one call), the others patched by index.
+    main: Literal["s", "us", "ns"] = "us" if micros.all() else "ns" if nanos.all() else "s"
+    strings: list[str | None] = np.datetime_as_string(array, unit=main).tolist()
+    others: tuple[tuple[Literal["us", "ns"], Any], ...] = (("us", micros), ("ns", nanos))
+    for unit, chosen in others:
+        if unit != main and chosen.any():
+            where = np.flatnonzero(chosen)
+            texts = np.datetime_as_string(array[where], unit=unit).tolist()
+            for i, text in zip(where.tolist(), texts, strict=True):
+                strings[i] = text
     for i in np.flatnonzero(np.isnat(array)).tolist():
         strings[i] = None
     return strings
