@@ -2,7 +2,8 @@
 
 A notebook that returns a DataFrame is served through ``dumps`` of the service's converter
 (``templates/service/app/jsonable.py``). This measures it against the hand-written way,
-``df.to_json(orient="records")``, on the same frame in the same run, twice:
+``df.to_json(orient="records", date_format="iso")`` (the same dates as text; pandas 4's
+default), on the same frame in the same run, twice:
 
 - in process: the serialisation step alone (best and median of alternating rounds);
 - over HTTP: one uvicorn worker on 127.0.0.1 (:mod:`bench.large_app`), one keep-alive
@@ -85,7 +86,7 @@ def measure(smoke: bool, tmp: Path, log: Callable[[str], None]) -> dict[str, Any
 
 def _in_process(jsonable: types.ModuleType, frame: Any, smoke: bool) -> dict[str, Any]:
     ways: dict[str, Callable[[], object]] = {
-        "handwritten": lambda: frame.to_json(orient="records").encode(),
+        "handwritten": lambda: frame.to_json(orient="records", date_format="iso").encode(),
         "dumps": lambda: jsonable.dumps(frame),
         "jsonresponse": lambda: json.dumps(
             jsonable.to_jsonable(frame), ensure_ascii=False, separators=(",", ":")
