@@ -325,7 +325,7 @@ def test_numpy_values() -> None:
 @pytest.mark.parametrize(
     ("value", "where", "why"),
     [
-        (pd.DataFrame([[1, 2]], columns=["a", "a"]), "response", "field 'a'"),
+        (pd.DataFrame([[1, 2]], columns=["a", "a"]), "response", "both named 'a'"),
         (pd.DataFrame([[1, 2]], columns=[1, "1"]), "response", "field '1'"),
         (pd.DataFrame({"a": [1]}, index=pd.Index([7], name="a")), "response", "field 'a'"),
         (

@@ -641,7 +641,7 @@ def _index_names(index: Any, columns: list[Any]) -> list[Any]:
 def _frame_fields(frame: Any, path: str, depth: int) -> Fields:
     import pandas as pd
 
-    columns = list(frame.columns)
+    columns = frame.columns.tolist()
     labels: list[Any] = []
     data: list[Any] = []
     index = frame.index
@@ -652,8 +652,14 @@ def _frame_fields(frame: Any, path: str, depth: int) -> Fields:
             data.append(
                 index.get_level_values(level) if isinstance(index, pd.MultiIndex) else index
             )
-    labels += columns
-    data += [frame.iloc[:, j] for j in range(len(columns))]
+    if not frame.columns.is_unique:
+        twice = frame.columns[frame.columns.duplicated()][0]
+        raise NotSerialisableError(
+            path, frame, f"two columns are both named {twice!r}, so become one field; rename one"
+        )
+    for label, column in frame.items():  # much cheaper per column than .iloc[:, j]
+        labels.append(label)
+        data.append(column)
     fields: Fields = {}
     for label, values in zip(labels, data, strict=True):
         parts = list(label) if isinstance(label, tuple) else [label]
