@@ -336,6 +336,10 @@ def test_numpy_values() -> None:
         ({"t": pd.DataFrame({"z": [1 + 2j]})}, "response['t'][*]['z']", "complex"),
         ({"t": pd.DataFrame({"b": [b"raw"]})}, "response['t'][0]['b']", "bytes"),
         (pd.Series([1j]), "response", "complex"),
+        ({"d": {1: "a", "1": "b"}}, "response['d']", "both '1'"),
+        (np.array([[1.5]], dtype=np.longdouble), "response", "would round"),
+        ({"x": pd.Series([np.longdouble(2)], dtype=np.longdouble)}, "response['x']", "round"),
+        (np.longdouble(2), "response", "would round"),
         ({"it": iter([1])}, "response['it']", "iterator"),
     ],
 )
@@ -499,3 +503,18 @@ def test_generated_service_answers_describe_with_its_labels(tmp_path: Path, serv
         assert response.json() == records(frame.describe())
         labels = [row["index"] for row in response.json()]
         assert labels == ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
+
+
+@pytest.mark.slow
+def test_convert_fails_clearly_on_an_answer_without_a_faithful_json_form(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "clash.ipynb",
+        ("code", "import pandas as pd", ["setup"]),
+        ("code", "rows = 2", ["parameters"]),
+        ("code", "pd.DataFrame([[1, 2]] * rows, columns=['a', 'a'])", ["response"]),
+    )
+    result = run_cli("convert", notebook, "-o", tmp_path / "service")
+    assert result.returncode == 1
+    assert "cell 2" in result.output
+    assert "two columns are both named 'a'" in result.output
+    assert "Traceback" not in result.output

@@ -37,8 +37,9 @@ costs about what ``DataFrame.to_json`` costs. The rules:
 - Dataclasses and pydantic models become objects, enums their value, UUIDs and paths strings,
   sets sorted lists.
 
-What has no faithful JSON form (complex numbers, bytes, two columns that would become the same
-field, an iterator...) raises ``NotSerialisableError`` naming where it is, never a silently
+What has no faithful JSON form (complex numbers, bytes, ``np.longdouble`` (it would round),
+two columns or dict keys that would become the same field, such as ``1`` and ``"1"``, an
+iterator...) raises ``NotSerialisableError`` naming where it is, never a silently
 different answer. numpy and pandas are imported only when the value comes from them.
 """
 
@@ -147,7 +148,10 @@ def _numpy_or_pandas(value: Any, path: str, depth: int, embed: Embed) -> Any:
         if isinstance(value, np.datetime64 | np.timedelta64):
             return _column_values(np.array([value]), path, depth)[0]
         if isinstance(value, np.generic):
-            return _convert(value.item(), path, depth + 1, embed)
+            item = value.item()
+            if type(item) is type(value):  # longdouble: no Python type holds it
+                raise NotSerialisableError(path, value, _why(value))
+            return _convert(item, path, depth + 1, embed)
     if module == "pandas" and "pandas" in sys.modules:
         import pandas as pd
 
@@ -204,6 +208,14 @@ def _mapping(value: Mapping[Any, Any], path: str, depth: int, embed: Embed) -> d
             out[name] = item
         else:
             out[name] = _convert(item, f"{path}[{name!r}]", depth + 1, embed)
+    if len(out) != len(value):  # 1 and "1" (or True and "true") are one JSON key
+        seen: dict[str, Any] = {}
+        for key in value:
+            name = key if type(key) is str else _key(key, path)
+            if name in seen:
+                why = f"the keys {seen[name]!r} and {key!r} are both {name!r} in JSON"
+                raise NotSerialisableError(path, value, why)
+            seen[name] = key
     return out
 
 
@@ -233,8 +245,11 @@ def _key(key: Any, path: str) -> str:
 
 
 def _why(value: Any) -> str:
-    if isinstance(value, complex):
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    if isinstance(value, complex) or kind == "c":
         return "JSON has no complex numbers; return .real and .imag (or abs()) instead"
+    if kind == "f":
+        return "JSON numbers are float64: this would round; convert it with float() if that is fine"
     if isinstance(value, bytes | bytearray | memoryview):
         return "JSON has no bytes; decode them or return base64 text instead"
     if hasattr(value, "__next__") or hasattr(value, "send"):
@@ -390,7 +405,7 @@ def _numpy_column(array: Any, where: _Where) -> _Column:
 
     kind = array.dtype.kind
     if kind in "iufb":
-        return _Column(_widen(array))
+        return _Column(_widen(array, where.column()))
     if kind == "M":
         return _Column(values=_naive_datetimes(_seconds_or_finer(array, where)), strings="iso")
     if kind == "m":
@@ -402,8 +417,10 @@ def _numpy_column(array: Any, where: _Where) -> _Column:
     return _objects(array.astype(object), where)
 
 
-def _widen(numbers: Any) -> Any:
+def _widen(numbers: Any, path: str = "response") -> Any:
     """The dtypes the JSON writers know: float64, int64, uint64, bool."""
+    if numbers.dtype.kind == "f" and numbers.dtype.itemsize > 8:  # longdouble
+        raise NotSerialisableError(path, numbers, _why(numbers))
     wanted = {"f": "float64", "i": "int64", "u": "uint64", "b": "bool"}[numbers.dtype.kind]
     return numbers if numbers.dtype == wanted else numbers.astype(wanted)
 
@@ -537,8 +554,10 @@ def _array(array: Any, path: str, depth: int) -> Any:
         return _convert(array[()], path, depth + 1, None)
     if array.ndim == 1:
         return _numpy_column(array, _Where(path, "", depth)).data()
-    if array.dtype.kind in "iub":
-        return _widen(array).tolist()
+    if array.dtype.kind in "iufb":
+        widened = _widen(array, path)
+        if array.dtype.kind != "f":
+            return widened.tolist()
     return [_array(row, f"{path}[{i}]", depth + 1) for i, row in enumerate(array)]
 
 
@@ -551,7 +570,7 @@ def _array_text(array: Any, path: str, depth: int) -> str:
     if orjson is not None and array.dtype.kind in "iufb":
         import numpy as np
 
-        widened = np.ascontiguousarray(_widen(array))
+        widened = np.ascontiguousarray(_widen(array, path))
         return bytes(orjson.dumps(widened, option=orjson.OPT_SERIALIZE_NUMPY)).decode()
     rows = (_array_text(row, f"{path}[{i}]", depth + 1) for i, row in enumerate(array))
     return "[" + ",".join(rows) + "]"
