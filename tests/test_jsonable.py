@@ -449,6 +449,8 @@ def test_lone_surrogates_become_escapes() -> None:
     frame = pd.DataFrame({"text": ["ok", "\ud800"]})
     assert json.loads(J.dumps(frame)) == [{"text": "ok"}, {"text": "\ud800"}]
     assert json.loads(J.dumps({"text": "\ud800", "n": 2**70})) == {"text": "\ud800", "n": 2**70}
+    nested = {"table": frame, "big": pd.Series([2**70], dtype=object)}
+    assert json.loads(J.dumps(nested)) == J.to_jsonable(nested)
 
 
 # --- where it runs ---

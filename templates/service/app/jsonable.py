@@ -95,7 +95,10 @@ def dumps(value: Any) -> bytes:
     orjson = _orjson()
     if orjson is None:
         return _encode(to_jsonable(value))
-    data = _convert(value, "response", 0, _fragment)
+    try:
+        data = _convert(value, "response", 0, _fragment)
+    except UnicodeEncodeError:  # a lone surrogate in a nested table: the slow, exact way
+        return _encode(to_jsonable(value))
     try:
         return bytes(orjson.dumps(data))
     except TypeError:  # an integer beyond 64 bits, a lone surrogate: the slow, exact way
