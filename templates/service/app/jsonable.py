@@ -348,7 +348,9 @@ def _number_texts(numbers: Any) -> list[str]:
         import numpy as np
 
         text = orjson.dumps(np.ascontiguousarray(numbers), option=orjson.OPT_SERIALIZE_NUMPY)
-        texts: list[str] = text[1:-1].decode().split(",")
+        texts: list[str] = text.decode().split(",")  # "[1.5", "2.0", ..., "3.25]"
+        texts[0] = texts[0][1:]
+        texts[-1] = texts[-1][:-1]
         return texts
     kind = numbers.dtype.kind
     if kind == "b":
@@ -741,8 +743,9 @@ def _records_text(fields: Fields, rows: int) -> str:
         texts = _object_texts(node, rows) if isinstance(node, dict) else node.texts()
         parts[2 * j + 1 :: stride] = texts
     parts[stride - 1 :: stride] = ["},"] * rows
-    parts[-1] = "}"
-    return "[" + "".join(parts) + "]"
+    parts[0] = "[" + parts[0]
+    parts[-1] = "}]"
+    return "".join(parts)
 
 
 def _object_texts(fields: Fields, rows: int) -> list[str]:
