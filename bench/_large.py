@@ -22,6 +22,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def measure(smoke: bool, tmp: Path, log: Callable[[str], None]) -> dict[str, Any
         log(f"large answers, in process, {rows} rows: {_ratio_text(in_process[rows])}")
     over_http = _over_http(sizes, smoke, tmp, log)
     return {
+        "versions": {name: metadata.version(name) for name in ("pandas", "numpy", "orjson")},
         "rows": list(sizes),
         "dumps_equals_to_jsonable": same,
         "in_process": in_process,

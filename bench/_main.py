@@ -121,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_large(smoke: bool, out: Path | None) -> int:
     """``--large``: the service's JSON writer against hand-written, from 10 to 100,000 rows."""
+    meta = _report.machine("http.client", "stdlib", smoke)
     with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp:
-        results = _large.measure(smoke, Path(tmp), log)
+        results = {"meta": meta, **_large.measure(smoke, Path(tmp), log)}
+    meta["load_after"] = _report.load_average()
     print(f"bench: wrote {_large.write(results, out or BENCH / 'results')}")
     print(_large.table(results))
     return 0
