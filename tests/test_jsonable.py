@@ -160,6 +160,14 @@ FIXTURES: dict[str, Any] = {
     "DatetimeIndex": lambda: pd.DataFrame(
         {"visits": [5, 7, 11]}, index=pd.date_range("2024-01-01", periods=3, freq="D")
     ),
+    "datetime columns side by side, last": lambda: pd.DataFrame(
+        {
+            "n": [1, 2],
+            "start": pd.date_range("2024-01-01", periods=2),
+            "end": pd.date_range("2024-02-01 00:00:00.25", periods=2),
+        },
+        index=pd.date_range("2023-12-01", periods=2, name="day"),
+    ),
     "categorical": lambda: pd.DataFrame(
         {
             "size": pd.Categorical(["S", "L", None, "M"], categories=["S", "M", "L"]),

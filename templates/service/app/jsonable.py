@@ -330,6 +330,12 @@ class _Column:
             out[i] = "null"
         return out
 
+    def bare_iso(self) -> list[str] | None:
+        """ISO 8601 values (no nulls) to write between quotes as they are, else None."""
+        if self.strings == "iso" and self.values and None not in self.values:
+            return self.values
+        return None
+
     def _nulls(self) -> list[int]:
         import numpy as np
 
@@ -738,13 +744,23 @@ def _records_text(fields: Fields, rows: int) -> str:
         return "[" + ",".join(["{}"] * rows) + "]"
     stride = 2 * len(fields) + 1
     parts: list[str] = [""] * (rows * stride)
+    quote = ""  # '"' when the previous field's values are ISO text laid out without quotes
     for j, (name, node) in enumerate(fields.items()):
-        parts[2 * j :: stride] = [("{" if j == 0 else ",") + encode_basestring(name) + ":"] * rows
-        texts = _object_texts(node, rows) if isinstance(node, dict) else node.texts()
-        parts[2 * j + 1 :: stride] = texts
-    parts[stride - 1 :: stride] = ["},"] * rows
+        raw = None if isinstance(node, dict) else node.bare_iso()
+        # ISO text needs no escaping: its quotes go into the parts around it, not each value.
+        opening = '"' if raw is not None else ""
+        key = quote + ("{" if j == 0 else ",") + encode_basestring(name) + ":" + opening
+        parts[2 * j :: stride] = [key] * rows
+        if raw is not None:
+            parts[2 * j + 1 :: stride] = raw
+        elif isinstance(node, dict):
+            parts[2 * j + 1 :: stride] = _object_texts(node, rows)
+        else:
+            parts[2 * j + 1 :: stride] = node.texts()
+        quote = opening
+    parts[stride - 1 :: stride] = [quote + "},"] * rows
     parts[0] = "[" + parts[0]
-    parts[-1] = "}]"
+    parts[-1] = quote + "}]"
     return "".join(parts)
 
 
