@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import pandas as hpd
 
-from promoter._execute import jsonable_source
-from promoter._render import template_dir
-from tests.conftest import run_cli, write_notebook
+from promoter._resources import jsonable_source, template_dir
+from tests.helpers import run_cli, write_notebook
 
 SOURCE = template_dir() / "service" / "app" / "jsonable.py"
 PROPERTY = settings(
