@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promoter._exceptions import Location, UsageError
+from promoter._exceptions import ContractError, Location, PromoterError, UsageError
 from promoter._extract import Dropped, Extraction, extract
 from promoter._notebook import Notebook, Role, read_notebook
 from promoter._parameters import RequestSchema, infer_request, request_json_schema
@@ -77,6 +77,9 @@ class Inspection:
     ) -> Inspection:
         """Run the notebook with papermill and infer its response schema.
 
+        The notebook runs with its defaults, then once per parameter set in
+        ``metadata.promoter.examples``; the response schema is merged from every answer.
+
         Args:
             timeout: Seconds any one cell may run.
             on_progress: Called with (notebook, cells done, cells in all) while it runs.
@@ -94,12 +97,16 @@ class Inspection:
         execution = execute(
             notebook, self.expression, names, timeout=timeout, on_progress=on_progress
         )
+        answers = [execution.response, *self._examples(timeout, on_progress)]
+        settings = notebook.settings
         response, found = infer_response(
-            execution.response,
+            answers,
             execution.kind,
             notebook.class_prefix,
             self.expression.annotation,
             notebook.at(notebook.response_cell),
+            maps=settings.maps,
+            records=settings.records,
         )
         return replace(
             self,
@@ -109,6 +116,37 @@ class Inspection:
             warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
             papermill_types=_papermill_types(notebook),
         )
+
+    def _examples(self, timeout: float | None, on_progress: ProgressCallback | None) -> list[Any]:
+        """The answers to ``metadata.promoter.examples``, each from its own papermill run."""
+        from promoter._execute import execute
+
+        notebook = self.notebook
+        names = [p.name for p in self.request.parameters]
+        answers = []
+        for number, example in enumerate(notebook.settings.examples, start=1):
+            unknown = sorted(set(example) - set(names))
+            if unknown:
+                raise ContractError(
+                    f"metadata.promoter.examples[{number - 1}] sets {unknown}, which are not "
+                    "parameters",
+                    location=notebook.at(notebook.parameters_cell),
+                    hint=f"the parameters are {names}",
+                )
+            try:
+                run = execute(
+                    notebook,
+                    self.expression,
+                    names,
+                    example,
+                    timeout=timeout,
+                    on_progress=on_progress,
+                )
+            except PromoterError as exc:
+                exc.message = f"with example {number} {example!r}: {exc.message}"
+                raise
+            answers.append(run.response)
+        return answers
 
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
@@ -144,7 +182,9 @@ class Inspection:
             "request_schema": request_json_schema(self.request),
             "response_schema": self.response.json_schema if self.response else None,
             "response_type": self.response.root if self.response else None,
+            "response_shapes": [d.to_dict() for d in self.response.shapes] if self.response else [],
             "sample_response": self.response.sample if self.response else None,
+            "example_responses": list(self.response.samples[1:]) if self.response else [],
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for d in self.dropped],
             "kernel_seconds": round(self.execution.seconds, 3) if self.execution else None,
@@ -163,6 +203,7 @@ class Conversion:
         backup: The previous folder, kept because ``force`` overwrote edited files.
         kernel_seconds: Time spent executing notebooks (the rest is static work).
         seconds: Total time.
+        fidelity_warnings: What the non-determinism rule found (``_determinism.judge``).
     """
 
     out_dir: Path
@@ -172,6 +213,7 @@ class Conversion:
     backup: Path | None
     kernel_seconds: float
     seconds: float
+    fidelity_warnings: tuple[Finding, ...] = ()
 
     @property
     def routes(self) -> list[str]:
@@ -185,20 +227,8 @@ class Conversion:
 
     @property
     def warnings(self) -> list[Finding]:
-        """Warnings from every notebook, then fidelity differences."""
-        found = [w for i in self.inspections for w in i.warnings]
-        for inspection in self.inspections:
-            fidelity = self.fidelity.get(inspection.notebook.stem)
-            if fidelity is not None and not fidelity.matches:
-                found.append(
-                    Finding(
-                        f"the service's answer differs from the notebook's "
-                        f"({fidelity.difference}); the notebook is not deterministic, so the "
-                        "golden test checks the shape only",
-                        inspection.notebook.at(inspection.notebook.response_cell),
-                    )
-                )
-        return found
+        """Warnings from every notebook, then what the non-determinism rule found."""
+        return [*(w for i in self.inspections for w in i.warnings), *self.fidelity_warnings]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the conversion as JSON-compatible data.
@@ -257,6 +287,7 @@ def convert(
     name: str | None = None,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
+    strict: bool = False,
 ) -> Conversion:
     """Generate a FastAPI service from one or more notebooks (one route each).
 
@@ -268,6 +299,8 @@ def convert(
         name: The service (distribution and image) name; default from the notebook.
         timeout: Seconds any one notebook cell may run.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
+        strict: Fail when a notebook's answer changes from run to run with the same
+            parameters (by default a warning, and its golden test checks the shape only).
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -287,7 +320,7 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    build = build_service([i.plan() for i in inspections], options, out, force=force)
+    build = build_service([i.plan() for i in inspections], options, out, force=force, strict=strict)
     return Conversion(
         build.out_dir,
         build.files,
@@ -296,6 +329,7 @@ def convert(
         build.backup,
         sum(i.execution.seconds for i in inspections if i.execution),
         time.perf_counter() - begin,
+        tuple(Finding(m, loc) for m, loc in build.warnings),
     )
 
 
