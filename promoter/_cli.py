@@ -459,6 +459,9 @@ def _show_check(result: Any, report: Path | None) -> None:
         cells = [marks[o.status.value] if (o := nb.outcome(c)) else "" for c in CHECKS]
         table.add_row(_escape(nb.path.as_posix()), *cells, f"{nb.seconds:.1f}")
     console.print(table)
+    for nb in result.results:
+        for warning in nb.warnings:
+            console.print(f"[yellow]warning:[/] {_escape(warning)}")
     for nb in result.failed:
         for outcome in nb.failures:
             console.print(

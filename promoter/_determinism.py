@@ -208,4 +208,4 @@ class _Scan:
 def _in_order(tree: ast.Module) -> list[ast.AST]:
     """Every node, sorted by position (seed calls before the draws after them)."""
     nodes = [n for n in ast.walk(tree) if hasattr(n, "lineno")]
-    return sorted(nodes, key=lambda n: (n.lineno, n.col_offset))
+    return sorted(nodes, key=lambda n: (getattr(n, "lineno", 0), getattr(n, "col_offset", 0)))
