@@ -97,14 +97,14 @@ class Inspection:
         execution = execute(
             notebook, self.expression, names, timeout=timeout, on_progress=on_progress
         )
-        answers = [execution.response, *self._examples(timeout, on_progress)]
         settings = notebook.settings
         response, found = infer_response(
-            answers,
+            execution.response,
             execution.kind,
             notebook.class_prefix,
             self.expression.annotation,
             notebook.at(notebook.response_cell),
+            examples=self._examples(timeout, on_progress),
             maps=settings.maps,
             records=settings.records,
         )

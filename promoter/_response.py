@@ -162,23 +162,25 @@ def safe_attr(key: str, taken: set[str]) -> str:
 
 
 def infer_response(
-    samples: Sequence[Any],
+    sample: Any,
     kind: str,
     prefix: str,
     annotation: str | None,
     where: Location,
     *,
+    examples: Sequence[Any] = (),
     maps: Sequence[str] = (),
     records: Sequence[str] = (),
 ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
     """Build the response model from the notebook's JSON answers, merged.
 
     Args:
-        samples: The JSON answers: the defaults' first, then one per example parameter set.
+        sample: The JSON answer to the default parameters.
         kind: The Python type of the defaults' value (for messages).
         prefix: The class-name prefix (the notebook's name in CamelCase).
         annotation: The response cell's explicit type annotation, if any.
         where: The response cell's location, for warnings.
+        examples: The JSON answers to the example parameter sets (merged with ``sample``).
         maps: JSON paths of objects to read as maps (``metadata.promoter.maps``).
         records: JSON paths of objects to read as records (``metadata.promoter.records``).
 
@@ -187,15 +189,16 @@ def infer_response(
     """
     from genson import SchemaBuilder
 
+    samples = (sample, *examples)
     builder = SchemaBuilder()
-    for sample in samples:
-        builder.add_object(sample)
+    for answer in samples:
+        builder.add_object(answer)
     schema = builder.to_schema()
     warnings: list[tuple[str, Location]] = []
     if kind == "builtins.NoneType":
         warnings.append((_NONE_WARNING, where))
     model = f"{prefix}Response"
-    common = {"json_schema": schema, "sample": samples[0], "kind": kind, "samples": tuple(samples)}
+    common = {"json_schema": schema, "sample": sample, "kind": kind, "samples": samples}
     if annotation is not None:
         try:
             root = safe_annotation(_parse_expr(annotation), where)
@@ -208,17 +211,9 @@ def infer_response(
         for path in sorted(set(paths) - shapes.used):
             message = f"metadata.promoter.{key} names {path}, which is no object of the answers"
             warnings.append((message, where))
-    return (
-        ResponseSchema(
-            root,
-            model,
-            tuple(shapes.classes),
-            annotated=False,
-            shapes=tuple(shapes.decisions),
-            **common,
-        ),
-        warnings,
-    )
+    classes, decisions = tuple(shapes.classes), tuple(shapes.decisions)
+    inferred = ResponseSchema(root, model, classes, annotated=False, shapes=decisions, **common)
+    return inferred, warnings
 
 
 _NONE_WARNING = (

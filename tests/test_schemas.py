@@ -38,7 +38,9 @@ OTHER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
 
 
 def _infer(samples: list[Any], **overrides: Any) -> Any:
-    schema, warnings = infer_response(samples, "builtins.dict", "Nb", None, Location(), **overrides)
+    schema, warnings = infer_response(
+        samples[0], "builtins.dict", "Nb", None, Location(), examples=samples[1:], **overrides
+    )
     return schema, [message for message, _ in warnings]
 
 
@@ -120,7 +122,7 @@ def test_overrides_per_json_path_and_an_unknown_path_warns() -> None:
 
 
 def test_a_none_response_is_a_warning() -> None:
-    schema, warnings = infer_response([None], "builtins.NoneType", "Nb", None, Location())
+    schema, warnings = infer_response(None, "builtins.NoneType", "Nb", None, Location())
     assert schema.root == "None"
     assert any("value is None" in m and "print(...)" in m for m, _ in warnings)
 
