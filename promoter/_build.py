@@ -77,7 +77,10 @@ def build_service(
     with staged(out_dir, force=force) as stage:
         stage.write(render_service(plans, options))
         fidelity = verify_service(
-            stage.path, [_verification(p, len(plans)) for p in plans], timeout
+            stage.path,
+            [_verification(p, len(plans)) for p in plans],
+            timeout,
+            examples={p.notebook.stem: _examples(p) for p in plans},
         )
         pairs = list(zip(plans, fidelity, strict=True))
         warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
@@ -93,6 +96,12 @@ def build_service(
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
     package = "app" if count == 1 else f"app.{plan.notebook.stem}"
     return plan.notebook, package, plan.response.model, plan.response.sample
+
+
+def _examples(plan: NotebookPlan) -> list[tuple[dict[str, Any], Any]]:
+    """The example requests and the notebook's answers to them."""
+    answers = plan.response.samples[1:]
+    return list(zip(plan.notebook.settings.examples, answers, strict=False))
 
 
 def _lock(plans: list[NotebookPlan], out_dir: Path, files: dict[str, str]) -> Lock:
