@@ -303,7 +303,9 @@ class _Shapes:
             return f"dict[str, {self.annotation(values.to_schema(), f'{path}.*', hint)}]"
         name = name or self.namer.new(hint)
         fields = self._fields(schema, path)
-        description = "The response of the notebook." if path == "$" else f"The `{hint}` object."
+        description = f"The `{hint}` object of the response."
+        if path == "$":
+            description = "The response of the notebook."
         self.classes.append(ModelClass(name, fields, description))
         return name
 
