@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
 from promoter._extract import Dropped, Extraction, extract
 from promoter._notebook import Notebook, Role, read_notebook
-from promoter._parameters import RequestSchema, infer_request, request_json_schema
+from promoter._parameters import (
+    RequestSchema,
+    infer_request,
+    request_error,
+    request_json_schema,
+)
 from promoter._response import ResponseSchema, infer_response
 from promoter._source import ResponseExpression, response_expression
 
@@ -94,6 +99,7 @@ class Inspection:
 
         notebook = self.notebook
         names = [p.name for p in self.request.parameters]
+        self._check_examples()
         execution = execute(
             notebook, self.expression, names, timeout=timeout, on_progress=on_progress
         )
@@ -117,25 +123,29 @@ class Inspection:
             papermill_types=_papermill_types(notebook),
         )
 
+    def _check_examples(self) -> None:
+        """Refuse an example the service's request model would reject (before any kernel)."""
+        notebook = self.notebook
+        for index, example in enumerate(notebook.settings.examples):
+            problem = request_error(self.request, example)
+            if problem is not None:
+                names = [p.name for p in self.request.parameters]
+                raise ContractError(
+                    f"metadata.promoter.examples[{index}] is not a valid request: {problem}",
+                    location=notebook.at(notebook.parameters_cell),
+                    hint=f"each example sets some of the parameters {names}, with their types",
+                )
+
     def _examples(self, timeout: float | None, on_progress: ProgressCallback | None) -> list[Any]:
         """The answers to ``metadata.promoter.examples``, each from its own papermill run."""
         from promoter._execute import execute
 
-        notebook = self.notebook
         names = [p.name for p in self.request.parameters]
         answers = []
-        for number, example in enumerate(notebook.settings.examples, start=1):
-            unknown = sorted(set(example) - set(names))
-            if unknown:
-                raise ContractError(
-                    f"metadata.promoter.examples[{number - 1}] sets {unknown}, which are not "
-                    "parameters",
-                    location=notebook.at(notebook.parameters_cell),
-                    hint=f"the parameters are {names}",
-                )
+        for index, example in enumerate(self.notebook.settings.examples):
             try:
                 run = execute(
-                    notebook,
+                    self.notebook,
                     self.expression,
                     names,
                     example,
@@ -143,7 +153,7 @@ class Inspection:
                     on_progress=on_progress,
                 )
             except PromoterError as exc:
-                exc.message = f"with example {number} {example!r}: {exc.message}"
+                exc.message = f"with metadata.promoter.examples[{index}]: {exc.message}"
                 raise
             answers.append(run.response)
         return answers

@@ -143,7 +143,7 @@ def test_settings_are_validated(tmp_path: Path) -> None:
     assert settings.examples == ({"x": 2},) and settings.records == ("$",)
 
 
-def test_an_example_naming_no_parameter_is_a_contract_error(tmp_path: Path) -> None:
+def test_an_example_that_is_no_valid_request_is_a_contract_error(tmp_path: Path) -> None:
     import promoter
 
     path = write_notebook(
@@ -152,8 +152,34 @@ def test_an_example_naming_no_parameter_is_a_contract_error(tmp_path: Path) -> N
         ("code", "{'x': x}", ["response"]),
         metadata={"examples": [{"y": 2}]},
     )
-    with pytest.raises(ContractError, match=r"examples\[0\] sets \['y'\]"):
+    with pytest.raises(ContractError, match=r"examples\[0\] is not a valid request: y: Extra"):
         promoter.inspect(path)
+    wrong = write_notebook(
+        tmp_path / "wrong.ipynb",
+        ("code", "x = 1  # A number", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+        metadata={"examples": [{"x": 2}, {"x": "many"}]},
+    )
+    with pytest.raises(ContractError, match=r"examples\[1\] is not a valid request: x: Input"):
+        promoter.inspect(wrong, execute=False).execute()
+
+
+@pytest.mark.slow
+def test_an_example_that_fails_in_the_kernel_is_named(tmp_path: Path) -> None:
+    import promoter
+    from promoter._exceptions import ExecutionError
+
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1  # A number", ["parameters"]),
+        ("code", "assert x > 0, 'x must be positive'", []),
+        ("code", "{'x': x}", ["response"]),
+        metadata={"examples": [{"x": -1}]},
+    )
+    with pytest.raises(ExecutionError) as caught:
+        promoter.inspect(path)
+    assert caught.value.message.startswith("with metadata.promoter.examples[0]: AssertionError")
+    assert caught.value.location.cell_index == 1
 
 
 # --- end to end: papermill, convert, uvicorn, real HTTP ----------------------------------------
