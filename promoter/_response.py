@@ -36,6 +36,8 @@ __all__ = [
 _MAX_RECORD_KEYS = 30
 _EXAMPLE_ITEMS = 3
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Hexadecimal ids and UUIDs (``"3f2a9c1e"``, ``"a1b2c3d4-..."``): at least 8 characters, a digit.
+_ID_KEY = re.compile(r"^(?=.*[0-9])[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*$")
 _RECORD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,63}$")
 # Attribute names a Pydantic model field must not take (BaseModel's own API and our imports).
 _RESERVED = {
@@ -300,7 +302,8 @@ class _Shapes:
             values = SchemaBuilder()
             for sub in props.values():
                 values.add_schema(sub)
-            return f"dict[str, {self.annotation(values.to_schema(), f'{path}.*', hint)}]"
+            value = self.annotation(values.to_schema(), f"{path}.*", hint, item=True)
+            return f"dict[str, {value}]"
         name = name or self.namer.new(hint)
         fields = self._fields(schema, path)
         description = f"The `{hint}` object of the response."
@@ -317,20 +320,18 @@ class _Shapes:
             self.used.add(path)
             key = "maps" if path in self.maps else "records"
             return path in self.maps, f"listed in metadata.promoter.{key}"
-        if not keys:
-            return True, "no keys in any answer"
-        odd = [k for k in keys if not _RECORD_KEY.match(k)]
-        if odd:
-            return True, f"keys are data, not field names (e.g. {odd[0]!r})"
-        if _numbered(keys):
-            return True, f"keys look like ids ({', '.join(keys[:3])}, ...)"
-        if len(keys) > _MAX_RECORD_KEYS:
-            return True, f"{len(keys)} keys (more than {_MAX_RECORD_KEYS})"
-        varying = len(required) * 2 < len(keys) and (not item or not required)
-        if varying and _homogeneous(props.values()):
-            where = "in every answer" if not item else "in every item"
+        same = _homogeneous(props.values())
+        data = _data_keys(keys, same and not item)
+        if data is not None:
+            return True, data
+        # Keys missing from some answers, values of one type: data (states, words), not fields.
+        # Items of a list (or values of a map) are many occurrences of one record: only keys
+        # that no two of them share make them maps.
+        varying = not required if item else len(required) < len(keys)
+        if varying and same:
+            where = "in every item" if item else "in every answer"
             return True, f"keys change with the data: {len(required)} of {len(keys)} {where}"
-        if self.count == 1 and not item and _homogeneous(props.values()) and len(keys) > 1:
+        if self.count == 1 and not item and same and len(keys) > 1:
             return False, (
                 "field names, one answer only: if the keys are data, add parameter sets to "
                 "metadata.promoter.examples or list the path in metadata.promoter.maps"
@@ -353,6 +354,25 @@ class _Shapes:
 
 def _is_object(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "object"
+
+
+def _data_keys(keys: list[str], numbered: bool) -> str | None:
+    """Why the keys, by their shape and count alone, are data (``None`` if they may be fields).
+
+    Args:
+        keys: The object's keys, over every answer.
+        numbered: Whether keys that differ only in a trailing number count as ids.
+    """
+    if not keys:
+        return "no keys in any answer"
+    odd = [k for k in keys if not _RECORD_KEY.match(k) or _ID_KEY.match(k)]
+    if odd:
+        return f"keys are data, not field names (e.g. {odd[0]!r})"
+    if numbered and _numbered(keys):
+        return f"keys look like ids ({', '.join(keys[:3])}, ...)"
+    if len(keys) > _MAX_RECORD_KEYS:
+        return f"{len(keys)} keys (more than {_MAX_RECORD_KEYS})"
+    return None
 
 
 def _numbered(keys: list[str]) -> bool:

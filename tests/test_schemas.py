@@ -81,11 +81,28 @@ def test_a_top_level_map_of_records_whose_keys_follow_a_parameter() -> None:
     assert _fields(schema, "NbItem") == {"population": "float", "capital": "str | None"}
 
 
+def test_a_filter_that_drops_some_keys_still_makes_a_map() -> None:
+    # The same region, a higher threshold: the keys of one answer are a subset of the other's.
+    schema, _ = _infer([{"TX": 30.5, "FL": 22.6, "GA": 11.0}, {"TX": 30.5, "FL": 22.6}])
+    assert schema.root == "dict[str, float]"
+    # A record whose optional field has another type stays a record.
+    record, _ = _infer([{"total": 3, "label": "x"}, {"total": 4}])
+    assert _fields(record, "NbResponse") == {"total": "int", "label": "str | None"}
+
+
+def test_rows_with_numbered_columns_stay_records() -> None:
+    schema, _ = _infer([[{"x1": 1.0, "x2": 2.0, "x3": 3.0}, {"x1": 0.5, "x2": 1.5, "x3": 2.5}]])
+    assert schema.root == "list[NbRow]"
+    assert _fields(schema, "NbRow") == {"x1": "float", "x2": "float", "x3": "float"}
+
+
 def test_one_answer_decides_by_key_shape_and_count() -> None:
     dates, _ = _infer([{"2024-01-01": 3, "2024-01-02": 4}])
     assert dates.root == "dict[str, int]"
     ids, _ = _infer([{"user_1": 1.0, "user_2": 2.0, "user_3": 0.5}])
     assert ids.root == "dict[str, float]"
+    hexes, _ = _infer([{"3f2a9c1e": {"n": 1}, "a1b2c3d4": {"n": 2}}])
+    assert hexes.root == "dict[str, NbItem]"
     many, _ = _infer([{f"w{chr(97 + i)}x": i for i in range(26)} | {f"z{i}a": 1 for i in range(9)}])
     assert many.root == "dict[str, int]"
     fields, _ = _infer([{"mean": 1.0, "std": 0.5, "label": "x"}])
