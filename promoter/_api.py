@@ -61,6 +61,7 @@ class Inspection:
         execution: The papermill run (``None`` when not executed).
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
+        example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
     notebook: Notebook
@@ -71,6 +72,14 @@ class Inspection:
     execution: Execution | None = None
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
+    example_runs: tuple[Execution, ...] = ()
+
+    @property
+    def kernel_seconds(self) -> float | None:
+        """Time spent in papermill runs (defaults and examples), ``None`` when not executed."""
+        if self.execution is None:
+            return None
+        return self.execution.seconds + sum(r.seconds for r in self.example_runs)
 
     @property
     def dropped(self) -> tuple[Dropped, ...]:
@@ -104,13 +113,14 @@ class Inspection:
             notebook, self.expression, names, timeout=timeout, on_progress=on_progress
         )
         settings = notebook.settings
+        runs = self._examples(timeout, on_progress)
         response, found = infer_response(
             execution.response,
             execution.kind,
             notebook.class_prefix,
             self.expression.annotation,
             notebook.at(notebook.response_cell),
-            examples=self._examples(timeout, on_progress),
+            examples=[r.response for r in runs],
             maps=settings.maps,
             records=settings.records,
         )
@@ -121,6 +131,7 @@ class Inspection:
             execution=execution,
             warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
             papermill_types=_papermill_types(notebook),
+            example_runs=tuple(runs),
         )
 
     def _check_examples(self) -> None:
@@ -136,12 +147,14 @@ class Inspection:
                     hint=f"each example sets some of the parameters {names}, with their types",
                 )
 
-    def _examples(self, timeout: float | None, on_progress: ProgressCallback | None) -> list[Any]:
-        """The answers to ``metadata.promoter.examples``, each from its own papermill run."""
+    def _examples(
+        self, timeout: float | None, on_progress: ProgressCallback | None
+    ) -> list[Execution]:
+        """The runs of ``metadata.promoter.examples``, each its own papermill run."""
         from promoter._execute import execute
 
         names = [p.name for p in self.request.parameters]
-        answers = []
+        runs = []
         for index, example in enumerate(self.notebook.settings.examples):
             try:
                 run = execute(
@@ -155,8 +168,8 @@ class Inspection:
             except PromoterError as exc:
                 exc.message = f"with metadata.promoter.examples[{index}]: {exc.message}"
                 raise
-            answers.append(run.response)
-        return answers
+            runs.append(run)
+        return runs
 
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
@@ -169,6 +182,7 @@ class Inspection:
     def to_dict(self) -> dict[str, Any]:
         """Return the inspection as JSON-compatible data (``inspect --json``, REST API)."""
         nb = self.notebook
+        seconds = self.kernel_seconds
         return {
             "notebook": str(nb.path),
             "route": nb.route,
@@ -197,7 +211,7 @@ class Inspection:
             "example_responses": list(self.response.samples[1:]) if self.response else [],
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for d in self.dropped],
-            "kernel_seconds": round(self.execution.seconds, 3) if self.execution else None,
+            "kernel_seconds": None if seconds is None else round(seconds, 3),
         }
 
 
@@ -337,7 +351,7 @@ def convert(
         tuple(inspections),
         build.fidelity,
         build.backup,
-        sum(i.execution.seconds for i in inspections if i.execution),
+        sum(i.kernel_seconds or 0.0 for i in inspections),
         time.perf_counter() - begin,
         tuple(Finding(m, loc) for m, loc in build.warnings),
     )
