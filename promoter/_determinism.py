@@ -99,24 +99,29 @@ def judge(notebook: Notebook, fidelity: Fidelity, *, strict: bool) -> list[tuple
     if fidelity.matches:
         return []
     found = unseeded_randomness(notebook)
-    cells = "; ".join(f"{loc}: {what}" for what, loc in found)
-    message = (
-        f"the answer changes from run to run with the same parameters ({fidelity.difference})"
-        + (
-            f"; unseeded randomness in {cells}"
-            if found
-            else "; no unseeded randomness found: it may read the clock, files or state"
-        )
-    )
+    changes = f"the answer changes from run to run with the same parameters ({fidelity.difference})"
     if strict:
+        draws = "; ".join(f"{_short(loc)}: {what}" for what, loc in found)
         raise VerificationError(
-            message,
+            f"{changes}; " + (f"unseeded randomness in {draws}" if found else _NOTHING_FOUND),
             location=found[0][1] if found else where,
             hint="seed the random generators (np.random.seed, random.seed, random_state=...), "
             "or drop --strict to accept answers that agree in shape",
         )
-    shape = "; its shape fits the response model, and the golden test checks the shape only"
-    return [(message + shape, where)] + [(f"unseeded randomness: {w}", loc) for w, loc in found]
+    cells = sorted({loc.cell_index for _, loc in found if loc.cell_index is not None})
+    named = ", ".join(f"cell {c}" for c in cells)
+    likely = f"{len(found)} unseeded random draw(s) in {named}" if found else _NOTHING_FOUND
+    message = f"{changes}; {likely}; its shape fits the response model, so the golden test "
+    message += "checks the shape only (--strict makes this an error)"
+    return [(message, where)] + [(f"unseeded randomness: {w}", loc) for w, loc in found]
+
+
+_NOTHING_FOUND = "no unseeded randomness found: it may read the clock, files or changing state"
+
+
+def _short(location: Location) -> str:
+    """``cell 3 (id x), line 2``: the location without the notebook's path."""
+    return str(Location(None, location.cell_index, location.cell_id, location.line))
 
 
 def unseeded_randomness(notebook: Notebook) -> list[tuple[str, Location]]:
