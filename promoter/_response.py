@@ -270,7 +270,8 @@ class _Shapes:
         self, schema: dict[str, Any], path: str, hint: str, *, item: bool = False, name: str = ""
     ) -> str:
         if "anyOf" in schema:
-            parts = [self.annotation(s, path, hint, item=item, name=name) for s in schema["anyOf"]]
+            # No alternative takes the response model's name: the model wraps their union.
+            parts = [self.annotation(s, path, hint, item=item) for s in schema["anyOf"]]
             return _union(parts)
         kind = schema.get("type")
         if isinstance(kind, list):

@@ -129,6 +129,12 @@ def test_records_with_optional_keys_and_mixed_types() -> None:
     }
 
 
+def test_answers_of_different_kinds_are_a_union_the_model_wraps() -> None:
+    schema, _ = _infer([{"a": 1}, None])
+    assert (schema.root, schema.model, schema.is_root_model) == ("NbItem | None", "NbResponse", True)
+    assert [c.name for c in schema.classes] == ["NbItem"]
+
+
 def test_overrides_per_json_path_and_an_unknown_path_warns() -> None:
     samples = [{"counts": {"the": 2, "fox": 1}, "stats": {"2020": 1, "2021": 2}}]
     schema, warnings = _infer(samples, maps=["$.counts", "$.nothing"], records=["$.stats"])
