@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from promoter._determinism import judge
+from promoter._exceptions import Location
 from promoter._notebook import Notebook
 from promoter._output import Lock, staged
 from promoter._render import NotebookPlan, ServiceOptions, render_service, render_tests
@@ -36,12 +38,14 @@ class Build:
         files: Every file in it, relative to ``out_dir``, sorted.
         fidelity: How each notebook's generated pipeline compares with the notebook, by stem.
         backup: The previous folder, kept because ``force`` overwrote edited files.
+        warnings: What the non-determinism rule (``_determinism.judge``) found.
     """
 
     out_dir: Path
     files: tuple[str, ...]
     fidelity: dict[str, Fidelity]
     backup: Path | None
+    warnings: tuple[tuple[str, Location], ...] = ()
 
 
 def build_service(
@@ -51,6 +55,7 @@ def build_service(
     *,
     force: bool = False,
     timeout: float = 600,
+    strict: bool = False,
 ) -> Build:
     """Render, verify, format and lock the service of ``plans`` into ``out_dir``, atomically.
 
@@ -60,29 +65,43 @@ def build_service(
         out_dir: The service folder (created, or regenerated in place).
         force: Overwrite generated files the user edited (the old folder is kept as a backup).
         timeout: Seconds the verification of the generated code may take.
+        strict: Fail when a notebook's answer changes from run to run (else a warning).
 
     Raises:
-        VerificationError: The generated code fails where the notebook did not.
+        VerificationError: The generated code fails where the notebook did not, its answer
+            does not fit the response model, or (with ``strict``) it differs from the
+            notebook's.
         EditedFileError: The user edited generated files and ``force`` is false.
         OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
     """
     with staged(out_dir, force=force) as stage:
         stage.write(render_service(plans, options))
         fidelity = verify_service(
-            stage.path, [_verification(p, len(plans)) for p in plans], timeout
+            stage.path,
+            [_verification(p, len(plans)) for p in plans],
+            timeout,
+            examples={p.notebook.stem: _examples(p) for p in plans},
         )
-        golden = [replace(p, golden=f.matches) for p, f in zip(plans, fidelity, strict=True)]
+        pairs = list(zip(plans, fidelity, strict=True))
+        warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
+        golden = [replace(p, golden=f.matches) for p, f in pairs]
         stage.write(render_tests(golden, options))
         format_python(stage.path)
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup)
+    return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup, tuple(warnings))
 
 
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
     package = "app" if count == 1 else f"app.{plan.notebook.stem}"
     return plan.notebook, package, plan.response.model, plan.response.sample
+
+
+def _examples(plan: NotebookPlan) -> list[tuple[dict[str, Any], Any]]:
+    """The example requests and the notebook's answers to them."""
+    answers = plan.response.samples[1:]
+    return list(zip(plan.notebook.settings.examples, answers, strict=False))
 
 
 def _lock(plans: list[NotebookPlan], out_dir: Path, files: dict[str, str]) -> Lock:

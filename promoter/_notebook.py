@@ -19,6 +19,7 @@ from promoter._exceptions import ContractError, Location, NotebookReadError, Usa
 from promoter._lazy import defer_iri_grammar
 
 __all__ = [
+    "JSON_PATH",
     "Cell",
     "Notebook",
     "Role",
@@ -37,7 +38,10 @@ TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 _ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout", "execution"}
+_SETTINGS = {"route", "name", "version", "timeout", "execution", "examples", "maps", "records"}
+#: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
+#: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
+JSON_PATH = re.compile(r'^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*$')
 _EXECUTION_MODES = ("thread", "inline")
 
 
@@ -86,6 +90,12 @@ class Settings:
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
     execution: str = "thread"
+    #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
+    #: request examples).
+    examples: tuple[dict[str, Any], ...] = ()
+    #: JSON paths of response objects to read as maps (``dict[str, T]``) / as records (models).
+    maps: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -438,8 +448,40 @@ def _settings(path: Path, node: Any) -> Settings:
             hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
         )
     return Settings(
-        route=route, name=name, version=version, timeout=float(timeout), execution=execution
+        route=route,
+        name=name,
+        version=version,
+        timeout=float(timeout),
+        execution=execution,
+        examples=_examples(raw.get("examples", []), where),
+        maps=_json_paths(raw, "maps", where),
+        records=_json_paths(raw, "records", where),
     )
+
+
+def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(e, dict) and all(isinstance(k, str) for k in e) for e in raw
+    ):
+        raise ContractError(
+            "metadata.promoter.examples must be a list of parameter sets (JSON objects)",
+            location=where,
+            hint='e.g. "examples": [{"state": "CA"}, {"state": "NY", "top_k": 5}]',
+        )
+    return tuple(dict(e) for e in raw)
+
+
+def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
+    paths = raw.get(key, [])
+    if not isinstance(paths, list) or not all(
+        isinstance(p, str) and JSON_PATH.match(p) for p in paths
+    ):
+        raise ContractError(
+            f"metadata.promoter.{key} must be a list of JSON paths into the response",
+            location=where,
+            hint='e.g. ["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]',
+        )
+    return tuple(paths)
 
 
 def cell_file_line(path: Path, cell_index: int | None) -> int | None:

@@ -78,7 +78,29 @@ class ShippingQuoteDelivery(BaseModel):
 class ShippingQuoteResponse(BaseModel):
     """The response of the notebook."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    # The OpenAPI example is the notebook's own answer to its default parameters.
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "quote": {
+                        "currency": "EUR",
+                        "total": 9.49,
+                        "breakdown": {
+                            "base": 6.37,
+                            "weight": 3.12,
+                            "insurance": 0.0,
+                            "discount": 0.0,
+                        },
+                    },
+                    "delivery": {"service": "standard", "days": 5},
+                    "items": ["book"],
+                    "warnings": [],
+                }
+            ]
+        },
+    )
 
     quote: ShippingQuoteQuote
     delivery: ShippingQuoteDelivery

@@ -1,7 +1,8 @@
 """Tests of the generated service, run with real HTTP calls through FastAPI's TestClient.
 
-The golden answers are what the notebook itself returned when papermill ran it with its
-default parameters: the service must return the same.
+The golden answers (tests/golden) are what the notebook itself returned when papermill ran it
+with its default parameters and with each of its example parameter sets: the service must
+return the same, and the declared response model must accept every one of them.
 """
 
 import json
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import models
 from app.main import app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,8 +53,15 @@ def test_health(client: TestClient) -> None:
     assert client.get("/ready").json() == {"status": "ready"}
 
 
-def test_shipping_quote_returns_what_the_notebook_returned(client: TestClient) -> None:
-    golden = json.loads((GOLDEN / "shipping_quote.json").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("name", ["shipping_quote.json"])
+def test_shipping_quote_response_model_accepts_the_notebooks_answers(name: str) -> None:
+    golden = json.loads((GOLDEN / name).read_text(encoding="utf-8"))
+    models.ShippingQuoteResponse.model_validate(golden["response"])
+
+
+@pytest.mark.parametrize("name", ["shipping_quote.json"])
+def test_shipping_quote_returns_what_the_notebook_returned(client: TestClient, name: str) -> None:
+    golden = json.loads((GOLDEN / name).read_text(encoding="utf-8"))
     response = client.post("/shipping_quote", json=golden["request"])
     assert response.status_code == 200, response.text
     assert_json_close(response.json(), golden["response"])
