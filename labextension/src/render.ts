@@ -503,9 +503,11 @@ export function progressText(job: IJob): string {
     }
     case 'running':
       if (job.total > 0) {
+        // The count is papermill's, whose copy of the notebook has a few cells of its own:
+        // a fraction, not a cell number.
         return job.done < job.total
-          ? `Running cell ${job.done + 1} of ${job.total} (${job.done}/${job.total} done)`
-          : `Cells done: ${job.done}/${job.total}; ${job.action === 'convert' ? 'writing and checking the service' : 'inferring the response schema'}…`;
+          ? `Running the notebook: ${job.done} of ${job.total} cells done`
+          : `All ${job.total} cells done; ${job.action === 'convert' ? 'writing and checking the service' : 'inferring the response schema'}…`;
       }
       return 'Starting the kernel…';
     case 'done':
