@@ -64,6 +64,7 @@ __all__ = ["Promoter", "_load_jupyter_server_extension"]
 _T = TypeVar("_T")
 # Finished jobs are kept this long so a slow poller still reads the result.
 _KEEP_FINISHED = 50
+_LINE_LIMIT = 256 * 1024 * 1024
 
 
 class Promoter(LoggingConfigurable):
@@ -236,6 +237,8 @@ class Runner:
             sys.executable,
             "-m",
             "promoter._jupyter_worker",
+            # The result is one JSON line; a big sample response outgrows the 64 KiB default.
+            limit=_LINE_LIMIT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -771,7 +774,7 @@ class TryProxyHandler(_PromoterHandler):
     """
 
     _FORWARDED = ("Content-Type", "Accept", "X-Request-ID")
-    _RETURNED = ("Content-Type", "Retry-After", "X-Request-ID", "Location")
+    _RETURNED = ("Retry-After", "X-Request-ID", "Location")
 
     async def _proxy(self, name: str, path: str) -> None:
         try:
@@ -806,7 +809,9 @@ class TryProxyHandler(_PromoterHandler):
         for header in self._RETURNED:
             if header in response.headers:
                 self.set_header(header, response.headers[header])
-        self.finish(response.body)
+        # APIHandler.finish would label every answer JSON; /docs is HTML.
+        content_type = response.headers.get("Content-Type", "application/octet-stream")
+        self.finish(response.body, set_content_type=content_type)
 
     @web.authenticated
     async def get(self, name: str, path: str) -> None:

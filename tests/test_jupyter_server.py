@@ -72,6 +72,8 @@ def outside(tmp_path: Path, root: Path) -> Path:
 async def post(fetch: Fetch, endpoint: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
     """POST a JSON body; answer the status and the decoded JSON reply, errors included."""
     raw = body if isinstance(body, str) else json.dumps(body)
+    # A kernel run on a busy CI machine can outlast pytest-jupyter's 20 s default.
+    kwargs.setdefault("request_timeout", 600)
     try:
         response = await fetch("promoter", endpoint, method="POST", body=raw, **kwargs)
     except HTTPClientError as exc:
@@ -324,6 +326,7 @@ def write_slow_notebook(path: Path, seconds: float, steps: int = 3) -> None:
 async def request(fetch: Fetch, method: str, path: str, body: Any = None, **kw: Any) -> Any:
     """Any method on a ``promoter/...`` path; (status, JSON reply or raw text)."""
     raw = None if body is None else (body if isinstance(body, str) else json.dumps(body))
+    kw.setdefault("request_timeout", 600)
     try:
         response = await fetch(*path.split("/"), method=method, body=raw, **kw)
     except HTTPClientError as exc:
@@ -502,6 +505,19 @@ def test_runs_beyond_the_limit_wait_in_a_queue(
     assert most_running == limit
     assert most_kernels <= limit
     assert positions >= {0, 1}  # the queued ones knew their place
+
+
+def test_a_large_answer_crosses_the_worker_pipe(api: Api, root: Path) -> None:
+    """Regression: the worker's result is one JSON line, longer than asyncio's 64 KiB default."""
+    new = nbformat.v4.new_code_cell
+    cells = [
+        new("n = 40000", metadata={"tags": ["parameters"]}),
+        new("{'values': list(range(n))}", metadata={"tags": ["response"]}),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), root / "large.ipynb")
+    status, reply = api("inspect", {"path": "large.ipynb"})
+    assert status == 200, reply
+    assert reply["sample_response"]["values"][-1] == 39999
 
 
 def test_unknown_job_is_404(call: Call) -> None:
