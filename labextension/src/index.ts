@@ -241,7 +241,13 @@ class Promoter {
     }
     const answer = await result;
     if (inspection && answer.button.accept && answer.value) {
-      await this.generate(path, answer.value, false, inspection as IInspection);
+      await this.generate(
+        path,
+        answer.value,
+        false,
+        inspection as IInspection,
+        panel
+      );
     }
   }
 
@@ -294,7 +300,8 @@ class Promoter {
     path: string,
     outDir: string,
     force: boolean,
-    inspection: IInspection
+    inspection: IInspection,
+    panel: NotebookPanel | null = null
   ): Promise<void> {
     const body = new PromoteBody();
     const dialog = new Dialog<string>({
@@ -314,7 +321,7 @@ class Promoter {
         { action: 'convert', path, out_dir: outDir, force },
         body,
         () => closed,
-        null,
+        panel,
         dialog
       )) as IConversion | null;
     } catch (error) {
@@ -332,7 +339,7 @@ class Promoter {
           ]
         });
         if (answer.button.accept) {
-          await this.generate(path, outDir, true, inspection);
+          await this.generate(path, outDir, true, inspection, panel);
         }
       }
       return;
