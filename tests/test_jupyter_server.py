@@ -327,6 +327,8 @@ async def request(fetch: Fetch, method: str, path: str, body: Any = None, **kw: 
     """Any method on a ``promoter/...`` path; (status, JSON reply or raw text)."""
     raw = None if body is None else (body if isinstance(body, str) else json.dumps(body))
     kw.setdefault("request_timeout", 600)
+    if raw is not None:  # as a browser sends it (FastAPI reads JSON bodies only then)
+        kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
     try:
         response = await fetch(*path.split("/"), method=method, body=raw, **kw)
     except HTTPClientError as exc:

@@ -353,6 +353,10 @@ class Promoter {
     if (conversion.readme) {
       this.openReadme(conversion.readme);
     }
+    const title = dialog.node.querySelector('.jp-Dialog-header');
+    if (title) {
+      title.textContent = `Service generated in ${conversion.out_dir_path}/`;
+    }
     body.showNode(this.generated(conversion, inspection));
     await result;
   }
