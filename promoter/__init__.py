@@ -25,7 +25,8 @@ The front-ends call that API and nothing below it::
                   with _discover (notebooks, services), _pool (worker processes),
                   _reports (GitHub annotations, JUnit XML, HTML)
     _serve      promoter serve (regenerate on save)
-    _jupyter    the JupyterLab extension's REST endpoints
+    _jupyter    the JupyterLab extension's REST endpoints (job queue, roles, Try it)
+                  with _jupyter_worker (one inspect/convert run per process)
     _pytest_plugin  pytest --promoter
 
 ``_exceptions`` holds the one error tree; ``_lazy`` keeps ``import nbformat`` fast.

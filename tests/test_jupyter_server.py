@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import psutil
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures, scoped to this module)
 from tornado.httpclient import HTTPClientError, HTTPResponse
@@ -36,9 +39,16 @@ Api = Callable[..., tuple[int, Any]]
 
 
 @pytest.fixture
-def jp_server_config() -> Config:
-    """Enable the extension the way the installed config file does."""
-    return Config({"ServerApp": {"jpserver_extensions": {"promoter": True}}})
+def jp_server_config(request: pytest.FixtureRequest) -> Config:
+    """Enable the extension the way the installed config file does.
+
+    Parametrized indirectly, the parameter is ``Promoter.max_concurrent_runs``.
+    """
+    config = Config({"ServerApp": {"jpserver_extensions": {"promoter": True}}})
+    limit = getattr(request, "param", None)
+    if limit is not None:
+        config.Promoter.max_concurrent_runs = limit
+    return config
 
 
 @pytest.fixture
@@ -62,6 +72,8 @@ def outside(tmp_path: Path, root: Path) -> Path:
 async def post(fetch: Fetch, endpoint: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
     """POST a JSON body; answer the status and the decoded JSON reply, errors included."""
     raw = body if isinstance(body, str) else json.dumps(body)
+    # A kernel run on a busy CI machine can outlast pytest-jupyter's 20 s default.
+    kwargs.setdefault("request_timeout", 600)
     try:
         response = await fetch("promoter", endpoint, method="POST", body=raw, **kwargs)
     except HTTPClientError as exc:
@@ -293,3 +305,442 @@ def test_edited_file_is_protected_until_forced(api: Api, root: Path) -> None:
     status, reply = api("convert", {"path": IRIS.name, "force": True})
     assert status == 200, reply
     assert not main.read_text().endswith("# my edit\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs: progress, cancel, the bound on concurrent kernel runs
+
+
+def write_slow_notebook(path: Path, seconds: float, steps: int = 3) -> None:
+    """A valid notebook whose handler cells sleep ``seconds`` each."""
+    new = nbformat.v4.new_code_cell
+    cells = [
+        new("import time", metadata={"tags": ["setup"]}),
+        new("n = 2", metadata={"tags": ["parameters"]}),
+        *[new(f"time.sleep({seconds})") for _ in range(steps)],
+        new("{'n': n}", metadata={"tags": ["response"]}),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+async def request(fetch: Fetch, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+    """Any method on a ``promoter/...`` path; (status, JSON reply or raw text)."""
+    raw = None if body is None else (body if isinstance(body, str) else json.dumps(body))
+    kw.setdefault("request_timeout", 600)
+    if raw is not None:  # as a browser sends it (FastAPI reads JSON bodies only then)
+        kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
+    try:
+        response = await fetch(*path.split("/"), method=method, body=raw, **kw)
+    except HTTPClientError as exc:
+        assert exc.response is not None
+        response = exc.response
+    text = response.body.decode()
+    if response.headers.get("Content-Type", "").startswith("application/json"):
+        return response.code, json.loads(text)
+    return response.code, text
+
+
+Call = Callable[..., tuple[int, Any]]
+
+
+@pytest.fixture
+def call(jp_fetch: Fetch, jp_asyncio_loop: asyncio.AbstractEventLoop, root: Path) -> Call:
+    """``call(method, "promoter/...", body)`` -> (status, reply), on the server's loop."""
+
+    def run(method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        return jp_asyncio_loop.run_until_complete(request(jp_fetch, method, path, body, **kwargs))
+
+    return run
+
+
+def wait_for(
+    loop: asyncio.AbstractEventLoop, check: Callable[[], Any], timeout: float = 180
+) -> Any:
+    """Let the server's loop run until ``check()`` is truthy; answer its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        loop.run_until_complete(asyncio.sleep(0.05))
+    return value
+
+
+def workers_and_kernels() -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """The promoter workers under this (server) process, and the kernels under them."""
+    workers, kernels = [], []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "promoter._jupyter_worker" in " ".join(process.cmdline()):
+                workers.append(process)
+                kernels += process.children()
+        except psutil.NoSuchProcess:
+            continue
+    return workers, kernels
+
+
+def test_job_streams_progress_then_the_inspection(
+    call: Call, root: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> None:
+    write_slow_notebook(root / "slow.ipynb", 0.5)
+    status, job = call("POST", "promoter/jobs", {"action": "inspect", "path": "slow.ipynb"})
+    assert status == 202, job
+    assert job["state"] in ("queued", "running")
+    assert job["notebook"] == "slow.ipynb"
+    seen: list[tuple[int, int]] = []
+
+    def finished() -> Any:
+        _, polled = call("GET", f"promoter/jobs/{job['id']}")
+        seen.append((polled["done"], polled["total"]))
+        return polled if polled["state"] in ("done", "failed") else None
+
+    polled = wait_for(jp_asyncio_loop, finished)
+    assert polled["state"] == "done", polled
+    assert polled["status"] == 200
+    assert [p["name"] for p in polled["result"]["parameters"]] == ["n"]
+    assert polled["result"]["notebook"] == "slow.ipynb"
+    total = seen[-1][1]
+    assert total > 0
+    assert any(0 < done < total for done, _ in seen), seen  # an intermediate count
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
+
+
+def test_failed_job_carries_the_error_with_its_cell(
+    call: Call, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> None:
+    _, job = call("POST", "promoter/jobs", {"action": "inspect", "path": "cell_raises.ipynb"})
+    polled = wait_for(
+        jp_asyncio_loop,
+        lambda: (p := call("GET", f"promoter/jobs/{job['id']}")[1])["state"] == "failed" and p,
+    )
+    assert polled["status"] == 422
+    reply = polled["result"]
+    assert (reply["error"], reply["cell_index"], reply["cell_id"]) == (
+        "ExecutionError",
+        3,
+        "handler",
+    )
+    assert reply["notebook"] == "cell_raises.ipynb"
+
+
+def test_convert_job_answers_the_written_folder(
+    call: Call, root: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> None:
+    body = {"action": "convert", "path": IRIS.name, "out_dir": "svc", "force": False}
+    _, job = call("POST", "promoter/jobs", body)
+    polled = wait_for(
+        jp_asyncio_loop,
+        lambda: (
+            (p := call("GET", f"promoter/jobs/{job['id']}")[1])["state"] != "running"
+            and p["state"] != "queued"
+            and p
+        ),
+    )
+    assert polled["state"] == "done", polled
+    assert polled["result"]["out_dir_path"] == "svc"
+    assert polled["result"]["readme"] == "svc/README.md"
+    assert (root / "svc" / "app" / "main.py").is_file()
+
+
+def test_cancel_kills_the_worker_and_its_kernel(
+    call: Call, root: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> None:
+    write_slow_notebook(root / "slow.ipynb", 60)
+    _, job = call("POST", "promoter/jobs", {"action": "inspect", "path": "slow.ipynb"})
+    # Running, with the kernel inside a sleeping cell.
+    wait_for(jp_asyncio_loop, lambda: call("GET", f"promoter/jobs/{job['id']}")[1]["done"] >= 2)
+    workers, kernels = workers_and_kernels()
+    assert len(workers) == 1
+    assert len(kernels) == 1
+    status, cancelled = call("DELETE", f"promoter/jobs/{job['id']}")
+    assert status == 200
+    assert cancelled["state"] == "cancelled"
+    _, alive = psutil.wait_procs([*workers, *kernels], timeout=20)
+    assert not alive
+    _, polled = call("GET", f"promoter/jobs/{job['id']}")
+    assert polled["state"] == "cancelled"
+    assert polled["result"]["error"] == "Cancelled"
+
+
+def test_cancel_a_queued_job_never_starts_it(
+    call: Call, root: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> None:
+    write_slow_notebook(root / "slow.ipynb", 60)
+    body = {"action": "inspect", "path": "slow.ipynb"}
+    ids = [call("POST", "promoter/jobs", body)[1]["id"] for _ in range(3)]
+    wait_for(jp_asyncio_loop, lambda: call("GET", "promoter/jobs")[1]["running"] == 2)
+    _, third = call("GET", f"promoter/jobs/{ids[2]}")
+    assert third["state"] == "queued"
+    assert third["position"] == 0
+    assert call("DELETE", f"promoter/jobs/{ids[2]}")[1]["state"] == "cancelled"
+    for job_id in ids[:2]:
+        call("DELETE", f"promoter/jobs/{job_id}")
+    wait_for(jp_asyncio_loop, lambda: workers_and_kernels() == ([], []), timeout=20)
+    assert call("GET", f"promoter/jobs/{ids[2]}")[1]["state"] == "cancelled"
+
+
+@pytest.mark.parametrize("jp_server_config", [1, 2], indirect=True, ids=["limit-1", "limit-2"])
+def test_runs_beyond_the_limit_wait_in_a_queue(
+    call: Call,
+    root: Path,
+    jp_asyncio_loop: asyncio.AbstractEventLoop,
+    jp_server_config: Config,
+) -> None:
+    limit = jp_server_config.Promoter.max_concurrent_runs
+    write_slow_notebook(root / "slow.ipynb", 0.3)
+    body = {"action": "inspect", "path": "slow.ipynb"}
+    ids = [call("POST", "promoter/jobs", body)[1]["id"] for _ in range(limit + 2)]
+    most_running = most_kernels = 0
+    positions: set[int] = set()
+
+    def all_done() -> bool:
+        nonlocal most_running, most_kernels
+        status, listing = call("GET", "promoter/jobs")
+        assert status == 200
+        assert listing["limit"] == limit
+        jobs = listing["jobs"]
+        most_running = max(most_running, sum(j["state"] == "running" for j in jobs))
+        most_kernels = max(most_kernels, len(workers_and_kernels()[1]))
+        positions.update(j["position"] for j in jobs if j["state"] == "queued")
+        return all(j["state"] == "done" for j in jobs)
+
+    wait_for(jp_asyncio_loop, all_done)
+    assert [j["id"] for j in call("GET", "promoter/jobs")[1]["jobs"]] == ids
+    assert most_running == limit
+    assert most_kernels <= limit
+    assert positions >= {0, 1}  # the queued ones knew their place
+
+
+def test_a_large_answer_crosses_the_worker_pipe(api: Api, root: Path) -> None:
+    """Regression: the worker's result is one JSON line, longer than asyncio's 64 KiB default."""
+    new = nbformat.v4.new_code_cell
+    cells = [
+        new("n = 40000", metadata={"tags": ["parameters"]}),
+        new("{'values': list(range(n))}", metadata={"tags": ["response"]}),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), root / "large.ipynb")
+    status, reply = api("inspect", {"path": "large.ipynb"})
+    assert status == 200, reply
+    assert reply["sample_response"]["values"][-1] == 39999
+
+
+def test_unknown_job_is_404(call: Call) -> None:
+    for method in ("GET", "DELETE"):
+        status, reply = call(method, "promoter/jobs/0123abcd")
+        assert status == 404
+        assert reply["error"] == "UsageError"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"action": "run", "path": IRIS.name}, 400),
+        ({"action": "inspect", "path": "../outside/secret.ipynb"}, 403),
+        ({"action": "inspect", "path": "nope.ipynb"}, 400),
+        ({"action": "convert", "path": IRIS.name, "out_dir": "."}, 400),
+    ],
+    ids=["bad-action", "outside-root", "missing", "root-as-output"],
+)
+def test_bad_job_requests_are_refused_before_queueing(
+    call: Call, outside: Path, body: dict[str, Any], status: int
+) -> None:
+    got, reply = call("POST", "promoter/jobs", body)
+    assert got == status, reply
+    assert reply["error"] == "UsageError"
+    assert call("GET", "promoter/jobs")[1]["jobs"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Roles: the library's static inspection of the notebook as the browser holds it
+
+
+def test_roles_follow_unsaved_content(call: Call, root: Path) -> None:
+    content = json.loads((root / IRIS.name).read_text())
+    content["cells"][15]["metadata"]["tags"] = []
+    content["cells"][17]["metadata"]["tags"] = ["response"]
+    status, reply = call("POST", "promoter/roles", {"path": IRIS.name, "content": content})
+    assert status == 200, reply
+    assert reply["error"] is None
+    roles = {c["index"]: c["role"] for c in reply["cells"]}
+    assert (roles[12], roles[14], roles[15], roles[17]) == (
+        "parameters",
+        "handler",
+        "handler",
+        "response",
+    )
+    # The same as the library on the same content (one source of truth).
+    edited = root / "edited.ipynb"
+    edited.write_text(json.dumps(content))
+    expected = promoter.inspect(edited, execute=False).to_dict()["cells"]
+    assert reply["cells"] == [{k: c[k] for k in ("index", "id", "role")} for c in expected]
+    # Nothing was written: the saved notebook still has its own response cell.
+    assert call("POST", "promoter/roles", {"path": IRIS.name})[1]["cells"][15]["role"] == "response"
+
+
+def test_roles_of_a_notebook_that_breaks_the_contract(call: Call, root: Path) -> None:
+    content = json.loads((root / IRIS.name).read_text())
+    content["cells"][15]["metadata"]["tags"] = []
+    status, reply = call("POST", "promoter/roles", {"path": IRIS.name, "content": content})
+    assert status == 200
+    assert reply["cells"] is None
+    assert reply["error"]["error"] == "ContractError"
+    assert "response" in reply["error"]["message"]
+    assert reply["error"]["notebook"] == IRIS.name  # not the temporary copy's path
+
+
+def test_roles_name_the_failing_cell(call: Call) -> None:
+    status, reply = call("POST", "promoter/roles", {"path": "non_literal_default.ipynb"})
+    assert status == 200
+    error = reply["error"]
+    assert (error["error"], error["cell_index"], error["cell_id"]) == (
+        "ParameterError",
+        2,
+        "params",
+    )
+
+
+def test_roles_refuse_bad_content_and_paths(call: Call, outside: Path) -> None:
+    status, reply = call("POST", "promoter/roles", {"path": IRIS.name, "content": [1]})
+    assert status == 400
+    assert '"content"' in reply["message"]
+    status, _ = call("POST", "promoter/roles", {"path": "../outside/secret.ipynb"})
+    assert status == 403
+
+
+# ---------------------------------------------------------------------------------------------
+# Try it: the generated service, served by the Jupyter server behind its auth
+
+
+def uvicorns() -> list[psutil.Process]:
+    """The uvicorn processes under this (server) process."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "uvicorn" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.fixture
+def service(call: Call, root: Path) -> Any:
+    """The iris example, converted into ``svc/``, then started by ``POST promoter/services``."""
+    status, reply = call("POST", "promoter/convert", {"path": IRIS.name, "out_dir": "svc"})
+    assert status == 200, reply
+    status, started = call("POST", "promoter/services", {"out_dir": "svc"})
+    assert status == 200, started
+    yield started
+    call("DELETE", f"promoter/services/{started['name']}")
+
+
+def test_try_it_answers_what_the_notebook_answered(call: Call, root: Path, service: Any) -> None:
+    assert service["url"] == "promoter/try/svc/"
+    assert service["docs"] == "promoter/try/svc/docs"
+    expected = promoter.inspect(root / IRIS.name).to_dict()
+    example = {p["name"]: p["default"] for p in expected["parameters"]}
+    status, answer = call("POST", "promoter/try/svc/iris_classifier", example)
+    assert status == 200
+    assert answer == expected["sample_response"]
+    # Validation errors come back as the service's own 422.
+    status, invalid = call("POST", "promoter/try/svc/iris_classifier", {"sepal_lengthh": 1})
+    assert status == 422
+    assert invalid["detail"]
+    # /docs and the schema it loads, through the proxy (the service knows its root path).
+    status, docs = call("GET", "promoter/try/svc/docs")
+    assert status == 200
+    assert "/promoter/try/svc/openapi.json" in docs
+    status, openapi = call("GET", "promoter/try/svc/openapi.json")
+    assert "/iris_classifier" in openapi["paths"]
+    assert call("GET", "promoter/services")[1]["services"] == [service]
+
+
+def test_a_second_click_stops_the_service(call: Call, service: Any) -> None:
+    processes = uvicorns()
+    assert len(processes) == 1
+    status, reply = call("DELETE", "promoter/services/svc")
+    assert status == 200
+    assert reply == {"name": "svc", "stopped": True}
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert not alive
+    status, reply = call("GET", "promoter/try/svc/health")
+    assert status == 404
+    assert call("DELETE", "promoter/services/svc")[0] == 404
+
+
+def test_server_shutdown_stops_services_and_jobs(
+    call: Call,
+    root: Path,
+    service: Any,
+    jp_serverapp: Any,
+    jp_asyncio_loop: asyncio.AbstractEventLoop,
+) -> None:
+    write_slow_notebook(root / "slow.ipynb", 60)
+    call("POST", "promoter/jobs", {"action": "inspect", "path": "slow.ipynb"})
+    wait_for(jp_asyncio_loop, lambda: workers_and_kernels()[0])
+    processes = [*uvicorns(), *workers_and_kernels()[0]]
+    assert len(processes) == 2
+    jp_asyncio_loop.run_until_complete(jp_serverapp.cleanup_extensions())
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert not alive
+
+
+def test_try_it_needs_a_generated_service(call: Call, root: Path, outside: Path) -> None:
+    (root / "empty").mkdir()
+    status, reply = call("POST", "promoter/services", {"out_dir": "empty"})
+    assert status == 400
+    assert "Generate" in reply["hint"]
+    assert call("POST", "promoter/services", {"out_dir": "../outside"})[0] == 403
+
+
+# ---------------------------------------------------------------------------------------------
+# Authentication on every new endpoint
+
+NEW_ENDPOINTS = [
+    ("POST", "promoter/jobs", {"action": "inspect", "path": IRIS.name}),
+    ("GET", "promoter/jobs", None),
+    ("GET", "promoter/jobs/0123abcd", None),
+    ("DELETE", "promoter/jobs/0123abcd", None),
+    ("POST", "promoter/roles", {"path": IRIS.name}),
+    ("POST", "promoter/services", {"out_dir": "svc"}),
+    ("GET", "promoter/services", None),
+    ("DELETE", "promoter/services/svc", None),
+    ("GET", "promoter/try/svc/docs", None),
+    ("POST", "promoter/try/svc/iris_classifier", {}),
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": ""}, {"Authorization": "token not-the-token"}],
+    ids=["no-token", "wrong-token"],
+)
+@pytest.mark.parametrize(
+    ("method", "path", "body"), NEW_ENDPOINTS, ids=[f"{m}-{p}" for m, p, _ in NEW_ENDPOINTS]
+)
+def test_new_endpoints_refuse_unauthenticated_requests(
+    call: Call, method: str, path: str, body: Any, headers: dict[str, str]
+) -> None:
+    status, _ = call(method, path, body, headers=headers)
+    assert status == 403
+    assert call("GET", "promoter/jobs")[1]["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [e for e in NEW_ENDPOINTS if e[0] != "GET"],
+    ids=[f"{m}-{p}" for m, p, _ in NEW_ENDPOINTS if m != "GET"],
+)
+def test_new_endpoints_need_the_xsrf_token_with_a_cookie(
+    call: Call,
+    jp_fetch: Fetch,
+    jp_asyncio_loop: asyncio.AbstractEventLoop,
+    jp_serverapp: Any,
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    token = jp_serverapp.identity_provider.token
+    cookies = jp_asyncio_loop.run_until_complete(browser_cookies(jp_fetch, token))
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    status, _ = call(method, path, body, headers={"Authorization": "", "Cookie": cookie})
+    assert status == 403
+    assert call("GET", "promoter/jobs")[1]["jobs"] == []

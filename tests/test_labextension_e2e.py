@@ -1,9 +1,14 @@
-"""The "Promote" button end to end: real JupyterLab, real Chromium, real files on disk.
+"""The JupyterLab extension end to end: real JupyterLab, real Chromium, real files on disk.
 
-Starts ``jupyter lab`` on 127.0.0.1 with a token over a temporary root holding the iris example,
-opens the notebook in headless Chromium through Playwright, clicks the toolbar button, checks the
-dialog lists the notebook's parameters (and saves a screenshot of it for the README), clicks
-Generate, then runs the generated service's own tests.
+Starts ``jupyter lab`` on 127.0.0.1 with a token over a temporary root holding the iris example
+(plus a broken copy and a slow notebook), opens notebooks in headless Chromium through
+Playwright and uses the extension as a person would: the "Promote" button and its dialog
+(progress, errors with "Go to cell", Generate, Try it), the role labels on the cells, and the
+server's bound on concurrent kernel runs. Each test saves a screenshot.
+
+Screenshots go to the test's temporary folder; ``PROMOTER_UPDATE_SCREENSHOTS=1`` also writes
+them to ``docs/images/`` (the README's pictures), so a plain test run never touches tracked
+files.
 
 It exercises the installed package: the prebuilt frontend in ``share/jupyter/labextensions`` and
 the config file enabling the server extension (``make install`` puts both in the venv).
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,12 +27,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import psutil
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -39,7 +47,12 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parent.parent
 IRIS = REPO / "examples" / "notebooks" / "iris_classifier.ipynb"
-SCREENSHOT = REPO / "docs" / "images" / "promote-dialog.png"
+DOCS_IMAGES = REPO / "docs" / "images"
+SLOW = "slow_steps.ipynb"
+BROKEN = "iris_broken.ipynb"
+# The broken copy raises in this cell (0-based index); the UI calls it "cell 15".
+BROKEN_CELL = 14
+SLOW_STEPS = 5
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -61,6 +74,12 @@ class Lab:
     url: str
     token: str
     root: Path
+    pid: int = 0
+
+    def api(self, path: str) -> object:
+        """GET a server API path with the token; the decoded JSON."""
+        with urllib.request.urlopen(f"{self.url}/{path}?token={self.token}", timeout=10) as r:
+            return json.loads(r.read())
 
 
 def free_port() -> int:
@@ -108,12 +127,45 @@ def assert_extension_installed(lab: Lab) -> None:
             pytest.fail("JupyterLab does not list promoter-jupyterlab: run `make install`")
 
 
+def write_broken_copy(path: Path) -> None:
+    """The iris example whose first handler cell raises when the kernel runs it."""
+    notebook = nbformat.read(IRIS, as_version=4)
+    cell = notebook.cells[BROKEN_CELL]
+    cell.source = 'raise RuntimeError("the model is not ready")\n' + cell.source
+    nbformat.write(notebook, path)
+
+
+def write_slow_notebook(path: Path) -> None:
+    """A notebook whose handler cells sleep: slow enough to watch its progress."""
+    cells = [nbformat.v4.new_markdown_cell("# Slow steps")]
+    cells.append(nbformat.v4.new_code_cell("import time", metadata={"tags": ["setup"]}))
+    cells.append(nbformat.v4.new_code_cell("n = 2", metadata={"tags": ["parameters"]}))
+    cells += [nbformat.v4.new_code_cell("time.sleep(1.5)") for _ in range(SLOW_STEPS)]
+    cells.append(nbformat.v4.new_code_cell("{'n': n}", metadata={"tags": ["response"]}))
+    # A kernelspec, or JupyterLab opens it with a "Select kernel" dialog.
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec})
+    nbformat.write(notebook, path)
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
+    """Save a screenshot in the test's folder, and in docs/images when asked to refresh them."""
+    path = tmp_path / name
+    page.screenshot(path=str(path))
+    if os.environ.get("PROMOTER_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_IMAGES / name)
+    return path
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """``jupyter lab`` as a subprocess over a temporary root with a copy of the iris example."""
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(IRIS, root / IRIS.name)
+    write_broken_copy(root / BROKEN)
+    write_slow_notebook(root / SLOW)
     settings = tmp_path / "user-settings"
     write_user_settings(settings)
     port = free_port()
@@ -136,6 +188,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    lab.pid = process.pid
     try:
         wait_until_up(lab, process, log)
         assert_extension_installed(lab)
@@ -164,21 +217,49 @@ def run_generated_tests(service: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def page(lab: Lab) -> Iterator[Page]:
-    """A headless Chromium page with the iris notebook open in JupyterLab."""
+def browser() -> Iterator[Browser]:
+    """Headless Chromium."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1200})
-            page.goto(f"{lab.url}/lab/tree/{IRIS.name}?token={lab.token}&reset")
-            yield page
+            yield browser
         finally:
             browser.close()
 
 
-def test_promote_button_generates_a_working_service(lab: Lab, page: Page) -> None:
+def open_notebook(browser: Browser, lab: Lab, name: str) -> Page:
+    """A new page with notebook ``name`` open in JupyterLab."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1200})
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset")
+    return page
+
+
+@pytest.fixture
+def page(lab: Lab, browser: Browser) -> Page:
+    """A headless Chromium page with the iris notebook open in JupyterLab."""
+    return open_notebook(browser, lab, IRIS.name)
+
+
+def click_promote(page: Page) -> None:
+    toolbar = page.locator(".jp-NotebookPanel-toolbar")
+    button = toolbar.get_by_role("button", name="Promote")
+    expect(button).to_be_visible(timeout=60_000)
+    button.click()
+
+
+def role_labels(page: Page) -> list[str]:
+    """The role label of every cell, in order ("" for cells without one)."""
+    labels: list[str] = page.eval_on_selector_all(
+        ".jp-NotebookPanel .jp-Notebook .jp-Cell",
+        "cells => cells.map(c => c.querySelector(':scope > .jp-Promoter-cellRole')"
+        "?.dataset.role ?? '')",
+    )
+    return labels
+
+
+def test_promote_button_generates_a_working_service(lab: Lab, page: Page, tmp_path: Path) -> None:
     toolbar = page.locator(".jp-NotebookPanel-toolbar")
     button = toolbar.get_by_role("button", name="Promote")
     expect(button).to_be_visible(timeout=60_000)
@@ -196,15 +277,39 @@ def test_promote_button_generates_a_working_service(lab: Lab, page: Page) -> Non
     )
     expect(dialog.locator(".jp-Promoter-cells")).to_contain_text("parameters")
     expect(dialog.locator('input[name="out_dir"]')).to_have_value("iris_classifier_service")
-    # Let the "Running ..." toast slide away so the screenshot shows the dialog alone.
-    expect(page.locator(".Toastify__toast")).to_have_count(0, timeout=10_000)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    screenshot(page, tmp_path, "promote-dialog.png")
 
     dialog.get_by_role("button", name="Generate").click()
     # The README opens once the service is written.
     expect(page.locator(".lm-TabBar-tab", has_text="README.md")).to_be_visible(timeout=SLOW_MS)
     expect(page.get_by_text("Service written to iris_classifier_service/")).to_be_visible()
+
+    # Try it: the server serves the service, the dialog sends the example request through
+    # Jupyter's proxy and shows the answer beside the notebook's own.
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_role("button", name="Try it").click()
+    verdict = dialog.locator(".jp-Promoter-verdict")
+    expect(verdict).to_have_text(
+        "The service answers exactly what the notebook answered.", timeout=SLOW_MS
+    )
+    service_answer = json.loads(dialog.locator(".jp-Promoter-serviceAnswer pre").inner_text())
+    notebook_answer = json.loads(dialog.locator(".jp-Promoter-notebookAnswer pre").inner_text())
+    assert service_answer == notebook_answer
+    assert set(service_answer) >= {"species", "confidence"}
+    docs = dialog.locator(".jp-Promoter-docsLink").get_attribute("href")
+    assert docs is not None and docs.endswith("/promoter/try/iris_classifier_service/docs")
+    # The link works in the browser's Jupyter session (cookie auth), not on a bare port.
+    assert page.request.get(docs).status == 200
+    openapi = page.request.get(docs.removesuffix("docs") + "openapi.json").json()
+    assert "/iris_classifier" in openapi["paths"]
+    screenshot(page, tmp_path, "try-it.png")
+    assert [s["name"] for s in lab.api("promoter/services")["services"]] == [  # type: ignore[index]
+        "iris_classifier_service"
+    ]
+    # A second click stops it.
+    dialog.get_by_role("button", name="Stop service").click()
+    expect(dialog.locator(".jp-Promoter-tryOutput")).to_have_text("Service stopped.")
+    assert lab.api("promoter/services") == {"services": []}
 
     service = lab.root / "iris_classifier_service"
     assert (service / "app" / "main.py").is_file()
@@ -242,3 +347,156 @@ def test_cell_role_commands_move_the_response_tag(lab: Lab, page: Page) -> None:
     while cell_tags(notebook) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert cell_tags(notebook) == expected
+
+
+def test_cell_labels_follow_the_tags(lab: Lab, page: Page, tmp_path: Path) -> None:
+    """Each code cell shows its role; tagging a cell changes the labels at once."""
+    panel = page.locator(".jp-NotebookPanel")
+    # The server's static inspection has answered (not only the local position rule).
+    expect(panel).to_have_attribute("data-promoter-roles", "server", timeout=60_000)
+    labels = role_labels(page)
+    assert [labels[i] for i in (2, 3, 5, 9, 12, 14, 15, 17)] == [
+        "setup",
+        "setup",
+        "skip",
+        "setup",
+        "parameters",
+        "handler",
+        "response",
+        "not promoted",
+    ]
+    assert labels[0] == labels[1] == ""  # markdown cells have no role
+
+    # Tag the last cell (after the response, so not promoted) as the response: it becomes the
+    # response, and the old response cell a handler cell by its position. Unsaved: the labels
+    # follow the notebook as edited.
+    last = page.locator(".jp-NotebookPanel .jp-CodeCell").last
+    last.locator(".jp-InputPrompt").click()
+    last.locator(".jp-InputPrompt").click(button="right")
+    page.get_by_text("Promoter Cell Role").hover()
+    page.get_by_text("Tag Cell as Response").click()
+    badge = last.locator(".jp-Promoter-cellRole")
+    expect(badge).to_have_text("response")
+    expect(badge).to_have_attribute("title", re.compile("last expression"))
+    assert_eventually(lambda: role_labels(page)[15] == "handler")
+    expect(last).to_have_class(re.compile("jp-Promoter-cell-response"))
+    screenshot(page, tmp_path, "cell-roles.png")
+
+
+def assert_eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll ``check`` until it holds (UI updates arrive asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def active_cell_index(page: Page) -> int:
+    """The 0-based index of the active cell among the notebook's cells."""
+    index: int = page.eval_on_selector_all(
+        ".jp-NotebookPanel .jp-Notebook .jp-Cell",
+        "cells => cells.findIndex(c => c.classList.contains('jp-mod-active'))",
+    )
+    return index
+
+
+def test_error_go_to_cell_selects_the_failing_cell(
+    lab: Lab, browser: Browser, tmp_path: Path
+) -> None:
+    page = open_notebook(browser, lab, BROKEN)
+    click_promote(page)
+    dialog = page.locator(".jp-Dialog")
+    location = dialog.locator(".jp-Promoter-location")
+    expect(location).to_contain_text(f"cell {BROKEN_CELL + 1} (id 6dd672e4)", timeout=SLOW_MS)
+    expect(dialog.locator(".jp-Promoter-errorMessage")).to_contain_text("the model is not ready")
+    go = dialog.get_by_role("button", name=f"Go to cell {BROKEN_CELL + 1}")
+    screenshot(page, tmp_path, "go-to-cell.png")
+    assert active_cell_index(page) == 0
+    go.click()
+    expect(dialog).to_have_count(0)
+    assert_eventually(lambda: active_cell_index(page) == BROKEN_CELL)
+    active = page.locator(".jp-NotebookPanel .jp-Cell.jp-mod-active")
+    expect(active).to_be_in_viewport()
+    expect(active).to_contain_text("the model is not ready")
+    # JupyterLab's own count of the active cell ("Cell 15/18") agrees with the dialog's number.
+    status = page.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"^Cell \d+/\d+$"))
+    expect(status).to_have_text(re.compile(rf"^Cell {BROKEN_CELL + 1}/\d+$"))
+
+
+def worker_kernels(lab: Lab) -> int:
+    """Kernels the extension's workers run now (processes under a promoter worker)."""
+    count = 0
+    for process in psutil.Process(lab.pid).children(recursive=True):
+        try:
+            if "promoter._jupyter_worker" in " ".join(process.cmdline()):
+                count += sum(
+                    "ipykernel" in " ".join(child.cmdline()) for child in process.children()
+                )
+        except psutil.NoSuchProcess:
+            continue
+    return count
+
+
+def test_progress_shows_cells_done_and_cancel_stops_the_kernel(
+    lab: Lab, browser: Browser, tmp_path: Path
+) -> None:
+    page = open_notebook(browser, lab, SLOW)
+    click_promote(page)
+    progress = page.locator(".jp-Dialog .jp-Promoter-progress")
+    # An intermediate count: some cells done, not all (each sleeping cell takes 1.5 s).
+    page.wait_for_function(
+        """() => {
+            const p = document.querySelector('.jp-Dialog .jp-Promoter-progress');
+            return p && p.dataset.state === 'running' && Number(p.dataset.done) >= 2
+                && Number(p.dataset.done) < Number(p.dataset.total);
+        }""",
+        timeout=SLOW_MS,
+    )
+    done, total = (int(progress.get_attribute(f"data-{k}") or 0) for k in ("done", "total"))
+    assert 2 <= done < total
+    expect(progress.locator(".jp-Promoter-progressText")).to_contain_text(f"of {total}")
+    screenshot(page, tmp_path, "progress.png")
+    assert worker_kernels(lab) == 1
+
+    page.locator(".jp-Dialog").get_by_role("button", name="Cancel").click()
+    jobs = lab.api("promoter/jobs")["jobs"]  # type: ignore[index]
+    assert_eventually(
+        lambda: [j["state"] for j in lab.api("promoter/jobs")["jobs"]] == ["cancelled"]  # type: ignore[index]
+    )
+    assert len(jobs) == 1
+    assert_eventually(lambda: worker_kernels(lab) == 0)
+
+
+def test_quick_clicks_start_at_most_two_kernels(lab: Lab, browser: Browser, tmp_path: Path) -> None:
+    """Five people (tabs, a notebook each) click Promote at once: two kernels run, three queue."""
+    names = [f"slow_{i}.ipynb" for i in range(5)]
+    for name in names:
+        write_slow_notebook(lab.root / name)
+    pages = [open_notebook(browser, lab, name) for name in names]
+    for page in pages:
+        expect(
+            page.locator(".jp-NotebookPanel-toolbar").get_by_role("button", name="Promote")
+        ).to_be_visible(timeout=SLOW_MS)
+    for page in pages:
+        click_promote(page)
+    queued = pages[-1].locator('.jp-Promoter-progress[data-state="queued"]')
+    expect(queued).to_contain_text("Queued", timeout=30_000)
+    pages[-1].bring_to_front()
+    screenshot(pages[-1], tmp_path, "queued.png")
+
+    most_kernels = most_running = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        jobs = lab.api("promoter/jobs")["jobs"]  # type: ignore[index]
+        most_running = max(most_running, sum(j["state"] == "running" for j in jobs))
+        most_kernels = max(most_kernels, worker_kernels(lab))
+        if len(jobs) == 5 and all(j["state"] == "done" for j in jobs):
+            break
+        time.sleep(0.1)
+    states = [j["state"] for j in lab.api("promoter/jobs")["jobs"]]  # type: ignore[index]
+    assert states == ["done"] * 5
+    assert most_running == 2
+    assert 1 <= most_kernels <= 2
+    for page in pages:
+        names = page.locator(".jp-Dialog .jp-Promoter-parameters tbody tr td:first-child")
+        expect(names).to_have_text(["n"])

@@ -4,17 +4,25 @@
 TypeScript compiler in strict mode and prettier. ``pip install -e .`` has already installed
 their JavaScript dependencies with ``jlpm`` (the jupyter-builder hook builds the frontend); if
 ``node_modules`` is missing they are installed here from the committed lock file.
+
+The role cases the frontend's position rule is tested on (``roles.cases.json``) are checked here
+against the library itself, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import pytest
+
+import promoter
 
 LABEXTENSION = Path(__file__).resolve().parent.parent / "labextension"
 
@@ -58,3 +66,32 @@ def test_jest_unit_tests_pass(node_modules: Path) -> None:
 def test_typescript_compiles_and_is_formatted(node_modules: Path) -> None:
     result = jlpm("lint:check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+ROLE_CASES = LABEXTENSION / "src" / "__tests__" / "roles.cases.json"
+
+
+def case_notebook(cells: list[tuple[str, list[str]]]) -> object:
+    """A valid notebook with the given cell kinds and tags (code that inspects cleanly)."""
+    new = {
+        "markdown": lambda tags: nbformat.v4.new_markdown_cell("# Title"),
+        "raw": lambda tags: nbformat.v4.new_raw_cell("raw"),
+        "code": lambda tags: nbformat.v4.new_code_cell(
+            "n = 1" if "parameters" in tags else "{'n': n}" if "response" in tags else "x = 1",
+            metadata={"tags": tags},
+        ),
+    }
+    return nbformat.v4.new_notebook(cells=[new[kind](tags) for kind, tags in cells])
+
+
+@pytest.mark.parametrize(
+    "case",
+    json.loads(ROLE_CASES.read_text())["cases"],
+    ids=lambda case: case["name"],
+)
+def test_role_cases_match_the_library(case: dict[str, Any], tmp_path: Path) -> None:
+    """The cases roles.spec.ts checks the frontend's rule against are the library's answers."""
+    path = tmp_path / "case.ipynb"
+    nbformat.write(case_notebook(case["cells"]), path)
+    cells = promoter.inspect(path, execute=False).to_dict()["cells"]
+    assert [c["role"] for c in cells] == case["roles"]

@@ -5,7 +5,14 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IConversion, IErrorReply, IInspection } from './types';
+import {
+  IConversion,
+  IErrorReply,
+  IInspection,
+  IJob,
+  IRoles,
+  IService
+} from './types';
 
 /** A request the server answered with an error; `reply` is its JSON body. */
 export class PromoterRequestError extends Error {
@@ -18,19 +25,21 @@ export class PromoterRequestError extends Error {
   }
 }
 
-async function post<T>(
-  endpoint: string,
-  body: Record<string, unknown>,
+/** A request to `url` (absolute on the Jupyter server); the decoded JSON answer. */
+export async function requestJSON<T>(
+  url: string,
+  method: string,
+  body: unknown,
   settings: ServerConnection.ISettings
 ): Promise<T> {
-  const url = URLExt.join(settings.baseUrl, 'promoter', endpoint);
   let response: Response;
+  const init: RequestInit = { method };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { 'Content-Type': 'application/json' };
+  }
   try {
-    response = await ServerConnection.makeRequest(
-      url,
-      { method: 'POST', body: JSON.stringify(body) },
-      settings
-    );
+    response = await ServerConnection.makeRequest(url, init, settings);
   } catch (error) {
     throw new ServerConnection.NetworkError(error as TypeError);
   }
@@ -49,6 +58,18 @@ async function post<T>(
     throw new PromoterRequestError(response.status, reply);
   }
   return data as T;
+}
+
+function endpoint(settings: ServerConnection.ISettings, ...parts: string[]) {
+  return URLExt.join(settings.baseUrl, 'promoter', ...parts);
+}
+
+async function post<T>(
+  path: string,
+  body: Record<string, unknown>,
+  settings: ServerConnection.ISettings
+): Promise<T> {
+  return requestJSON<T>(endpoint(settings, path), 'POST', body, settings);
 }
 
 /** `POST promoter/inspect`: run the notebook once and describe the service it would become. */
@@ -71,4 +92,85 @@ export function convertNotebook(
     { path, out_dir: outDir, force },
     settings
   );
+}
+
+/** `POST promoter/jobs`: queue an inspect or convert run; answers at once. */
+export function startJob(
+  body:
+    | { action: 'inspect'; path: string }
+    | { action: 'convert'; path: string; out_dir: string; force: boolean },
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IJob> {
+  return post<IJob>('jobs', body, settings);
+}
+
+/** `GET promoter/jobs/<id>`: the run's state and progress. */
+export function getJob(
+  id: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IJob> {
+  return requestJSON<IJob>(
+    endpoint(settings, 'jobs', id),
+    'GET',
+    undefined,
+    settings
+  );
+}
+
+/** `DELETE promoter/jobs/<id>`: stop the run and its kernel. */
+export function cancelJob(
+  id: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IJob> {
+  return requestJSON<IJob>(
+    endpoint(settings, 'jobs', id),
+    'DELETE',
+    undefined,
+    settings
+  );
+}
+
+/** `POST promoter/roles`: each cell's role, for the notebook as the browser holds it. */
+export function fetchRoles(
+  path: string,
+  content: unknown,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IRoles> {
+  return post<IRoles>('roles', { path, content }, settings);
+}
+
+/** `POST promoter/services`: serve the generated service in `outDir` ("Try it"). */
+export function startService(
+  outDir: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IService> {
+  return post<IService>('services', { out_dir: outDir }, settings);
+}
+
+/** `DELETE promoter/services/<name>`: stop it. */
+export function stopService(
+  name: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<unknown> {
+  return requestJSON(
+    endpoint(settings, 'services', name),
+    'DELETE',
+    undefined,
+    settings
+  );
+}
+
+/** POST `body` to `route` of a running service, through the Jupyter server's proxy. */
+export function callService(
+  service: IService,
+  route: string,
+  body: unknown,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<unknown> {
+  const url = URLExt.join(
+    settings.baseUrl,
+    service.url,
+    route.replace(/^\//, '')
+  );
+  return requestJSON(url, 'POST', body, settings);
 }

@@ -10,13 +10,8 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  Dialog,
-  ICommandPalette,
-  Notification,
-  showDialog
-} from '@jupyterlab/apputils';
-import { PathExt } from '@jupyterlab/coreutils';
+import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
+import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -24,12 +19,24 @@ import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { PromoterRequestError, convertNotebook, inspectNotebook } from './api';
+import {
+  PromoterRequestError,
+  callService,
+  cancelJob,
+  getJob,
+  startJob,
+  startService,
+  stopService
+} from './api';
+import { CellRoleLabels } from './labels';
 import {
   defaultOutDir,
+  exampleRequest,
   renderConversion,
   renderError,
-  renderInspection
+  renderInspection,
+  renderProgress,
+  renderTryResult
 } from './render';
 import {
   ROLE_TAGS,
@@ -39,7 +46,14 @@ import {
   toggleRole,
   withoutTag
 } from './tags';
-import { IConversion, IErrorReply, IInspection } from './types';
+import {
+  IConversion,
+  IErrorReply,
+  IInspection,
+  IJob,
+  ILocation,
+  IService
+} from './types';
 
 /** The command ids, also referenced by schema/plugin.json. */
 export namespace CommandIDs {
@@ -65,10 +79,28 @@ const ROLE_LABELS: Record<RoleTag, string> = {
   skip: 'Tag Cell as Skip (never promoted)'
 };
 
-/** The dialog body: the rendered inspection, whose value is the output folder. */
+/** The dialog body: progress while the kernel runs, then the inspection or the error. */
 class PromoteBody extends Widget implements Dialog.IBodyWidget<string> {
-  constructor(inspection: IInspection, outDir: string) {
-    super({ node: renderInspection(inspection, outDir) });
+  constructor() {
+    super();
+    this.addClass('jp-Promoter-body');
+  }
+
+  /** Show a run's progress (queued, cells done / total). */
+  showProgress(job: IJob): void {
+    this.node.replaceChildren(renderProgress(job));
+  }
+
+  showInspection(inspection: IInspection, outDir: string): void {
+    this.node.replaceChildren(renderInspection(inspection, outDir));
+  }
+
+  showError(error: IErrorReply, goToCell?: (loc: ILocation) => void): void {
+    this.node.replaceChildren(renderError(error, goToCell));
+  }
+
+  showNode(node: HTMLElement): void {
+    this.node.replaceChildren(node);
   }
 
   getValue(): string {
@@ -92,12 +124,71 @@ function errorReply(error: unknown): IErrorReply {
   return { message: error instanceof Error ? error.message : String(error) };
 }
 
-async function showError(title: string, error: unknown): Promise<void> {
-  await showDialog({
-    title,
-    body: new Widget({ node: renderError(errorReply(error)) }),
-    buttons: [Dialog.okButton({ label: 'Close' })]
-  });
+/** How often the dialog asks the server for a run's progress. */
+const POLL_MS = 250;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+/** The footer button with `className` (Generate is `jp-mod-accept`). */
+function footerButton(
+  dialog: Dialog<unknown>,
+  className: string
+): HTMLButtonElement | null {
+  return dialog.node.querySelector<HTMLButtonElement>(
+    `.jp-Dialog-footer .${className}`
+  );
+}
+
+/**
+ * Follow a server job until it finishes or `closed()` says the dialog went away (then cancel
+ * it: the server kills its worker and kernel). Answers the finished job, or null.
+ */
+async function follow(
+  first: IJob,
+  onUpdate: (job: IJob) => void,
+  closed: () => boolean
+): Promise<IJob | null> {
+  let job = first;
+  for (;;) {
+    onUpdate(job);
+    if (job.state === 'done' || job.state === 'failed') {
+      return job;
+    }
+    if (job.state === 'cancelled') {
+      return null;
+    }
+    await sleep(POLL_MS);
+    if (closed()) {
+      await cancelJob(job.id).catch(() => undefined);
+      return null;
+    }
+    job = await getJob(job.id);
+  }
+}
+
+/** Select a cell (by id, else by 0-based index) and scroll it into view. */
+async function goToCell(
+  panel: NotebookPanel,
+  loc: ILocation
+): Promise<boolean> {
+  const notebook = panel.content;
+  let index = notebook.widgets.findIndex(
+    cell => loc.cell_id && cell.model.id === loc.cell_id
+  );
+  if (index < 0 && typeof loc.cell_index === 'number') {
+    index = loc.cell_index;
+  }
+  if (index < 0 || index >= notebook.widgets.length) {
+    return false;
+  }
+  notebook.mode = 'command';
+  notebook.deselectAll();
+  notebook.activeCellIndex = index;
+  await notebook.scrollToCell(notebook.widgets[index], 'center');
+  notebook.activate();
+  return true;
 }
 
 /** The promote flow, bound to the application's services. */
@@ -108,7 +199,7 @@ class Promoter {
     private readonly fileBrowser: IDefaultFileBrowser | null
   ) {}
 
-  /** Save, inspect, show the dialog; on "Generate", write the service. */
+  /** Save, inspect (progress streamed), show the dialog; on "Generate", write the service. */
   async promote(panel: NotebookPanel): Promise<void> {
     const { context } = panel;
     if (context.model.dirty && !context.model.readOnly) {
@@ -117,43 +208,124 @@ class Promoter {
     // Collaborative drives prefix paths ("RTC:nb.ipynb"); the server wants the plain path.
     const path = this.app.serviceManager.contents.localPath(context.path);
     const name = PathExt.basename(path);
-    const busy = Notification.emit(
-      `Running ${name} with its default parameters…`,
-      'in-progress',
-      { autoClose: false }
-    );
-    let inspection: IInspection;
-    try {
-      inspection = await inspectNotebook(path);
-    } catch (error) {
-      Notification.dismiss(busy);
-      await showError(`Cannot promote ${name}`, error);
-      return;
-    }
-    Notification.dismiss(busy);
+    const body = new PromoteBody();
     const dialog = new Dialog<string>({
       title: `Promote ${name} to a service`,
-      body: new PromoteBody(inspection, defaultOutDir(path)),
+      body,
       // Focus stays on "Generate" so the dialog opens scrolled to the request fields.
       buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Generate' })]
     });
     dialog.addClass('jp-Promoter-dialog');
-    const result = await dialog.launch();
-    if (result.button.accept && result.value) {
-      await this.generate(path, result.value, false);
+    let closed = false;
+    const result = dialog.launch().then(value => {
+      closed = true;
+      return value;
+    });
+    const generate = footerButton(dialog, 'jp-mod-accept');
+    if (generate) {
+      generate.disabled = true;
+    }
+    const inspection = await this.run(
+      { action: 'inspect', path },
+      body,
+      () => closed,
+      panel,
+      dialog
+    );
+    if (inspection && !closed) {
+      body.showInspection(inspection as IInspection, defaultOutDir(path));
+      if (generate) {
+        generate.disabled = false;
+        generate.focus();
+      }
+    }
+    const answer = await result;
+    if (inspection && answer.button.accept && answer.value) {
+      await this.generate(
+        path,
+        answer.value,
+        false,
+        inspection as IInspection,
+        panel
+      );
     }
   }
 
-  /** Write the service; offer to overwrite files the user edited since the last run. */
-  async generate(path: string, outDir: string, force: boolean): Promise<void> {
-    const busy = Notification.emit(`Generating ${outDir}/…`, 'in-progress', {
-      autoClose: false
-    });
-    let conversion: IConversion;
+  /**
+   * Run a server job, showing its progress in `body`; answer its result, or null (failed: the
+   * error is shown, with "Go to cell" when it names one; or cancelled).
+   */
+  private async run(
+    request: Parameters<typeof startJob>[0],
+    body: PromoteBody,
+    closed: () => boolean,
+    panel: NotebookPanel | null,
+    dialog: Dialog<unknown>
+  ): Promise<unknown> {
+    let job: IJob | null;
     try {
-      conversion = await convertNotebook(path, outDir, force);
+      job = await follow(
+        await startJob(request),
+        update => body.showProgress(update),
+        closed
+      );
     } catch (error) {
-      Notification.dismiss(busy);
+      body.showError(errorReply(error));
+      return null;
+    }
+    if (!job || closed()) {
+      return null;
+    }
+    if (job.state === 'failed') {
+      const reply = job.result as IErrorReply;
+      if (reply.error === 'EditedFileError') {
+        throw new PromoterRequestError(job.status ?? 422, reply);
+      }
+      body.showError(
+        reply,
+        panel
+          ? loc => {
+              dialog.reject();
+              void goToCell(panel, loc);
+            }
+          : undefined
+      );
+      return null;
+    }
+    return job.result;
+  }
+
+  /** Write the service (progress shown); then offer "Try it". */
+  async generate(
+    path: string,
+    outDir: string,
+    force: boolean,
+    inspection: IInspection,
+    panel: NotebookPanel | null = null
+  ): Promise<void> {
+    const body = new PromoteBody();
+    const dialog = new Dialog<string>({
+      title: `Generating ${outDir}/`,
+      body,
+      buttons: [Dialog.cancelButton({ label: 'Close' })]
+    });
+    dialog.addClass('jp-Promoter-dialog');
+    let closed = false;
+    const result = dialog.launch().then(value => {
+      closed = true;
+      return value;
+    });
+    let conversion: IConversion | null;
+    try {
+      conversion = (await this.run(
+        { action: 'convert', path, out_dir: outDir, force },
+        body,
+        () => closed,
+        panel,
+        dialog
+      )) as IConversion | null;
+    } catch (error) {
+      dialog.reject();
       if (
         error instanceof PromoterRequestError &&
         error.reply.error === 'EditedFileError'
@@ -167,38 +339,82 @@ class Promoter {
           ]
         });
         if (answer.button.accept) {
-          await this.generate(path, outDir, true);
+          await this.generate(path, outDir, true, inspection, panel);
         }
-        return;
       }
-      await showError('Cannot generate the service', error);
       return;
     }
-    Notification.update({
-      id: busy,
-      message: `Service written to ${conversion.out_dir_path}/ (${conversion.files.length} files)`,
-      type: 'success',
-      autoClose: 10000,
-      actions: [
-        {
-          label: 'Show files',
-          callback: () => void this.showConversion(conversion)
-        }
-      ]
-    });
+    if (!conversion || closed) {
+      await result;
+      return;
+    }
     // The server wrote the files behind the file browser's back: show the new folder now.
     void this.fileBrowser?.model.refresh();
     if (conversion.readme) {
       this.openReadme(conversion.readme);
     }
+    const title = dialog.node.querySelector('.jp-Dialog-header');
+    if (title) {
+      title.textContent = `Service generated in ${conversion.out_dir_path}/`;
+    }
+    body.showNode(this.generated(conversion, inspection));
+    await result;
   }
 
-  private async showConversion(conversion: IConversion): Promise<void> {
-    await showDialog({
-      title: 'Service generated',
-      body: new Widget({ node: renderConversion(conversion) }),
-      buttons: [Dialog.okButton({ label: 'Close' })]
+  /** What "Generate" wrote, and the "Try it" button (a second click stops the service). */
+  private generated(
+    conversion: IConversion,
+    inspection: IInspection
+  ): HTMLElement {
+    const output = document.createElement('div');
+    output.className = 'jp-Promoter-tryOutput';
+    const button = document.createElement('button');
+    button.className =
+      'jp-Promoter-tryButton jp-Button jp-mod-styled jp-mod-accept';
+    button.textContent = 'Try it';
+    let service: IService | null = null;
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        if (service) {
+          await stopService(service.name);
+          service = null;
+          output.replaceChildren('Service stopped.');
+          button.textContent = 'Try it';
+        } else {
+          output.replaceChildren(
+            'Starting the service and sending the example request…'
+          );
+          service = await startService(conversion.out_dir_path);
+          button.textContent = 'Stop service';
+          output.replaceChildren(await this.tryService(service, inspection));
+        }
+      } catch (error) {
+        output.replaceChildren(renderError(errorReply(error)));
+      } finally {
+        button.disabled = false;
+      }
     });
+    const node = renderConversion(conversion);
+    node.prepend(button);
+    node.append(output);
+    return node;
+  }
+
+  private async tryService(
+    service: IService,
+    inspection: IInspection
+  ): Promise<HTMLElement> {
+    const request = exampleRequest(inspection.parameters ?? []);
+    const answer = await callService(service, inspection.route, request);
+    const settings = this.app.serviceManager.serverSettings;
+    return renderTryResult(
+      inspection.route,
+      request,
+      answer,
+      inspection.sample_response,
+      URLExt.join(settings.baseUrl, service.docs)
+    );
   }
 
   private openReadme(readme: string): void {
@@ -298,6 +514,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     );
     palette?.addItem({ command: CommandIDs.promote, category: 'Promoter' });
     addRoleCommands(app, tracker, palette);
+    // A role label on every code cell, kept up to date as tags and cell order change.
+    tracker.widgetAdded.connect((_, panel) => {
+      const labels = new CellRoleLabels(panel, () =>
+        app.serviceManager.contents.localPath(panel.context.path)
+      );
+      panel.disposed.connect(() => labels.dispose());
+    });
   }
 };
 

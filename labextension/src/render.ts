@@ -2,12 +2,14 @@
  * Pure DOM rendering of the server's answers: no JupyterLab imports, so jest tests it
  * directly and the dialog stays a thin wrapper.
  */
+import { cellNumber } from './roles';
 import {
   ICellRole,
   IConversion,
   IErrorReply,
   IFinding,
   IInspection,
+  IJob,
   IJSONSchema,
   ILocation,
   IParameter
@@ -37,18 +39,18 @@ export function h(
   return node;
 }
 
-/** A notebook location as one readable phrase: "nb.ipynb, cell 3 (id ab12), line 2". */
+/**
+ * A notebook location as one readable phrase: "nb.ipynb, cell 3 (id ab12), line 2". Cells are
+ * numbered as JupyterLab's status bar numbers them (1-based); the server's `cell_index` is 0-based.
+ */
 export function formatLocation(loc: ILocation): string {
   const parts: string[] = [];
   if (loc.notebook) {
     parts.push(loc.notebook);
   }
   if (loc.cell_index !== null && loc.cell_index !== undefined) {
-    parts.push(
-      loc.cell_id
-        ? `cell ${loc.cell_index} (id ${loc.cell_id})`
-        : `cell ${loc.cell_index}`
-    );
+    const n = cellNumber(loc.cell_index);
+    parts.push(loc.cell_id ? `cell ${n} (id ${loc.cell_id})` : `cell ${n}`);
   }
   if (loc.line !== null && loc.line !== undefined) {
     parts.push(`line ${loc.line}`);
@@ -312,7 +314,7 @@ export function renderCells(cells: ICellRole[]): HTMLElement {
       'cells',
       ['#', 'Role', 'First line'],
       code.map((c: ICellRole) => [
-        String(c.index),
+        String(cellNumber(c.index)),
         h('span', `${CSS}-role ${CSS}-role-${c.role}`, c.role),
         h('code', `${CSS}-preview`, c.source_preview)
       ])
@@ -412,15 +414,32 @@ export function renderInspection(
   );
 }
 
-/** An error answer: its kind, the message, where in the notebook, and the hint. */
-export function renderError(err: IErrorReply): HTMLElement {
+/**
+ * An error answer: its kind, the message, where in the notebook, and the hint. With `goToCell`,
+ * an error that names a cell gets a "Go to cell" button calling it.
+ */
+export function renderError(
+  err: IErrorReply,
+  goToCell?: (loc: ILocation) => void
+): HTMLElement {
   const where = formatLocation(err);
+  const hasCell = err.cell_index !== null && err.cell_index !== undefined;
+  let button: HTMLElement | null = null;
+  if (goToCell && hasCell) {
+    button = h(
+      'button',
+      `${CSS}-goToCell jp-Button jp-mod-styled jp-mod-accept`,
+      `Go to cell ${cellNumber(err.cell_index as number)}`
+    );
+    button.addEventListener('click', () => goToCell(err));
+  }
   return h(
     'div',
     `${CSS}-error`,
     err.error && h('p', `${CSS}-errorKind`, err.error),
     h('p', `${CSS}-errorMessage`, err.message),
     where && h('p', `${CSS}-location`, where),
+    button,
     err.hint && h('p', `${CSS}-hint`, `Hint: ${err.hint}`),
     err.paths &&
       err.paths.length > 0 &&
@@ -471,4 +490,148 @@ export function defaultOutDir(notebookPath: string): string {
   const name = notebookPath.slice(slash + 1);
   const stem = name.replace(/\.ipynb$/i, '');
   return `${dir}${stem}_service`;
+}
+
+/** A run's state in words: "Queued (1 run ahead)", "Running cell 3 of 7", ... */
+export function progressText(job: IJob): string {
+  switch (job.state) {
+    case 'queued': {
+      const ahead = job.position ?? 0;
+      return ahead > 0
+        ? `Queued: ${ahead} run${ahead === 1 ? '' : 's'} ahead (the server runs a few kernels at once)`
+        : 'Queued: waiting for a free kernel slot';
+    }
+    case 'running':
+      if (job.total > 0) {
+        // The count is papermill's, whose copy of the notebook has a few cells of its own:
+        // a fraction, not a cell number.
+        return job.done < job.total
+          ? `Running the notebook: ${job.done} of ${job.total} cells done`
+          : `All ${job.total} cells done; ${job.action === 'convert' ? 'writing and checking the service' : 'inferring the response schema'}…`;
+      }
+      return 'Starting the kernel…';
+    case 'done':
+      return 'Done';
+    case 'failed':
+      return 'Failed';
+    case 'cancelled':
+      return 'Cancelled';
+  }
+}
+
+/** The progress of a run: its state in words and a bar of cells done. */
+export function renderProgress(job: IJob): HTMLElement {
+  const bar = h('progress', `${CSS}-progressBar`) as HTMLProgressElement;
+  if (job.state === 'running' && job.total > 0) {
+    bar.max = job.total;
+    bar.value = job.done;
+  } else {
+    bar.removeAttribute('value'); // indeterminate while queued or starting
+  }
+  const node = h(
+    'div',
+    `${CSS}-progress`,
+    h('p', `${CSS}-progressText`, progressText(job)),
+    bar
+  );
+  node.dataset.state = job.state;
+  node.dataset.done = String(job.done);
+  node.dataset.total = String(job.total);
+  return node;
+}
+
+/** Whether two JSON values are equal (objects compared key by key, in any order). */
+export function sameJSON(a: unknown, b: unknown): boolean {
+  if (a === b) {
+    return true;
+  }
+  if (typeof a !== 'object' || typeof b !== 'object' || !a || !b) {
+    return false;
+  }
+  if (Array.isArray(a) !== Array.isArray(b)) {
+    return false;
+  }
+  const ka = Object.keys(a as object);
+  const kb = Object.keys(b as object);
+  if (ka.length !== kb.length) {
+    return false;
+  }
+  return ka.every(key =>
+    sameJSON(
+      (a as Record<string, unknown>)[key],
+      (b as Record<string, unknown>)[key]
+    )
+  );
+}
+
+/** The example request: every field with the notebook's default value. */
+export function exampleRequest(
+  parameters: IParameter[]
+): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const p of parameters) {
+    if (!p.required) {
+      body[p.name] = p.default;
+    }
+  }
+  return body;
+}
+
+/**
+ * "Try it": the request sent, the service's answer beside the notebook's own, whether they
+ * match, and a link to the service's `/docs` (through the Jupyter server).
+ */
+export function renderTryResult(
+  route: string,
+  request: unknown,
+  answer: unknown,
+  notebookAnswer: unknown,
+  docsUrl: string
+): HTMLElement {
+  const pretty = (value: unknown): HTMLElement =>
+    h('pre', `${CSS}-json`, JSON.stringify(value, null, 2) ?? 'null');
+  const same = sameJSON(answer, notebookAnswer);
+  const docs = h(
+    'a',
+    `${CSS}-docsLink`,
+    'Open the API docs (/docs)'
+  ) as HTMLAnchorElement;
+  docs.href = docsUrl;
+  docs.target = '_blank';
+  docs.rel = 'noopener';
+  return h(
+    'div',
+    `${CSS}-try`,
+    h(
+      'p',
+      `${CSS}-tryRequest`,
+      h('code', null, `POST ${route}`),
+      " with the notebook's default parameters:"
+    ),
+    pretty(request),
+    h(
+      'p',
+      `${CSS}-verdict ${CSS}-verdict-${same ? 'same' : 'different'}`,
+      same
+        ? 'The service answers exactly what the notebook answered.'
+        : 'The service answers differently from the notebook (a non-deterministic notebook?).'
+    ),
+    h(
+      'div',
+      `${CSS}-compare`,
+      h(
+        'div',
+        `${CSS}-serviceAnswer`,
+        h('h3', `${CSS}-sectionTitle`, 'Service answer'),
+        pretty(answer)
+      ),
+      h(
+        'div',
+        `${CSS}-notebookAnswer`,
+        h('h3', `${CSS}-sectionTitle`, "Notebook's answer"),
+        pretty(notebookAnswer)
+      )
+    ),
+    h('p', null, docs)
+  );
 }

@@ -94,3 +94,43 @@ export interface IErrorReply extends ILocation {
   hint?: string | null;
   paths?: string[];
 }
+
+/** `GET promoter/jobs/<id>`: one queued or running kernel run, or its result. */
+export interface IJob<T = unknown> {
+  id: string;
+  action: 'inspect' | 'convert';
+  notebook: string;
+  state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  done: number;
+  total: number;
+  /** Runs ahead of this one in the server's queue (only while queued). */
+  position: number | null;
+  /** The HTTP status the direct endpoint would answer, once finished. */
+  status: number | null;
+  /** The reply once finished: `T` when `state` is "done", an `IErrorReply` otherwise. */
+  result: T | IErrorReply | null;
+}
+
+/** One cell's role from `POST promoter/roles`. */
+export interface IRoleOfCell {
+  index: number;
+  id: string;
+  role: string;
+}
+
+/** `POST promoter/roles`: the library's static inspection of the notebook as edited. */
+export interface IRoles {
+  /** `null` when the notebook breaks the contract (then `error` says where). */
+  cells: IRoleOfCell[] | null;
+  error: IErrorReply | null;
+  warnings: IFinding[];
+}
+
+/** `POST promoter/services`: a generated service served through the Jupyter server. */
+export interface IService {
+  name: string;
+  out_dir: string;
+  /** Its root through the proxy (absolute path on the Jupyter server, ends with `/`). */
+  url: string;
+  docs: string;
+}

@@ -1,13 +1,18 @@
 import {
   defaultOutDir,
+  exampleRequest,
   formatLocation,
+  progressText,
+  renderProgress,
+  renderTryResult,
+  sameJSON,
   renderConversion,
   renderError,
   renderInspection,
   renderSchemaTree,
   schemaType
 } from '../render';
-import { IInspection, IJSONSchema } from '../types';
+import { IInspection, IJob, IJSONSchema } from '../types';
 
 // The shape `promoter.inspect(...).to_dict()` answers for a small classifier notebook.
 const RESPONSE_SCHEMA: IJSONSchema = {
@@ -184,9 +189,10 @@ describe('renderInspection', () => {
       node.querySelectorAll('.jp-Promoter-cells tbody tr')
     );
     expect(rows.map(r => texts(r, 'td'))).toEqual([
-      ['1', 'setup', 'import numpy as np'],
-      ['2', 'parameters', 'sepal_length: float = 5.1'],
-      ['3', 'response', 'result']
+      // 1-based, as JupyterLab's status bar counts cells (index 1 is "cell 2").
+      ['2', 'setup', 'import numpy as np'],
+      ['3', 'parameters', 'sepal_length: float = 5.1'],
+      ['4', 'response', 'result']
     ]);
     expect(node.querySelector('.jp-Promoter-role-parameters')).not.toBeNull();
     expect(
@@ -196,10 +202,10 @@ describe('renderInspection', () => {
 
   it('shows warnings and dropped lines with their location', () => {
     expect(texts(node, '.jp-Promoter-warnings li')).toEqual([
-      'cell 2 (id c3), line 4: parameter "x" has no type annotation'
+      'cell 3 (id c3), line 4: parameter "x" has no type annotation'
     ]);
     expect(texts(node, '.jp-Promoter-dropped li')).toEqual([
-      'cell 1, line 1: %matplotlib inline — IPython magic %matplotlib'
+      'cell 2, line 1: %matplotlib inline — IPython magic %matplotlib'
     ]);
   });
 
@@ -298,7 +304,7 @@ describe('renderError', () => {
     expect(texts(node, 'p')).toEqual([
       'ParameterError',
       'the default of "x" is not a literal',
-      'nb.ipynb, cell 2 (id c3), line 4',
+      'nb.ipynb, cell 3 (id c3), line 4',
       'Hint: annotate it, e.g. x: list[int] = ...'
     ]);
   });
@@ -343,7 +349,7 @@ describe('helpers', () => {
     expect(formatLocation({ notebook: 'a.ipynb', line: 3 })).toBe(
       'a.ipynb, line 3'
     );
-    expect(formatLocation({ cell_index: 0 })).toBe('cell 0');
+    expect(formatLocation({ cell_index: 0 })).toBe('cell 1');
   });
 
   it('puts the default output folder next to the notebook', () => {
@@ -353,5 +359,125 @@ describe('helpers', () => {
     expect(defaultOutDir('a/b/Churn Score.ipynb')).toBe(
       'a/b/Churn Score_service'
     );
+  });
+});
+
+describe('renderError with "Go to cell"', () => {
+  const error = {
+    error: 'ExecutionError',
+    message: 'RuntimeError: boom',
+    cell_index: 14,
+    cell_id: '6dd672e4',
+    line: 1
+  };
+
+  it('offers the cell by its 1-based number and passes the location back', () => {
+    const visited: unknown[] = [];
+    const node = renderError(error, loc => visited.push(loc));
+    const button = node.querySelector<HTMLButtonElement>(
+      '.jp-Promoter-goToCell'
+    );
+    expect(button?.textContent).toBe('Go to cell 15');
+    expect(node.querySelector('.jp-Promoter-location')?.textContent).toBe(
+      'cell 15 (id 6dd672e4), line 1'
+    );
+    button?.click();
+    expect(visited).toEqual([error]);
+  });
+
+  it('has no button without a cell or without a callback', () => {
+    expect(
+      renderError({ message: 'no cell' }, () => undefined).querySelector(
+        'button'
+      )
+    ).toBeNull();
+    expect(renderError(error).querySelector('button')).toBeNull();
+  });
+});
+
+describe('progress', () => {
+  const job = (over: Partial<IJob>): IJob => ({
+    id: 'j',
+    action: 'inspect',
+    notebook: 'nb.ipynb',
+    state: 'running',
+    done: 0,
+    total: 0,
+    position: null,
+    status: null,
+    result: null,
+    ...over
+  });
+
+  it('says how far the kernel got', () => {
+    expect(progressText(job({ done: 3, total: 9 }))).toBe(
+      'Running the notebook: 3 of 9 cells done'
+    );
+    expect(progressText(job({}))).toBe('Starting the kernel…');
+    expect(progressText(job({ done: 9, total: 9 }))).toContain(
+      'All 9 cells done'
+    );
+  });
+
+  it('says a run is queued, and behind how many', () => {
+    expect(progressText(job({ state: 'queued', position: 2 }))).toContain(
+      'Queued: 2 runs ahead'
+    );
+    expect(progressText(job({ state: 'queued', position: 0 }))).toContain(
+      'waiting for a free kernel slot'
+    );
+  });
+
+  it('draws a bar of cells done, indeterminate while queued', () => {
+    const running = renderProgress(job({ done: 3, total: 9 }));
+    const bar = running.querySelector('progress') as HTMLProgressElement;
+    expect([bar.value, bar.max]).toEqual([3, 9]);
+    expect(running.dataset.done).toBe('3');
+    const queued = renderProgress(job({ state: 'queued', position: 1 }));
+    expect(queued.querySelector('progress')?.hasAttribute('value')).toBe(false);
+  });
+});
+
+describe('Try it', () => {
+  it('sends every field with its default', () => {
+    expect(
+      exampleRequest([
+        { name: 'a', type: 'float', default: 5.1, required: false },
+        { name: 'b', type: 'str', default: 'x', required: false }
+      ])
+    ).toEqual({ a: 5.1, b: 'x' });
+  });
+
+  it('compares JSON answers by value', () => {
+    expect(sameJSON({ a: [1, { b: null }] }, { a: [1, { b: null }] })).toBe(
+      true
+    );
+    expect(sameJSON({ a: 1, b: 2 }, { b: 2, a: 1 })).toBe(true);
+    expect(sameJSON({ a: 1 }, { a: 1, b: 2 })).toBe(false);
+    expect(sameJSON([1, 2], { 0: 1, 1: 2 })).toBe(false);
+    expect(sameJSON(0.5, 0.5)).toBe(true);
+    expect(sameJSON('1', 1)).toBe(false);
+  });
+
+  it("shows the service's answer beside the notebook's, and the docs link", () => {
+    const node = renderTryResult(
+      '/iris',
+      { a: 1 },
+      { species: 'setosa' },
+      { species: 'setosa' },
+      'http://h/promoter/try/iris/docs'
+    );
+    expect(node.querySelector('.jp-Promoter-verdict-same')).not.toBeNull();
+    expect(
+      JSON.parse(
+        node.querySelector('.jp-Promoter-serviceAnswer pre')?.textContent ?? ''
+      )
+    ).toEqual({ species: 'setosa' });
+    const link = node.querySelector('a') as HTMLAnchorElement;
+    expect(link.href).toBe('http://h/promoter/try/iris/docs');
+    const different = renderTryResult('/iris', {}, 1, 2, 'd');
+    expect(
+      different.querySelector('.jp-Promoter-verdict-different')
+    ).not.toBeNull();
   });
 });
