@@ -197,7 +197,10 @@ def _result(scan: _Scan) -> Isolation:
         )
         for key, (what, where) in sorted(scan.serialised.items())
     ]
-    reasons = tuple(f"{what} ({where})" for _, (what, where) in sorted(scan.serialised.items()))
+    reasons = tuple(
+        f"{what} (cell {where.cell_index}, line {where.line})"
+        for _, (what, where) in sorted(scan.serialised.items())
+    )
     return Isolation(tuple(sorted(scan.copied)), reasons, tuple(findings))
 
 
@@ -278,7 +281,9 @@ def _inspect_node(scan: _Scan, cell: Cell, node: ast.AST) -> None:
     elif isinstance(node, ast.Attribute | ast.Subscript) and isinstance(
         node.ctx, ast.Store | ast.Del
     ):
-        _changed(scan, cell, node, node.value, ast.unparse(node))
+        deleted = isinstance(node.ctx, ast.Del)
+        what = f"del {ast.unparse(node)}" if deleted else f"{ast.unparse(node)} = ..."
+        _changed(scan, cell, node, node.value, what)
     elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
         _changed(scan, cell, node, node.target, ast.unparse(node))
     elif isinstance(node, ast.Call):
