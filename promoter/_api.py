@@ -244,7 +244,12 @@ def inspect(
     expression = response_expression(notebook)
     extraction = extract(notebook, request, expression)
     isolation = isolate(notebook, extraction, [p.name for p in request.parameters])
-    extraction = replace(extraction, copied=isolation.copied, serialised=isolation.serialised)
+    extraction = replace(
+        extraction,
+        copied=isolation.copied,
+        serialised=isolation.serialised,
+        restored=isolation.restored,
+    )
     warnings = [
         Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings, *isolation.findings)
     ]

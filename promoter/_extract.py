@@ -67,6 +67,8 @@ class Extraction:
             (decided by ``_isolation``).
         serialised: Why the route runs one request at a time (``_isolation``; empty: it
             does not).
+        restored: Global random generators each request resets to their state after setup
+            (``_isolation``).
     """
 
     imports: tuple[str, ...]
@@ -81,6 +83,7 @@ class Extraction:
     dropped: tuple[Dropped, ...] = field(default=())
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
 
 
 @dataclass

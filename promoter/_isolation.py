@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from promoter._exceptions import ContractError, Location
 from promoter._extract import Extraction
@@ -37,7 +37,10 @@ __all__ = ["RESERVED_NAMES", "Isolation", "isolate"]
 #: Module-level names of the generated ``pipeline.py`` that notebook code must not rebind.
 RESERVED_NAMES = frozenset(
     {"setup", "run", "promoter_run", "promoter_lock", "promoter_copy", "promoter_threading"}
+    | {"promoter_random", "promoter_numpy_random", "promoter_rng_state"}
 )
+#: Global generators whose state ``run()`` restores when the setup cells seed them.
+_GENERATORS = {"random": "random.seed", "numpy.random": "numpy.random.seed"}
 
 #: Methods that change their object in place (lists, dicts, sets, deques, arrays, frames, models).
 MUTATING_METHODS = frozenset(
@@ -112,11 +115,14 @@ class Isolation:
         copied: Setup names ``run()`` deep-copies before the handler changes them.
         serialised: Why the route runs one request at a time (empty: it does not).
         findings: What was done and where, for the conversion report.
+        restored: Global generators (``random``, ``numpy.random``) the setup cells seed and
+            the handler draws from: each request starts from the state setup left.
     """
 
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
     findings: tuple[tuple[str, Location], ...] = ()
+    restored: tuple[str, ...] = ()
 
 
 @dataclass
@@ -176,7 +182,17 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
         for stmt in statements:
             for node in ast.walk(stmt):
                 _inspect_node(scan, cell, node)
-    return _result(scan)
+    seeded = {
+        _resolve(scan, _dotted(node.func))
+        for _, statements in setup_cells
+        for stmt in statements
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.Call)
+    }
+    restored = tuple(
+        k for k, seed in _GENERATORS.items() if k in scan.serialised and seed in seeded
+    )
+    return replace(_result(scan), restored=restored)
 
 
 def _result(scan: _Scan) -> Isolation:

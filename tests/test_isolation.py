@@ -58,6 +58,18 @@ SAFE = {
         "np.random.seed(seed)\ndraws = np.random.rand(200)",
         "{'draws': draws[-3:].tolist()}",
     ),
+    "setup_seed": (
+        "import random\n\nrandom.seed(7)",
+        "x = 0",
+        "draws = [random.random() for _ in range(5)]",
+        "{'draws': draws, 'x': x}",
+    ),
+    "numpy_setup_seed": (
+        "import numpy as np\n\nnp.random.seed(7)",
+        "x = 0",
+        "draws = np.random.rand(5)",
+        "{'draws': draws.tolist(), 'x': x}",
+    ),
     "figure": (
         "import matplotlib\n\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt",
         "x = 0",
@@ -103,13 +115,18 @@ def _lone(name: str, body: dict[str, Any]) -> Any:
             "draws": np.random.RandomState(body["seed"]).rand(200)[-3:].tolist()
         },
         "figure": lambda: {"lines": 1, "figures": 0, "x": body["x"]},
+        "setup_seed": lambda: {"draws": _draws(7, 5, last=5), "x": body["x"]},
+        "numpy_setup_seed": lambda: {
+            "draws": np.random.RandomState(7).rand(5).tolist(),
+            "x": body["x"],
+        },
     }
     return lone[name]()
 
 
-def _draws(seed: int) -> list[float]:
+def _draws(seed: int, count: int = 200, last: int = 3) -> list[float]:
     rng = random.Random(seed)
-    return [rng.random() for _ in range(200)][-3:]
+    return [rng.random() for _ in range(count)][-last:]
 
 
 def _body(name: str, rng: random.Random) -> dict[str, Any]:
@@ -123,6 +140,8 @@ def _body(name: str, rng: random.Random) -> dict[str, Any]:
         "seed": {"seed": rng.randrange(50)},
         "numpy_seed": {"seed": rng.randrange(50)},
         "figure": {"x": rng.randrange(1000)},
+        "setup_seed": {"x": rng.randrange(1000)},
+        "numpy_setup_seed": {"x": rng.randrange(1000)},
     }[name]
 
 
@@ -130,11 +149,13 @@ def test_inspect_reports_what_it_made_safe(tmp_path: Path) -> None:
     for name, cells in SAFE.items():
         inspection = promoter.inspect(_notebook(tmp_path, name, *cells), execute=False)
         messages = " ".join(w.message for w in inspection.warnings)
-        if name in ("seed", "numpy_seed", "figure"):
+        if name in ("seed", "numpy_seed", "figure", "setup_seed", "numpy_setup_seed"):
             assert inspection.extraction.serialised and "one request at a time" in messages
         else:
             assert inspection.extraction.copied and "its own copy" in messages, name
         assert any(w.location.cell_index == 2 for w in inspection.warnings), name
+        if "setup_seed" in name:
+            assert inspection.extraction.restored, name
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
