@@ -18,7 +18,7 @@ from promoter._types import TYPE_NAMES, safe_annotation
 __all__ = ["ModelClass", "ModelField", "ResponseSchema", "infer_response", "safe_attr"]
 
 _MAX_RECORD_KEYS = 30
-_RECORD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,63}$")
+_RECORD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ \-]{0,63}")
 # Attribute names a Pydantic model field must not take (BaseModel's own API and our imports).
 _RESERVED = {
     "model_config",
@@ -184,7 +184,7 @@ def _is_record(schema: dict[str, Any]) -> bool:
     props = schema.get("properties")
     if schema.get("type") != "object" or not props:
         return False
-    return len(props) <= _MAX_RECORD_KEYS and all(_RECORD_KEY.match(k) for k in props)
+    return len(props) <= _MAX_RECORD_KEYS and all(_RECORD_KEY.fullmatch(k) for k in props)
 
 
 def _fields(

@@ -73,7 +73,8 @@ SAFE = {
     "figure": (
         "import matplotlib\n\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt",
         "x = 0",
-        "fig = plt.figure()\nplt.plot([x, x])\nlines = len(plt.gca().lines)\nplt.close(fig)",
+        "fig = plt.figure()\n(line,) = plt.plot([x, x])\n"
+        "lines = len(plt.gca().lines)\nplt.close(fig)",
         "{'lines': lines, 'figures': len(plt.get_fignums()), 'x': x}",
     ),
 }

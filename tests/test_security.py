@@ -79,6 +79,24 @@ def test_strings_stay_values_inside_literal_and_field(tmp_path: Path) -> None:
     assert not canary.exists()
 
 
+@pytest.mark.slow
+def test_convert_keeps_strings_as_values_and_the_service_answers(
+    tmp_path: Path, serve_folder
+) -> None:
+    """The generated models.py holds the payload as a Literal value; importing it runs nothing."""
+    canary = tmp_path / "canary"
+    payload = _payload(canary)
+    annotation = f"Annotated[Literal[{payload!r}, 'b'], Field(description={payload!r})]"
+    notebook = _annotated(tmp_path / "nb.ipynb", annotation, default="'b'")
+    out = tmp_path / "svc"
+    result = run_cli("convert", notebook, "-o", out, timeout=900)
+    assert result.returncode == 0, result.output
+    server = serve_folder(out)
+    assert _post(server.url, "/nb", {"x": payload}).json() == {"x": 1}
+    assert _post(server.url, "/nb", {"x": "c"}).status_code == 422
+    assert not canary.exists()
+
+
 _SCALARS = sorted(name for name in TYPE_NAMES if name[0].islower() or name in ("Any",))
 
 
