@@ -249,6 +249,7 @@ def inspect(
         copied=isolation.copied,
         serialised=isolation.serialised,
         restored=isolation.restored,
+        rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
     )
     warnings = [
         Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings, *isolation.findings)

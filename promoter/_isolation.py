@@ -117,12 +117,15 @@ class Isolation:
         findings: What was done and where, for the conversion report.
         restored: Global generators (``random``, ``numpy.random``) the setup cells seed and
             the handler draws from: each request starts from the state setup left.
+        declared_global: Names a handler cell declares ``global`` at its top level (shared on
+            purpose): ``run()`` must not bind them locally first.
     """
 
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
     findings: tuple[tuple[str, Location], ...] = ()
     restored: tuple[str, ...] = ()
+    declared_global: tuple[str, ...] = ()
 
 
 @dataclass
@@ -192,7 +195,25 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
     restored = tuple(
         k for k, seed in _GENERATORS.items() if k in scan.serialised and seed in seeded
     )
-    return replace(_result(scan), restored=restored)
+    declared = {
+        name
+        for _, statements in handler_cells
+        for stmt in statements
+        for node in _outside_functions(stmt)
+        if isinstance(node, ast.Global)
+        for name in node.names
+    }
+    return replace(_result(scan), restored=restored, declared_global=tuple(sorted(declared)))
+
+
+def _outside_functions(stmt: ast.stmt) -> Iterator[ast.AST]:
+    """The nodes of a statement, not descending into function or class bodies."""
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
 
 
 def _result(scan: _Scan) -> Isolation:

@@ -170,7 +170,9 @@ def test_convert_refuses_what_cannot_be_kept_apart(tmp_path: Path, name: str) ->
     assert not (tmp_path / "svc").exists()
 
 
-def test_shared_state_can_be_declared(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_shared_state_can_be_declared(tmp_path: Path, serve_folder) -> None:
+    """`"shared": ["counter"]` keeps a counter across requests, on purpose."""
     notebook = write_notebook(
         tmp_path / "nb.ipynb",
         ("code", "counter = 0", []),
@@ -181,6 +183,11 @@ def test_shared_state_can_be_declared(tmp_path: Path) -> None:
     )
     inspection = promoter.inspect(notebook, execute=False)
     assert inspection.extraction.copied == () and inspection.extraction.serialised == ()
+    result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
+    assert result.returncode == 0, result.output
+    url = serve_folder(tmp_path / "svc").url
+    counts = [httpx.post(url + "/nb", json={"x": 1}).json()["counter"] for _ in range(3)]
+    assert counts == [1, 2, 3]
 
 
 @pytest.mark.slow

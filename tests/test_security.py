@@ -97,6 +97,21 @@ def test_convert_keeps_strings_as_values_and_the_service_answers(
     assert not canary.exists()
 
 
+@pytest.mark.slow
+def test_a_forward_reference_on_the_response_cell_is_never_evaluated(tmp_path: Path) -> None:
+    """The response type is then inferred instead, with a warning naming the cell."""
+    canary = tmp_path / "canary"
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", f'result: list["{_payload(canary)}"] = [x]\nresult', ["response"]),
+    )
+    result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
+    assert result.returncode == 0, result.output
+    assert "forward reference" in result.output and "cell 1" in result.output
+    assert not canary.exists()
+
+
 _SCALARS = sorted(name for name in TYPE_NAMES if name[0].islower() or name in ("Any",))
 
 
