@@ -203,7 +203,22 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
         if isinstance(node, ast.Global)
         for name in node.names
     }
-    return replace(_result(scan), restored=restored, declared_global=tuple(sorted(declared)))
+    result = _result(scan)
+    findings = result.findings + tuple(
+        (
+            f"the setup cells seed {_SERIALISED_STATE[key]} (`{seed}`): each request starts "
+            "from the state they leave, as the notebook's own run does",
+            notebook.at(notebook.with_role(Role.SETUP)[0]),
+        )
+        for key, seed in _GENERATORS.items()
+        if key in restored
+    )
+    return replace(
+        result,
+        findings=findings,
+        restored=restored,
+        declared_global=tuple(sorted(declared)),
+    )
 
 
 def _outside_functions(stmt: ast.stmt) -> Iterator[ast.AST]:
