@@ -185,16 +185,7 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
         for stmt in statements:
             for node in ast.walk(stmt):
                 _inspect_node(scan, cell, node)
-    seeded = {
-        _resolve(scan, _dotted(node.func))
-        for _, statements in setup_cells
-        for stmt in statements
-        for node in ast.walk(stmt)
-        if isinstance(node, ast.Call)
-    }
-    restored = tuple(
-        k for k, seed in _GENERATORS.items() if k in scan.serialised and seed in seeded
-    )
+    restored = _restored(scan, setup_cells)
     declared = {
         name
         for _, statements in handler_cells
@@ -206,19 +197,27 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
     result = _result(scan)
     findings = result.findings + tuple(
         (
-            f"the setup cells seed {_SERIALISED_STATE[key]} (`{seed}`): each request starts "
-            "from the state they leave, as the notebook's own run does",
+            f"the setup cells seed {_SERIALISED_STATE[key]} (`{_GENERATORS[key]}`): each "
+            "request starts from the state they leave, as the notebook's own run does",
             notebook.at(notebook.with_role(Role.SETUP)[0]),
         )
-        for key, seed in _GENERATORS.items()
-        if key in restored
+        for key in restored
     )
     return replace(
-        result,
-        findings=findings,
-        restored=restored,
-        declared_global=tuple(sorted(declared)),
+        result, findings=findings, restored=restored, declared_global=tuple(sorted(declared))
     )
+
+
+def _restored(scan: _Scan, setup_cells: list[tuple[Cell, list[ast.stmt]]]) -> tuple[str, ...]:
+    """The global generators the handler uses (serialised) that the setup cells seed."""
+    seeded = {
+        _resolve(scan, _dotted(node.func))
+        for _, statements in setup_cells
+        for stmt in statements
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.Call)
+    }
+    return tuple(k for k, seed in _GENERATORS.items() if k in scan.serialised and seed in seeded)
 
 
 def _outside_functions(stmt: ast.stmt) -> Iterator[ast.AST]:
