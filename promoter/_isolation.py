@@ -86,9 +86,14 @@ _SERIALISED_STATE = {
     "random": "the `random` module's generator",
     "numpy.random": "numpy's global random generator",
     "matplotlib.pyplot": "matplotlib's current figure",
-    "matplotlib": "matplotlib's settings",
+    "matplotlib.use": "matplotlib's backend",
+    "matplotlib.rc": "matplotlib's settings",
+    "matplotlib.rcParams": "matplotlib's settings",
+    "matplotlib.style": "matplotlib's settings",
     "pylab": "matplotlib's current figure",
-    "warnings": "the warning filters",
+    "warnings.filterwarnings": "the warning filters",
+    "warnings.simplefilter": "the warning filters",
+    "warnings.resetwarnings": "the warning filters",
     "numpy.seterr": "numpy's error settings",
     "numpy.set_printoptions": "numpy's print options",
     "pandas.set_option": "pandas' options",
@@ -425,7 +430,7 @@ def _global_state(
     """A call of (or a write into) ``full``, a dotted path in an imported module."""
     if any(_under(full, s) for s in scan.shared):
         return
-    refused = next((k for k in _REFUSED_STATE if _under(full, k)), None)
+    refused = _refused(full, store=store)
     if refused is not None:
         raise ContractError(
             f"`{what}` changes {_REFUSED_STATE[refused]}, which every request (and every "
@@ -448,6 +453,17 @@ def _global_state(
 
 def _under(full: str, prefix: str) -> bool:
     return full == prefix or full.startswith(prefix + ".")
+
+
+def _refused(full: str, *, store: bool) -> str | None:
+    """The refused state ``full`` changes: a write into it, a call of it (``os.chdir``), or
+    a changing method of it (``os.environ.update``); reading (``os.environ.get``) is fine."""
+    for key in _REFUSED_STATE:
+        if full == key or (store and _under(full, key)):
+            return key
+        if _under(full, key) and full.rsplit(".", 1)[-1] in MUTATING_METHODS:
+            return key
+    return None
 
 
 def _module_aliases(cells: list[tuple[Cell, list[ast.stmt]]]) -> dict[str, str]:
@@ -595,7 +611,7 @@ def _record(
 def _record_call(scan: _Scan, summary: _Function, node: ast.Call) -> None:
     full = _resolve(scan, _dotted(node.func))
     if full is not None and (
-        any(_under(full, k) for k in _REFUSED_STATE)
+        _refused(full, store=False) is not None
         or (
             any(_under(full, k) for k in _SERIALISED_STATE)
             and full.rsplit(".", 1)[-1] not in _LOCAL_FACTORIES

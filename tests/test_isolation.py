@@ -159,6 +159,31 @@ def test_inspect_reports_what_it_made_safe(tmp_path: Path) -> None:
             assert inspection.extraction.restored, name
 
 
+def test_reading_shared_state_changes_nothing(tmp_path: Path) -> None:
+    """No copy and no lock where the handler only reads (no false alarms on common code)."""
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        (
+            "code",
+            "import os\nimport sys\nimport warnings\nimport numpy as np\n\n"
+            "history = ['a']\ncache = {'a': [1]}\nweights = np.ones(3)",
+            [],
+        ),
+        ("code", "user = 'a'\nseed = 1", ["parameters"]),
+        (
+            "code",
+            "home = os.environ.get('HOME')\nfirst = sys.path[0]\nwarnings.warn('note')\n"
+            "rng = np.random.default_rng(seed)\nnoise = rng.random(3)\n"
+            "items = sorted(history) + list(cache.get(user, []))\nitems.append(user)\n"
+            "scaled = weights * 2\nscaled[0] = 0",
+            [],
+        ),
+        ("code", "{'items': items, 'total': float(scaled.sum() + noise.sum())}", ["response"]),
+    )
+    inspection = promoter.inspect(notebook, execute=False)
+    assert inspection.extraction.copied == () and inspection.extraction.serialised == ()
+
+
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_convert_refuses_what_cannot_be_kept_apart(tmp_path: Path, name: str) -> None:
     setup, params, handler, named = REFUSED[name]
