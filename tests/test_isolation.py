@@ -196,6 +196,23 @@ def test_convert_refuses_what_cannot_be_kept_apart(tmp_path: Path, name: str) ->
 
 
 @pytest.mark.slow
+def test_a_change_static_analysis_misses_is_caught_by_verification(tmp_path: Path) -> None:
+    """A bound method kept in setup hides the change; the second default answer shows it."""
+    notebook = _notebook(
+        tmp_path,
+        "hidden",
+        "seen = []\nremember = seen.append",
+        "user = 'a'",
+        "remember(user)",
+        "{'seen': len(seen)}",
+    )
+    result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
+    assert result.returncode != 0, result.output
+    assert "second request" in result.output and "cell 3" in result.output
+    assert not (tmp_path / "svc").exists()
+
+
+@pytest.mark.slow
 def test_shared_state_can_be_declared(tmp_path: Path, serve_folder) -> None:
     """`"shared": ["counter"]` keeps a counter across requests, on purpose."""
     notebook = write_notebook(
