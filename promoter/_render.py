@@ -264,7 +264,10 @@ def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView,
 
 @lru_cache(maxsize=1)
 def _main_words() -> frozenset[str]:
-    source = (template_dir() / "service" / "app" / "main.py.j2").read_text(encoding="utf-8")
+    # main.py's own template, and the modules it may import names from.
+    app = template_dir() / "service" / "app"
+    sources = [app / "main.py.j2", app / "runtime.py", app / "runtime.py.j2"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sources if p.is_file())
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
     return frozenset(words | set(dir(builtins)) | set(keyword.kwlist))
 
