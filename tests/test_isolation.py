@@ -159,6 +159,21 @@ def test_inspect_reports_what_it_made_safe(tmp_path: Path) -> None:
             assert inspection.extraction.restored, name
 
 
+def test_a_module_can_be_declared_shared(tmp_path: Path) -> None:
+    """`"shared": ["random"]`: the route is not serialised (the notebook accepts the mix)."""
+    setup, params, handler, response = SAFE["seed"]
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", setup, []),
+        ("code", params, ["parameters"]),
+        ("code", handler, []),
+        ("code", response, ["response"]),
+        metadata={"shared": ["random"]},
+    )
+    inspection = promoter.inspect(notebook, execute=False)
+    assert inspection.extraction.serialised == () and inspection.extraction.restored == ()
+
+
 def test_reading_shared_state_changes_nothing(tmp_path: Path) -> None:
     """No copy and no lock where the handler only reads (no false alarms on common code)."""
     notebook = write_notebook(
