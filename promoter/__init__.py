@@ -9,6 +9,7 @@ The pipeline (DESIGN.md section 2), one module per stage, each arrow a library c
     Notebook ──► _parameters ──► RequestSchema        (types checked by _types' allow-list)
       │                              │
       ├────────► _extract ◄──────────┘ ──► Extraction (setup and handler code, per cell)
+      │            └─ _isolation: what the handler changes that requests share (copy, lock, refuse)
       ▼
     _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
       │

@@ -63,6 +63,12 @@ class Extraction:
         modules: Top-level modules the promoted code imports (for dependency pinning).
         request_arg: The name of ``run()``'s argument (free of clashes with notebook names).
         dropped: Everything not promoted.
+        copied: Setup names ``run()`` deep-copies first, because the handler changes them
+            (decided by ``_isolation``).
+        serialised: Why the route runs one request at a time (``_isolation``; empty: it
+            does not).
+        restored: Global random generators each request resets to their state after setup
+            (``_isolation``).
     """
 
     imports: tuple[str, ...]
@@ -75,6 +81,9 @@ class Extraction:
     modules: tuple[str, ...]
     request_arg: str
     dropped: tuple[Dropped, ...] = field(default=())
+    copied: tuple[str, ...] = ()
+    serialised: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
 
 
 @dataclass

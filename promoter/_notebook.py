@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,11 +38,26 @@ TAG_RESPONSE = "response"
 TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
-_ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout", "execution", "examples", "maps", "records"}
+# Validators use fullmatch: with re.match, `$` also matches before a trailing newline.
+_ROUTE = re.compile(r"/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
+_NAME = re.compile(r"[a-z][a-z0-9\-]*")
+_VERSION = re.compile(r"[0-9A-Za-z.\-+]+")
+_CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_SHARED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SETTINGS = {
+    "route",
+    "name",
+    "version",
+    "timeout",
+    "execution",
+    "shared",
+    "examples",
+    "maps",
+    "records",
+}
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
-JSON_PATH = re.compile(r'^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*$')
+JSON_PATH = re.compile(r'\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*')
 _EXECUTION_MODES = ("thread", "inline")
 
 
@@ -96,6 +112,9 @@ class Settings:
     #: JSON paths of response objects to read as maps (``dict[str, T]``) / as records (models).
     maps: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
+    #: Setup names (or modules, e.g. "random") that requests share on purpose: promoter
+    #: neither copies them per request nor refuses handlers that change them.
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,8 @@ def snake_case(text: str) -> str:
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     words = re.findall(r"[A-Za-z0-9]+", text)
     name = "_".join(words).lower() or "notebook"
+    if keyword.iskeyword(name):
+        return f"{name}_nb"  # `class` cannot name a module, a function or an argument
     return f"nb_{name}" if name[0].isdigit() else name
 
 
@@ -233,6 +254,7 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             f"(jupyter nbconvert --to notebook --inplace {path})"
         )
     _ensure_cell_ids(node)
+    _check_cell_ids(node, where)
     try:
         nbformat.validate(node)
     except nbformat.ValidationError as exc:
@@ -285,6 +307,19 @@ def _ensure_cell_ids(node: Any) -> None:
     for index, cell in enumerate(node.cells):
         if not cell.get("id"):
             cell["id"] = f"cell-{index}"
+
+
+def _check_cell_ids(node: Any, where: Location) -> None:
+    # nbformat's schema checks ids with `^...$` through re.search, which lets "abc\n" pass.
+    for index, cell in enumerate(node.cells):
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not _CELL_ID.fullmatch(cell_id):
+            raise NotebookReadError(
+                f"cell {index} has the invalid id {cell_id!r} "
+                "(1 to 64 letters, digits, `-` or `_`)",
+                location=Location(where.notebook, index),
+                hint="open and save the notebook in Jupyter, or delete the id to have one made",
+            )
 
 
 def _assign_roles(path: Path, node: Any) -> tuple[Cell, ...]:
@@ -377,7 +412,7 @@ def _summary(cells: tuple[Cell, ...]) -> dict[str, str | None]:
             continue
         lines = cell.source.splitlines()
         for i, line in enumerate(lines):
-            match = re.match(r"^#{1,6}\s+(.+?)\s*#*\s*$", line)
+            match = re.fullmatch(r"#{1,6}\s+(.+?)\s*#*\s*", line)
             if match:
                 paragraph = _first_paragraph(lines[i + 1 :])
                 return {"summary": match.group(1), "description": paragraph}
@@ -412,23 +447,21 @@ def _settings(path: Path, node: Any) -> Settings:
             hint=f"known keys: {sorted(_SETTINGS)}",
         )
     route = raw.get("route")
-    if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
+    if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
         raise ContractError(
             f"metadata.promoter.route {route!r} is not a valid route",
             location=where,
             hint="use a path like /churn_score (letters, digits, _ and -)",
         )
     name = raw.get("name")
-    if name is not None and (
-        not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)
-    ):
+    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
         raise ContractError(
             f"metadata.promoter.name {name!r} is not a valid service name",
             location=where,
             hint="use lower-case letters, digits and dashes, e.g. churn-score",
         )
     version = raw.get("version", "0.1.0")
-    if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z.\-+]+$", version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ContractError(
             f"metadata.promoter.version {version!r} is not a valid version",
             location=where,
@@ -456,6 +489,7 @@ def _settings(path: Path, node: Any) -> Settings:
         examples=_examples(raw.get("examples", []), where),
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
+        shared=_shared(raw.get("shared", []), where),
     )
 
 
@@ -474,7 +508,7 @@ def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
 def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
     paths = raw.get(key, [])
     if not isinstance(paths, list) or not all(
-        isinstance(p, str) and JSON_PATH.match(p) for p in paths
+        isinstance(p, str) and JSON_PATH.fullmatch(p) for p in paths
     ):
         raise ContractError(
             f"metadata.promoter.{key} must be a list of JSON paths into the response",
@@ -482,6 +516,18 @@ def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ..
             hint='e.g. ["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]',
         )
     return tuple(paths)
+
+
+def _shared(shared: object, where: Location) -> tuple[str, ...]:
+    if not isinstance(shared, list) or not all(
+        isinstance(n, str) and _SHARED.fullmatch(n) for n in shared
+    ):
+        raise ContractError(
+            f"metadata.promoter.shared {shared!r} must be a list of names",
+            location=where,
+            hint='list the setup names requests share on purpose, e.g. "shared": ["cache"]',
+        )
+    return tuple(shared)
 
 
 def cell_file_line(path: Path, cell_index: int | None) -> int | None:

@@ -8,10 +8,12 @@ depend on the verification of the rendered code; ``render_tests`` renders it aft
 
 from __future__ import annotations
 
+import builtins
 import json
+import keyword
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "ParameterView",
     "ServiceOptions",
     "ServiceView",
+    "notebook_package",
     "render_service",
     "render_tests",
 ]
@@ -81,6 +84,8 @@ class NotebookView:
     """One notebook (one route) as the templates see it."""
 
     slug: str
+    #: The name of the route's function in ``app/main.py`` (clear of every other name there).
+    function: str
     route: str
     method_route: str
     summary: str
@@ -177,7 +182,7 @@ def render_tests(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str
 def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceView:
     """The view of the whole service the templates render."""
     single = len(plans) == 1
-    notebooks = tuple(notebook_view(plan, single) for plan in plans)
+    notebooks = _clear_functions(tuple(notebook_view(plan, single) for plan in plans))
     modules = [m for plan in plans for m in plan.extraction.modules]
     return ServiceView(
         **{f.name: getattr(options, f.name) for f in fields(options)},
@@ -201,7 +206,7 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         + [f.annotation for cls in plan.response.classes for f in cls.fields]
     )
     example = plan.request.defaults()
-    package = "app" if single else f"app.{slug}"
+    package = notebook_package(slug, single)
     return NotebookView(
         slug=slug,
         route=nb.route,
@@ -226,11 +231,52 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         models_module=f"{package}.models",
         models_alias="models" if single else f"{slug}_models",
         pipeline_alias="pipeline" if single else f"{slug}_pipeline",
+        function=slug,
         extraction=plan.extraction,
         timeout=nb.settings.timeout if nb.settings.execution == "thread" else None,
         golden=plan.golden,
         typed_probe=_typed_probe(parameters),
     )
+
+
+#: Module names ``app/`` holds besides the notebook packages.
+_APP_MODULES = frozenset({"main", "jsonable", "runtime", "models", "pipeline", "tests"})
+
+
+def notebook_package(slug: str, single: bool) -> str:
+    """The notebook's package: ``app`` alone, else ``app.<slug>`` clear of ``app``'s modules."""
+    if single:
+        return "app"
+    return f"app.{slug}_notebook" if slug in _APP_MODULES else f"app.{slug}"
+
+
+def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView, ...]:
+    """Name each route function so it replaces nothing ``app/main.py`` defines or imports.
+
+    Every word of the main template (its helpers, imports, the module aliases) and every
+    builtin is taken: a notebook named ``answer``, ``app``, ``asyncio`` or ``dict`` gets
+    ``answer_route``, ... instead.
+    """
+    taken = set(_main_words()) | {n.models_alias for n in notebooks}
+    taken |= {n.pipeline_alias for n in notebooks}
+    views = []
+    for nb in notebooks:
+        name = nb.slug
+        while name in taken:
+            name += "_route"
+        taken.add(name)
+        views.append(replace(nb, function=name))
+    return tuple(views)
+
+
+@lru_cache(maxsize=1)
+def _main_words() -> frozenset[str]:
+    # main.py's own template, and the modules it may import names from.
+    app = template_dir() / "service" / "app"
+    sources = [app / "main.py.j2", app / "runtime.py", app / "runtime.py.j2"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sources if p.is_file())
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
+    return frozenset(words | set(dir(builtins)) | set(keyword.kwlist))
 
 
 def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:

@@ -30,6 +30,16 @@ def _service(tmp_path: Path, body: str) -> Path:
     (folder / "app/pipeline.py").write_text(
         "def setup():\n    pass\n\n\ndef run(request):\n    # cell 1 (id c1)\n" + body
     )
+    # Verification imports the whole app, as uvicorn does, and asks the route a second time.
+    (folder / "app/main.py").write_text(
+        "from typing import Any\n"
+        "from fastapi import FastAPI\n"
+        "from app import models, pipeline\n"
+        "app = FastAPI()\n"
+        "@app.post('/nb')\n"
+        "def nb(request: models.NbRequest) -> Any:\n"
+        "    return pipeline.run(request)\n"
+    )
     return folder
 
 
