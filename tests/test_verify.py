@@ -28,7 +28,7 @@ def _service(tmp_path: Path, body: str) -> Path:
         "class NbResponse(RootModel[dict[str, int]]):\n    pass\n"
     )
     (folder / "app/pipeline.py").write_text(
-        "def setup():\n    pass\n\n\ndef run(request):\n    # cell 1 (id c1)\n" + body
+        "def setup():\n    pass\n\n\ndef run(request):\n    # cell 2 (id c1)\n" + body
     )
     return folder
 
