@@ -73,7 +73,7 @@ def test_broken_notebook_fails_with_a_readable_report(tmp_path: Path) -> None:
     out = result.stdout
     assert "2 failed" in out and "empty_notebook" not in out
     assert "nbs/cell_raises.ipynb::promoter-check" in out
-    assert "execute: nbs/cell_raises.ipynb, cell 3 (id handler), line 2: ValueError" in out
-    assert "contract: nbs/two_response_cells.ipynb, cell 5 (id response-2)" in out
+    assert "execute: nbs/cell_raises.ipynb, cell 4 (id handler), line 2: ValueError" in out
+    assert "contract: nbs/two_response_cells.ipynb, cell 6 (id response-2)" in out
     assert "hint:" in out
     assert "Traceback" not in out and "_check.py" not in out
