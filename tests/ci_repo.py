@@ -30,8 +30,11 @@ def environment(home: Path) -> dict[str, str]:
     }
 
 
-def make_repository(root: Path) -> Path:
-    """Write and commit the repository under ``root``; returns ``root``."""
+def make_repository(root: Path, service: bool = True) -> Path:
+    """Write and commit the repository under ``root``; returns ``root``.
+
+    ``service=False`` leaves out the generated service (no kernel runs: a fast fixture).
+    """
     root.mkdir(parents=True, exist_ok=True)
     write_notebook(
         root / "notebooks" / "forecast.ipynb",
@@ -72,8 +75,11 @@ def make_repository(root: Path) -> Path:
         "def test_unit_tests_are_not_collected():\n    assert False, 'a unit test ran'\n"
     )
     (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
-    converted = run_cli("convert", "notebooks/forecast.ipynb", "-o", "services/forecast", cwd=root)
-    assert converted.returncode == 0, converted.output
+    if service:
+        converted = run_cli(
+            "convert", "notebooks/forecast.ipynb", "-o", "services/forecast", cwd=root
+        )
+        assert converted.returncode == 0, converted.output
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "notebooks and the forecast service")
