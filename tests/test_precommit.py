@@ -131,7 +131,7 @@ def test_readme_configuration_in_a_team_repository(tmp_path: Path) -> None:
 
     # The full check (on push, and in CI) runs the notebooks in this environment: numpy and
     # pandas import, the service answers what the notebook answers.
-    full = _pre_commit(repo, env, "promoter-check", "--hook-stage", "manual", "--all-files")
+    full = _pre_commit(repo, env, "promoter-check", "--hook-stage", "manual", "-a", "-v")
     out = full.stdout + full.stderr
     assert full.returncode == 0, out
     assert "ModuleNotFoundError" not in out
