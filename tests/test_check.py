@@ -388,6 +388,7 @@ def test_fixture_repository_reports_each_notebook(repo: Path) -> None:
 
     html = (repo / "out" / "html" / "notebooks__raises.html").read_text()
     assert "celltag_promoter-failed" in html and "x must be non-negative" in html
+    assert "raises.ipynb, cell 4 (id handler), line 2" in html  # the banner counts from 1
     assert not (repo / "out" / "html" / "notebooks__untagged.html").exists()
 
     # Regenerating with the printed command makes the service current again.
