@@ -134,10 +134,14 @@ def _string_continuation_lines(code: str) -> set[int]:
 
 
 def cellref(cell: Cell) -> str:
-    """``cell 3 (id 9f1c...)``, the marker that ties generated code to its notebook cell."""
+    """``cell 3 (id 9f1c...)``, the marker that ties generated code to its notebook cell.
+
+    Cells are numbered from 1, as JupyterLab's status bar counts them (``_verify`` reads the
+    number back to name the cell of a failing line).
+    """
     if _CELL_ID.fullmatch(cell.id):
-        return f"cell {cell.index} (id {cell.id})"
-    return f"cell {cell.index}"
+        return f"cell {cell.index + 1} (id {cell.id})"
+    return f"cell {cell.index + 1}"
 
 
 def _tojson(value: Any) -> str:

@@ -196,11 +196,17 @@ def read_notebook(path: str | Path) -> Notebook:
         The notebook with its cells, roles and settings.
 
     Raises:
-        UsageError: The file does not exist.
+        UsageError: The file does not exist, or is a folder.
         NotebookReadError: The file is not a valid nbformat 4 notebook.
         ContractError: The cell tags break the contract.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a folder, not a notebook",
+            hint=f"name the notebooks (`{path}/*.ipynb`: one service, a route per notebook); "
+            f"`promoter check {path}` checks every notebook in it",
+        )
     if not path.is_file():
         raise UsageError(f"no such notebook: {path}", hint="check the path")
     raw = path.read_bytes()
@@ -393,7 +399,7 @@ def _check_contract(nb: Notebook) -> None:
         if len(tagged) > 1:
             raise ContractError(
                 f"more than one cell is tagged `{tag}` (cells "
-                + ", ".join(str(c.index) for c in tagged)
+                + ", ".join(str(c.index + 1) for c in tagged)
                 + ")",
                 location=nb.at(tagged[1]),
                 hint=f"keep the `{tag}` tag on exactly one cell",
@@ -530,11 +536,13 @@ def _shared(shared: object, where: Location) -> tuple[str, ...]:
     return tuple(shared)
 
 
-def cell_file_line(path: Path, cell_index: int | None) -> int | None:
-    """The line of the ``.ipynb`` file where cell ``cell_index`` starts (its ``{``).
+def cell_file_line(path: Path, cell_index: int | None, line: int | None = None) -> int | None:
+    """The line of the ``.ipynb`` file where cell ``cell_index`` (or its source ``line``) is.
 
-    Found by scanning the raw JSON text, so annotations point at the cell in a diff view.
-    ``None`` when the index is unknown or the file is not nbformat 4 JSON.
+    Found by scanning the raw JSON text, so annotations point at the cell in a diff view: with
+    ``line`` (1-based, within the cell's source) the JSON line of that element of the cell's
+    ``source`` array, else the cell's ``{``. ``None`` when the index is unknown or the file is
+    not nbformat 4 JSON.
     """
     if cell_index is None:
         return None
@@ -542,40 +550,73 @@ def cell_file_line(path: Path, cell_index: int | None) -> int | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    starts = _cell_starts(text)
-    return starts[cell_index] if 0 <= cell_index < len(starts) else None
+    cells = _CellScanner(text).scan()
+    if not 0 <= cell_index < len(cells):
+        return None
+    start, source = cells[cell_index]
+    if line is None or not source:
+        return start
+    if isinstance(source, int):  # source saved as one string: every line is on that JSON line
+        return source
+    return source[line - 1] if 0 < line <= len(source) else start
 
 
-def _cell_starts(text: str) -> list[int]:
-    """Lines of the objects in the top-level ``cells`` array of a JSON document."""
-    starts: list[int] = []
-    stack: list[str] = []
-    line = 1
-    key: str | None = None  # the last string at depth 1 (a top-level key)
-    in_cells = False
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\n":
-            line += 1
-        elif char == '"':
-            end = index + 1
-            while end < len(text) and text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            if len(stack) == 1:
-                key = text[index + 1 : end]
-            line += text.count("\n", index, end)
-            index = end
-        elif char in "[{":
-            stack.append(char)
-            if len(stack) == 2 and char == "[":
-                in_cells = key == "cells"
-            elif len(stack) == 3 and char == "{" and in_cells:
-                starts.append(line)
-        elif char in "]}":
-            if stack:
-                stack.pop()
-            if len(stack) == 1:
-                in_cells = False
-        index += 1
-    return starts
+@dataclass
+class _CellScanner:
+    """Lines of the cells of a notebook's JSON text: where each starts, where its source is.
+
+    Not a JSON parser: it follows strings and brackets, enough for valid notebook JSON.
+    """
+
+    text: str
+    line: int = 1
+    # The open containers: (bracket, the key it is the value of).
+    stack: list[tuple[str, str | None]] = field(default_factory=list)
+    # Per cell: its start line, and the lines of its source elements (or of its source string).
+    cells: list[tuple[int, list[int] | int]] = field(default_factory=list)
+
+    def scan(self) -> list[tuple[int, list[int] | int]]:
+        index, key = 0, None
+        while index < len(self.text):
+            char = self.text[index]
+            if char == "\n":
+                self.line += 1
+            elif char == '"':
+                end = self._string_end(index)
+                if self._is_key(end):
+                    key = self.text[index + 1 : end]
+                else:
+                    self._value_string(key)
+                index = end
+            elif char in "[{":
+                self._open(char, key)
+            elif char in "]}" and self.stack:
+                self.stack.pop()
+            index += 1
+        return self.cells
+
+    def _string_end(self, index: int) -> int:
+        end = index + 1
+        while end < len(self.text) and self.text[end] != '"':
+            end += 2 if self.text[end] == "\\" else 1
+        return end
+
+    def _is_key(self, end: int) -> bool:
+        rest = self.text[end + 1 : end + 64].lstrip()
+        return bool(self.stack) and self.stack[-1][0] == "{" and rest.startswith(":")
+
+    def _open(self, char: str, key: str | None) -> None:
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append((char, key if parent is not None and parent[0] == "{" else None))
+        if char == "{" and len(self.stack) == 3 and self.stack[1] == ("[", "cells"):
+            self.cells.append((self.line, []))
+
+    def _value_string(self, key: str | None) -> None:
+        depth = len(self.stack)
+        in_cell = depth >= 3 and self.stack[1] == ("[", "cells") and self.cells
+        if in_cell and depth == 4 and self.stack[3] == ("[", "source"):
+            source = self.cells[-1][1]
+            if isinstance(source, list):
+                source.append(self.line)
+        elif in_cell and depth == 3 and key == "source":
+            self.cells[-1] = (self.cells[-1][0], self.line)

@@ -253,7 +253,7 @@ def _check_shadowing(notebook: Notebook, params: dict[str, Parameter]) -> None:
                     f"parameter `{name}` shadows the builtin `{name}()`, which this cell calls",
                     location=notebook.at(cell, node.lineno),
                     hint=f"rename the parameter (e.g. `{name}_value`) in the parameters cell "
-                    f"(cell {notebook.parameters_cell.index}, line {params[name].line})",
+                    f"(cell {notebook.parameters_cell.index + 1}, line {params[name].line})",
                 )
 
 

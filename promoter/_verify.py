@@ -259,10 +259,11 @@ def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
     source = pipeline.read_text(encoding="utf-8").splitlines()
     statement = source[line - 1].strip() if 0 < line <= len(source) else ""
     for number in range(min(line, len(source)), 0, -1):
-        match = re.search(r"# .*cell (\d+)", source[number - 1])
+        match = re.search(r"# .*cell (\d+)(?: \(id ([^)]+)\))?", source[number - 1])
         if match:
-            index = int(match.group(1))
-            cell = next((c for c in nb.cells if c.index == index), None)
+            # ``cellref`` markers count cells from 1 and carry the id when it is printable.
+            index, cell_id = int(match.group(1)) - 1, match.group(2)
+            cell = next((c for c in nb.cells if c.index == index or c.id == cell_id), None)
             if cell is not None:
                 offset = _line_in_cell(cell.source, statement)
                 return nb.at(cell, offset), statement
