@@ -28,7 +28,7 @@ ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 _ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 _SETTINGS = {"route", "name", "version", "timeout", "execution"}
-_EXECUTION_MODES = ("thread", "inline")
+_EXECUTION_MODES = ("thread", "inline", "process")
 
 
 class Role(StrEnum):
@@ -75,6 +75,7 @@ class Settings:
     timeout: float = 30.0
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
+    #: "process": in worker processes (pebble) that are killed past the timeout.
     execution: str = "thread"
 
 
@@ -409,7 +410,8 @@ def _settings(path: Path, node: Any) -> Settings:
         raise ContractError(
             f"metadata.promoter.execution {execution!r} is not one of {list(_EXECUTION_MODES)}",
             location=where,
-            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
+            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code; '
+            '"process" runs the code in worker processes that a timeout kills',
         )
     return Settings(
         route=route, name=name, version=version, timeout=float(timeout), execution=execution

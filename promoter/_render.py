@@ -30,7 +30,15 @@ from promoter._source import source_lines
 __all__ = ["NotebookPlan", "ServiceOptions", "format_python", "render_service", "template_dir"]
 
 _CELL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_SERVICE_DEPS = ("fastapi", "pydantic", "uvicorn")
+_SERVICE_DEPS = (
+    "fastapi",
+    "fastapi-offline",
+    "pebble",
+    "prometheus-client",
+    "pydantic",
+    "pydantic-settings",
+    "uvicorn",
+)
 # httpx2 is what Starlette's TestClient wants now (it warns about plain httpx).
 _TEST_DEPS = ("pytest", "httpx2", "ruff")
 _WRAP = 72
@@ -97,7 +105,8 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
 
     put("app/__init__.py", "app/__init__.py.j2")
     put("app/main.py", "app/main.py.j2")
-    files["app/jsonable.py"] = (template_dir() / "service/app/jsonable.py").read_text("utf-8")
+    for verbatim in ("jsonable.py", "runtime.py"):
+        files[f"app/{verbatim}"] = (template_dir() / "service/app" / verbatim).read_text("utf-8")
     for nb in notebooks:
         if not single:
             put(f"{nb['package_path']}/__init__.py", "app/__init__.py.j2")
@@ -175,7 +184,10 @@ def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
         "pipeline_alias": "pipeline" if single else f"{slug}_pipeline",
         "extraction": plan.extraction,
         # None: "inline" execution, on the event loop, without a timeout.
-        "timeout": nb.settings.timeout if nb.settings.execution == "thread" else None,
+        "timeout": nb.settings.timeout if nb.settings.execution != "inline" else None,
+        "settings_timeout": nb.settings.timeout,
+        "execution": nb.settings.execution,
+        "sha256": nb.content_hash,
         "golden": plan.golden,
         "typed_probe": probe,
     }
