@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import datetime
 import json
 import logging
 import multiprocessing
@@ -145,7 +144,19 @@ class Settings(BaseSettings):
 # --------------------------------------------------------------------------------------------
 # Logs
 
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+@dataclass
+class RequestState:
+    """The request being answered (a context variable: its log lines, in any thread, see it)."""
+
+    request_id: str
+    error_id: str | None = None
+
+
+_request: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
+    "request", default=None
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 # The attributes every LogRecord has; anything else came through `extra=` and is logged.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -157,31 +168,41 @@ _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, extras, traceback."""
 
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = _request_id.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS:
-                entry[key] = value
+        state = _request.get()
+        if state is not None:
+            entry["request_id"] = state.request_id
+        fields = record.__dict__
+        for key in fields.keys() - _RECORD_FIELDS:  # what came through `extra=`
+            entry[key] = fields[key]
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _ENCODER.encode(entry)
+
+    def _time(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds (the seconds part is cached: a line per request)."""
+        second = int(created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
 
 class _RequestIdFilter(logging.Filter):
     """Gives text-format records a ``request_id`` attribute."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get() or "-"
+        state = _request.get()
+        record.request_id = "-" if state is None else state.request_id
         return True
 
 
@@ -218,14 +239,17 @@ def configure_logging(settings: Settings) -> None:
 
 
 class Metrics:
-    """Prometheus metrics of one worker process (or of all, with PROMETHEUS_MULTIPROC_DIR)."""
+    """Prometheus metrics of this worker process.
+
+    Each uvicorn worker process counts on its own (no PROMETHEUS_MULTIPROC_DIR files): run one
+    worker per container and scale with replicas, so every scrape sees the whole process. The
+    two gauges are read at scrape time, so a request pays only for a counter and a histogram.
+    """
 
     def __init__(self) -> None:
         import prometheus_client as prom
 
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        self.registry = prom.CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        self.registry = registry = prom.CollectorRegistry(auto_describe=True)
         self.requests = prom.Counter(
             "http_requests",
             "Requests answered, by route and status.",
@@ -245,10 +269,7 @@ class Metrics:
             registry=registry,
         )
         self.in_flight = prom.Gauge(
-            "http_requests_in_flight",
-            "Requests being answered now.",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "http_requests_in_flight", "Requests being answered now.", registry=registry
         )
         self.timeouts = prom.Counter(
             "notebook_timeouts",
@@ -266,12 +287,10 @@ class Metrics:
             "notebook_timed_out_running",
             "Worker threads still running code that timed out (each holds a slot).",
             registry=registry,
-            multiprocess_mode="livesum",
         )
-        if not self.multiprocess:
-            prom.ProcessCollector(registry=registry)
-            prom.PlatformCollector(registry=registry)
-            prom.GCCollector(registry=registry)
+        prom.ProcessCollector(registry=registry)
+        prom.PlatformCollector(registry=registry)
+        prom.GCCollector(registry=registry)
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -292,32 +311,14 @@ class Metrics:
             children[2].inc()
 
     def exposition(self) -> tuple[bytes, str]:
-        """The text format for GET /metrics (all workers' files in multiprocess mode)."""
+        """The Prometheus text format, for GET /metrics."""
         import prometheus_client as prom
 
-        registry = self.registry
-        if self.multiprocess:
-            from prometheus_client import multiprocess
-
-            registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
 
 
 # --------------------------------------------------------------------------------------------
 # The middleware
-
-
-@dataclass
-class RequestState:
-    """What the route tells the middleware about one request."""
-
-    error_id: str | None = None
-
-
-_request_state: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
-    "request_state", default=None
-)
 
 
 class BodyTooLarge(Exception):
@@ -332,6 +333,8 @@ class Plumbing:
         self.limit = settings.max_body_bytes
         self.keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self.metrics = metrics
+        self.active = 0  # requests in flight (read by the gauge at scrape time)
+        metrics.in_flight.set_function(lambda: self.active)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -348,9 +351,8 @@ class Plumbing:
                 key = value
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex()
-        id_token = _request_id.set(request_id)
-        state = RequestState()
-        state_token = _request_state.set(state)
+        state = RequestState(request_id)
+        token = _request.set(state)
         status = 500
         header = (b"x-request-id", request_id.encode())
 
@@ -361,7 +363,7 @@ class Plumbing:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        self.active += 1
         try:
             if self.keys and scope["path"] not in OPEN_PATHS and not self._allowed(key, scope):
                 await _plain(send_with_id, 401, {"detail": "missing or wrong X-API-Key header"})
@@ -376,13 +378,12 @@ class Plumbing:
                 body = {"detail": "internal error", "error_id": state.error_id}
                 await _plain(send_with_id, 500, body)
         finally:
-            self.metrics.in_flight.dec()
+            self.active -= 1
             seconds = time.perf_counter() - start
             route = self._route(scope)
             self.metrics.observe(scope["method"], route, status, seconds)
             self._log(scope, route, status, seconds, state)
-            _request_state.reset(state_token)
-            _request_id.reset(id_token)
+            _request.reset(token)
 
     async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
@@ -430,24 +431,26 @@ class Plumbing:
         path = getattr(route, "path", None)
         return path if isinstance(path, str) else "<unmatched>"
 
-    def _log(
-        self, scope: Scope, route: str, status: int, seconds: float, state: RequestState
-    ) -> None:
+    @staticmethod
+    def _log(scope: Scope, route: str, status: int, seconds: float, state: RequestState) -> None:
+        """The request's log line (a record made directly: no caller lookup on the hot path)."""
         if not request_logger.isEnabledFor(logging.INFO):
             return
-        latency_ms = round(seconds * 1000, 3)
-        extra: dict[str, Any] = {
-            "method": scope["method"],
-            "route": route,
-            "path": scope["path"],
-            "status": status,
-            "latency_ms": latency_ms,
-        }
-        if state.error_id is not None:
-            extra["error_id"] = state.error_id
-        request_logger.info(
-            "%s %s %d %.1f ms", scope["method"], scope["path"], status, latency_ms, extra=extra
+        method, path, latency_ms = scope["method"], scope["path"], round(seconds * 1000, 3)
+        record = logging.LogRecord(
+            request_logger.name,
+            logging.INFO,
+            __file__,
+            0,
+            "%s %s %d %.1f ms",
+            (method, path, status, latency_ms),
+            None,
         )
+        record.method, record.route, record.path = method, route, path
+        record.status, record.latency_ms = status, latency_ms
+        if state.error_id is not None:
+            record.error_id = state.error_id
+        request_logger.handle(record)
 
 
 async def _plain(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -491,6 +494,8 @@ class Slots:
         self.grace = grace
         self.metrics = metrics
         self.timed_out_running = 0
+        if metrics is not None:
+            metrics.timed_out_running.set_function(lambda: self.timed_out_running)
         self._semaphore = asyncio.Semaphore(size)
         self._all_stuck_since: float | None = None
 
@@ -511,16 +516,12 @@ class Slots:
     def stuck(self) -> None:
         """A slot's code timed out and still runs."""
         self.timed_out_running += 1
-        if self.metrics is not None:
-            self.metrics.timed_out_running.inc()
         if self.timed_out_running >= self.size and self._all_stuck_since is None:
             self._all_stuck_since = time.monotonic()
 
     def unstuck(self) -> None:
         """Timed-out code finished: its slot is free again."""
         self.timed_out_running -= 1
-        if self.metrics is not None:
-            self.metrics.timed_out_running.dec()
         self._all_stuck_since = None
         self.release()
 
@@ -551,7 +552,7 @@ def _error(
     content: dict[str, Any] = {"detail": detail}
     if error_id is not None:
         content["error_id"] = error_id
-        state = _request_state.get()
+        state = _request.get()
         if state is not None:
             state.error_id = error_id  # the request's log line carries it too
     return JSONResponse(content, status, {"Retry-After": "1"} if retry else None)
@@ -802,6 +803,9 @@ class Service:
         """Run the setup in a thread, so /health answers while a model loads."""
         if not self.settings.api_keys:
             logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
+        # The router tries routes in order (~3 us each): the notebook routes go first.
+        mine = {runner.route for runner in self.runners}
+        app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in mine)
         setup = asyncio.create_task(asyncio.to_thread(self._setup))
         yield
         await setup
