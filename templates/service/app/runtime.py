@@ -334,6 +334,7 @@ class Plumbing:
         self.keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self.metrics = metrics
         self.active = 0  # requests in flight (read by the gauge at scrape time)
+        self._paths: set[str] | None = None
         metrics.in_flight.set_function(lambda: self.active)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -424,12 +425,15 @@ class Plumbing:
             matched |= secrets.compare_digest(key, candidate)
         return matched
 
-    @staticmethod
-    def _route(scope: Scope) -> str:
-        """The matched route's path (the router sets it), so label values stay bounded."""
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        return path if isinstance(path, str) else "<unmatched>"
+    def _route(self, scope: Scope) -> str:
+        """The route's path, so label values stay bounded (401 and 413 never reach the router)."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        if self._paths is None:
+            routes = scope["app"].routes if "app" in scope else []
+            self._paths = {getattr(route, "path", "") for route in routes}
+        return scope["path"] if scope["path"] in self._paths else "<unmatched>"
 
     @staticmethod
     def _log(scope: Scope, route: str, status: int, seconds: float, state: RequestState) -> None:
