@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -321,8 +321,15 @@ class Metrics:
 # The middleware
 
 
-class BodyTooLarge(Exception):
-    """A streamed request body went over the limit."""
+class BodyTooLarge(HTTPException):
+    """A streamed request body went over the limit.
+
+    An HTTPException, because FastAPI turns any other error raised while it reads the body
+    into a 400; this one FastAPI's exception middleware answers with its 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 class Plumbing:
@@ -395,21 +402,13 @@ class Plumbing:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise BodyTooLarge
+                raise BodyTooLarge(limit)
             return message
 
         try:
             await self.app(scope, counting_receive, send)
-        except BodyTooLarge:
+        except BodyTooLarge:  # raised outside FastAPI's exception middleware
             await self._too_large(send)
-        except Exception as error:
-            # FastAPI wraps errors raised while it reads the body; unwrap ours.
-            if isinstance(error.__cause__, BodyTooLarge) or isinstance(
-                error.__context__, BodyTooLarge
-            ):
-                await self._too_large(send)
-            else:
-                raise
 
     async def _too_large(self, send: Send) -> None:
         await _plain(send, 413, {"detail": f"request body over {self.limit} bytes"})
