@@ -33,6 +33,7 @@ _CELL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _SERVICE_DEPS = (
     "fastapi",
     "fastapi-offline",
+    "orjson",
     "pebble",
     "prometheus-client",
     "pydantic",

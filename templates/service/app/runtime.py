@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -156,7 +157,6 @@ class RequestState:
 _request: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
     "request", default=None
 )
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 # The attributes every LogRecord has; anything else came through `extra=` and is logged.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -186,7 +186,10 @@ class JsonFormatter(logging.Formatter):
             entry[key] = fields[key]
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        try:
+            return orjson.dumps(entry, default=str).decode()  # a line per request: ~10x json
+        except TypeError:  # what orjson refuses (ints over 64 bits, non-str keys)
+            return json.dumps(entry, ensure_ascii=False, default=str)
 
     def _time(self, created: float) -> str:
         """ISO 8601 UTC with milliseconds (the seconds part is cached: a line per request)."""
@@ -361,7 +364,7 @@ class Plumbing:
             request_id = os.urandom(16).hex()
         state = RequestState(request_id)
         token = _request.set(state)
-        status = 500
+        status = 0  # until the response starts
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -382,13 +385,14 @@ class Plumbing:
         except Exception:
             state.error_id = os.urandom(16).hex()
             logger.exception("unhandled error (error id %s)", state.error_id)
-            if status == 500:  # nothing sent yet (a started response has its own status)
+            if status == 0:  # nothing sent yet (a started response keeps its status)
                 body = {"detail": "internal error", "error_id": state.error_id}
                 await _plain(send_with_id, 500, body)
         finally:
             self.active -= 1
             seconds = time.perf_counter() - start
             route = self._route(scope)
+            status = status or 500
             self.metrics.observe(scope["method"], route, status, seconds)
             self._log(scope, route, status, seconds, state)
             _request.reset(token)
