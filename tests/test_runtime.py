@@ -117,6 +117,14 @@ def test_json_formatter_carries_request_id_extras_and_traceback(
     assert "ValueError: boom" in second["traceback"]
 
 
+def test_json_body_matches_json_and_takes_what_orjson_refuses(runtime: types.ModuleType) -> None:
+    value = {"naïve": [1, 2.5, None, True], "big": 2**70, "nan": float("nan"), "e": 1e16}
+    body = runtime.json_body(value)
+    assert json.loads(body) == {**value, "nan": None}
+    small = {"text": "東京", "x": [0.1, -3]}
+    assert json.loads(runtime.json_body(small)) == small
+
+
 def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
     async def scenario() -> None:
         slots = runtime.Slots(2, wait=0.05, grace=0.0)
