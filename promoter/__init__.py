@@ -1,22 +1,38 @@
 """promoter: turn a tagged Jupyter notebook into a tested FastAPI service.
 
-The pipeline, one module per stage::
+The pipeline (DESIGN.md section 2), one module per stage, each arrow a library call::
 
-    _notebook   read and validate the notebook, give each cell its role
-    _parameters the request schema, from the `parameters` cell
-    _execute    run the notebook with papermill, capture the response value
-    _response   the response schema, from the captured value
-    _extract    setup and handler code, from the promoted cells
-    _render     the service files, from the Jinja2 templates
-    _output     write the service folder atomically, never over a user's edit
-    _verify     the generated pipeline reproduces the notebook
+    notebook.ipynb
+      │ _notebook   read and validate (nbformat), give each cell its role
+      │ _source     cell source as Python (IPython syntax translated), the response expression
+      ▼
+    Notebook ──► _parameters ──► RequestSchema        (types checked by _types' allow-list)
+      │                              │
+      ├────────► _extract ◄──────────┘ ──► Extraction (setup and handler code, per cell)
+      ▼
+    _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
+      │
+      ▼  Inspection (_api.inspect)  ──►  NotebookPlan
+    _build: _render (+ _filters, _pins, _resources) ──► staged folder (_output)
+            ──► _verify (fresh process) ──► tests rendered ──► format ──► lock ──► swap in
 
-``inspect`` and ``convert`` (in ``_api``) run the stages, ``check`` (in ``_check``) runs them for
-CI; the CLI, the JupyterLab extension and the pytest plugin are thin layers over them.
+The front-ends call that API and nothing below it::
+
+    _api        inspect(), convert()             the library surface
+    _cli        promoter inspect/convert/serve/check
+    _check      check(): contract, execute, fidelity (through _build), drift
+                  with _discover (notebooks, services), _pool (worker processes),
+                  _reports (GitHub annotations, JUnit XML, HTML)
+    _serve      promoter serve (regenerate on save)
+    _jupyter    the JupyterLab extension's REST endpoints
+    _pytest_plugin  pytest --promoter
+
+``_exceptions`` holds the one error tree; ``_lazy`` keeps ``import nbformat`` fast.
 """
 
-from promoter._api import Conversion, Inspection, convert, inspect
-from promoter._check import CheckReport, check
+from promoter._api import Conversion, Finding, Inspection, convert, inspect
+from promoter._build import Build
+from promoter._check import CHECKS, CheckReport, NotebookResult, Outcome, Status, check
 from promoter._exceptions import (
     CellSyntaxError,
     ContractError,
@@ -32,24 +48,54 @@ from promoter._exceptions import (
     UsageError,
     VerificationError,
 )
+from promoter._execute import Execution, ProgressCallback
+from promoter._extract import Block, Dropped, Extraction
+from promoter._notebook import Cell, Notebook, Role, Settings
+from promoter._parameters import Parameter, RequestSchema
+from promoter._response import ModelClass, ModelField, ResponseSchema
+from promoter._verify import Fidelity
 
 __version__ = "0.1.0"
 
-__all__ = [
+# The library functions, the error tree (all of ``_api.__all__`` and ``_exceptions.__all__``),
+# and the types reachable from their results: an Inspection's, a Conversion's and a
+# CheckReport's parts. tests/test_public_api.py holds the list to that rule.
+__all__ = [  # noqa: RUF022 (plain sorted order, as the public-API test wants)
+    "Block",
+    "Build",
+    "CHECKS",
+    "Cell",
     "CellSyntaxError",
     "CheckReport",
     "ContractError",
     "Conversion",
+    "Dropped",
     "EditedFileError",
+    "Execution",
     "ExecutionError",
+    "Extraction",
+    "Fidelity",
+    "Finding",
     "Inspection",
     "Location",
+    "ModelClass",
+    "ModelField",
+    "Notebook",
     "NotebookError",
     "NotebookReadError",
+    "NotebookResult",
+    "Outcome",
     "OutputError",
+    "Parameter",
     "ParameterError",
+    "ProgressCallback",
     "PromoterError",
+    "RequestSchema",
     "ResponseError",
+    "ResponseSchema",
+    "Role",
+    "Settings",
+    "Status",
     "UsageError",
     "VerificationError",
     "__version__",

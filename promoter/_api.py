@@ -5,10 +5,9 @@ Both run the pipeline stages in order; the CLI and the JupyterLab extension only
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +17,14 @@ from promoter._extract import Dropped, Extraction, extract
 from promoter._notebook import Notebook, Role, read_notebook
 from promoter._parameters import RequestSchema, infer_request, request_json_schema
 from promoter._response import ResponseSchema, infer_response
+from promoter._source import ResponseExpression, response_expression
 
-if TYPE_CHECKING:  # importing _execute at run time would import papermill (slow)
-    from promoter._execute import Execution
-    from promoter._render import NotebookPlan, ServiceOptions
+if TYPE_CHECKING:  # importing these at run time would import papermill and jinja2 (slow)
+    from promoter._execute import Execution, ProgressCallback
+    from promoter._render import NotebookPlan
+    from promoter._verify import Fidelity
 
-__all__ = ["Conversion", "Inspection", "convert", "inspect"]
-
-ProgressCallback = Callable[[str, int, int], None]
+__all__ = ["Conversion", "Finding", "Inspection", "convert", "inspect"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ class Inspection:
         notebook: The validated notebook with cell roles.
         request: The request fields.
         extraction: The setup and handler code the service would run.
+        expression: The response cell's value expression (read once, used by every stage).
         response: The response schema (``None`` when the notebook was not executed).
         execution: The papermill run (``None`` when not executed).
         warnings: Everything worth a look before promoting.
@@ -61,6 +61,7 @@ class Inspection:
     notebook: Notebook
     request: RequestSchema
     extraction: Extraction
+    expression: ResponseExpression
     response: ResponseSchema | None = None
     execution: Execution | None = None
     warnings: tuple[Finding, ...] = ()
@@ -70,6 +71,52 @@ class Inspection:
     def dropped(self) -> tuple[Dropped, ...]:
         """Statements not promoted (magics, display-only lines, unused imports)."""
         return self.extraction.dropped
+
+    def execute(
+        self, *, timeout: float | None = 600, on_progress: ProgressCallback | None = None
+    ) -> Inspection:
+        """Run the notebook with papermill and infer its response schema.
+
+        Args:
+            timeout: Seconds any one cell may run.
+            on_progress: Called with (notebook, cells done, cells in all) while it runs.
+
+        Returns:
+            This inspection, completed with the run, the response schema and their warnings.
+
+        Raises:
+            PromoterError: A cell failed, or the answer cannot become JSON; names cell and line.
+        """
+        from promoter._execute import execute
+
+        notebook = self.notebook
+        names = [p.name for p in self.request.parameters]
+        execution = execute(
+            notebook, self.expression, names, timeout=timeout, on_progress=on_progress
+        )
+        response, found = infer_response(
+            execution.response,
+            execution.kind,
+            notebook.class_prefix,
+            self.expression.annotation,
+            notebook.at(notebook.response_cell),
+        )
+        return replace(
+            self,
+            request=self.request.with_defaults(execution.parameters),
+            response=response,
+            execution=execution,
+            warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
+            papermill_types=_papermill_types(notebook),
+        )
+
+    def plan(self) -> NotebookPlan:
+        """What the templates need to render this notebook's route (after ``execute``)."""
+        from promoter._render import NotebookPlan
+
+        if self.response is None:
+            raise UsageError("the notebook was inspected without running it; execute it first")
+        return NotebookPlan(self.notebook, self.request, self.response, self.extraction)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the inspection as JSON-compatible data (``inspect --json``, REST API)."""
@@ -112,8 +159,7 @@ class Conversion:
         out_dir: The service folder.
         files: Generated files, relative to ``out_dir``.
         inspections: One per notebook, in order.
-        fidelity: Notebook stem -> ``None`` when the service reproduces the notebook's answer,
-            else where the answers first differ.
+        fidelity: How each notebook's service answer compares with the notebook's, by stem.
         backup: The previous folder, kept because ``force`` overwrote edited files.
         kernel_seconds: Time spent executing notebooks (the rest is static work).
         seconds: Total time.
@@ -122,7 +168,7 @@ class Conversion:
     out_dir: Path
     files: tuple[str, ...]
     inspections: tuple[Inspection, ...]
-    fidelity: dict[str, str | None]
+    fidelity: dict[str, Fidelity]
     backup: Path | None
     kernel_seconds: float
     seconds: float
@@ -133,31 +179,40 @@ class Conversion:
         return [i.notebook.route for i in self.inspections]
 
     @property
+    def reproduces(self) -> bool:
+        """Whether every route answers exactly what its notebook answered."""
+        return all(f.matches for f in self.fidelity.values())
+
+    @property
     def warnings(self) -> list[Finding]:
         """Warnings from every notebook, then fidelity differences."""
         found = [w for i in self.inspections for w in i.warnings]
         for inspection in self.inspections:
-            difference = self.fidelity.get(inspection.notebook.stem)
-            if difference:
+            fidelity = self.fidelity.get(inspection.notebook.stem)
+            if fidelity is not None and not fidelity.matches:
                 found.append(
                     Finding(
-                        f"the service's answer differs from the notebook's ({difference}); "
-                        "the notebook is not deterministic, so the golden test checks the "
-                        "shape only",
+                        f"the service's answer differs from the notebook's "
+                        f"({fidelity.difference}); the notebook is not deterministic, so the "
+                        "golden test checks the shape only",
                         inspection.notebook.at(inspection.notebook.response_cell),
                     )
                 )
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the conversion as JSON-compatible data."""
+        """Return the conversion as JSON-compatible data.
+
+        ``fidelity`` maps each notebook stem to ``null`` when the service reproduces the
+        notebook's answer, else to where the answers first differ.
+        """
         return {
             "out_dir": str(self.out_dir),
             "files": list(self.files),
             "routes": self.routes,
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for i in self.inspections for d in i.dropped],
-            "fidelity": self.fidelity,
+            "fidelity": {stem: f.difference for stem, f in self.fidelity.items()},
             "backup": str(self.backup) if self.backup else None,
             "kernel_seconds": round(self.kernel_seconds, 3),
             "seconds": round(self.seconds, 3),
@@ -176,55 +231,21 @@ def inspect(
     Args:
         path: The notebook.
         execute: Run the notebook with papermill to infer the response schema (a few seconds).
-            Without it, only static facts are reported.
+            Without it, only static facts are reported (``Inspection.execute`` runs it later).
         timeout: Seconds any one cell may run.
-        on_progress: Called with (notebook name, cells done, cells in all) while it runs.
+        on_progress: Called with (notebook, cells done, cells in all) while it runs.
 
     Raises:
         PromoterError: The notebook cannot be promoted; the error names cell and line.
     """
     notebook = read_notebook(path)
     request = infer_request(notebook)
-    extraction = extract(notebook, request)
+    expression = response_expression(notebook)
+    extraction = extract(notebook, request, expression)
     warnings = [Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings)]
     warnings += _role_warnings(notebook)
-    if not execute:
-        return Inspection(notebook, request, extraction, warnings=tuple(warnings))
-    from promoter._execute import execute as run_notebook
-    from promoter._render import class_prefix
-    from promoter._source import response_expression
-
-    names = [p.name for p in request.parameters]
-    progress = None
-    if on_progress is not None:
-        progress = _named(on_progress, notebook.path.name)
-    execution = run_notebook(notebook, names, timeout=timeout, on_progress=progress)
-    request = request.with_defaults(execution.parameters)
-    _, _, annotation = response_expression(notebook, notebook.response_cell)
-    response, response_warnings = infer_response(
-        execution.response,
-        execution.kind,
-        class_prefix(notebook.stem),
-        annotation,
-        notebook.at(notebook.response_cell),
-    )
-    warnings += [Finding(m, loc) for m, loc in response_warnings]
-    return Inspection(
-        notebook,
-        request,
-        extraction,
-        response,
-        execution,
-        tuple(warnings),
-        _papermill_types(notebook),
-    )
-
-
-def _named(callback: ProgressCallback, name: str) -> Callable[[int, int], None]:
-    def progress(done: int, total: int) -> None:
-        callback(name, done, total)
-
-    return progress
+    static = Inspection(notebook, request, extraction, expression, warnings=tuple(warnings))
+    return static.execute(timeout=timeout, on_progress=on_progress) if execute else static
 
 
 def convert(
@@ -246,13 +267,12 @@ def convert(
         k8s: Also write Kubernetes manifests.
         name: The service (distribution and image) name; default from the notebook.
         timeout: Seconds any one notebook cell may run.
-        on_progress: Called with (notebook name, cells done, cells in all) while kernels run.
+        on_progress: Called with (notebook, cells done, cells in all) while kernels run.
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
     """
-    from promoter._output import Lock, write_service
-    from promoter._render import NotebookPlan, render_service
+    from promoter._build import build_service, service_options
 
     begin = time.perf_counter()
     if not paths:
@@ -264,84 +284,25 @@ def convert(
         )
     out = Path(out_dir)
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
-    _check_routes(inspections)
-    plans = [NotebookPlan(i.notebook, i.request, _response(i), i.extraction) for i in inspections]
-    options = _options(inspections, out, k8s)
-    if name is not None:
-        options = replace(options, name=name)
-    fidelity: dict[str, str | None] = {}
-
-    def finish(build: Path) -> None:
-        fidelity.update(_verify_and_format(build, plans, options))
-
-    def lock_for(files: dict[str, str]) -> Lock:
-        return Lock(
-            promoter_version=_promoter_version(),
-            notebooks=[
-                {
-                    "path": _relative(i.notebook.path, out),
-                    "sha256": i.notebook.content_hash,
-                    "route": i.notebook.route,
-                }
-                for i in inspections
-            ],
-            files=files,
-        )
-
-    files = render_service(plans, options)
-    backup = write_service(out, files, lock_for, force=force, finish=finish)
-    generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    kernel = sum(i.execution.seconds for i in inspections if i.execution)
+    notebooks = [i.notebook for i in inspections]
+    _check_routes(notebooks)
+    options = service_options(notebooks, out, k8s=k8s, name=name)
+    build = build_service([i.plan() for i in inspections], options, out, force=force)
     return Conversion(
-        out.resolve(),
-        tuple(generated),
+        build.out_dir,
+        build.files,
         tuple(inspections),
-        fidelity,
-        backup,
-        kernel,
+        build.fidelity,
+        build.backup,
+        sum(i.execution.seconds for i in inspections if i.execution),
         time.perf_counter() - begin,
     )
 
 
-def _verify_and_format(
-    build: Path, plans: list[NotebookPlan], options: ServiceOptions
-) -> dict[str, str | None]:
-    from promoter._render import format_python, render_service
-    from promoter._verify import verify_service
-
-    single = len(plans) == 1
-    checks = verify_service(
-        build,
-        [
-            (
-                p.notebook,
-                "app" if single else f"app.{p.notebook.stem}",
-                p.response.model,
-                p.response.sample,
-            )
-            for p in plans
-        ],
-    )
-    fidelity = {c.slug: c.difference for c in checks}
-    if any(not c.matches for c in checks):
-        # Non-deterministic notebooks: the golden test can only check the answer's shape.
-        replanned = [replace(p, golden=fidelity[p.notebook.stem] is None) for p in plans]
-        rendered = render_service(replanned, options)
-        (build / "tests/test_service.py").write_text(rendered["tests/test_service.py"], "utf-8")
-    format_python(build)
-    return fidelity
-
-
-def _response(inspection: Inspection) -> ResponseSchema:
-    assert inspection.response is not None  # convert always executes
-    return inspection.response
-
-
-def _check_routes(inspections: list[Inspection]) -> None:
+def _check_routes(notebooks: list[Notebook]) -> None:
     seen: dict[str, Path] = {}
     stems: set[str] = set()
-    for inspection in inspections:
-        notebook = inspection.notebook
+    for notebook in notebooks:
         if notebook.route in seen:
             raise UsageError(
                 f"{notebook.path} and {seen[notebook.route]} both serve {notebook.route}",
@@ -354,47 +315,6 @@ def _check_routes(inspections: list[Inspection]) -> None:
             )
         seen[notebook.route] = notebook.path
         stems.add(notebook.stem)
-
-
-def _options(inspections: list[Inspection], out: Path, k8s: bool) -> ServiceOptions:
-    from promoter._render import ServiceOptions
-
-    first = inspections[0].notebook
-    single = len(inspections) == 1
-    slug = first.stem if single else out.resolve().name
-    name = first.settings.name if single and first.settings.name else _dashed(slug)
-    sources = " ".join(_quote(_relative(i.notebook.path, out)) for i in inspections)
-    return ServiceOptions(
-        name=name,
-        title=(first.summary or slug.replace("_", " ").capitalize()) if single else name,
-        description=(first.description or "")
-        if single
-        else "Routes: " + ", ".join(i.notebook.route for i in inspections),
-        version=first.settings.version,
-        command=f"promoter convert {sources} -o .",
-        k8s=k8s,
-    )
-
-
-def _dashed(text: str) -> str:
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "service"
-    return name if name[0].isalpha() else f"svc-{name}"
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-def _relative(path: Path, out: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
-
-
-def _promoter_version() -> str:
-    from promoter import __version__
-
-    return __version__
 
 
 def _role_warnings(notebook: Notebook) -> list[Finding]:
@@ -413,10 +333,12 @@ def _role_warnings(notebook: Notebook) -> list[Finding]:
 
 def _papermill_types(notebook: Notebook) -> dict[str, str]:
     """papermill's own view of the parameters (its inspection is the baseline we extend)."""
-    try:
-        from papermill.inspection import _infer_parameters
+    from papermill.translators import papermill_translators
 
-        found = _infer_parameters(notebook.node, language="python")
+    cell = notebook.node.cells[notebook.parameters_cell.index]
+    try:
+        translator = papermill_translators.find_translator("python3", "python")
+        found = translator.inspect(cell)
     except Exception:  # papermill's parser is best-effort; ours is authoritative
         return {}
     return {p.name: p.inferred_type_name for p in found}

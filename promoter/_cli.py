@@ -230,7 +230,7 @@ def _show_conversion(result: Conversion) -> None:
             f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
             f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
         )
-    status = "reproduces" if not any(result.fidelity.values()) else "differs from"
+    status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
@@ -277,57 +277,66 @@ def main() -> None:
 # --- promoter check ---------------------------------------------------------------------------
 
 
+CheckPaths = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Notebooks, or folders searched recursively for *.ipynb (default: here).",
+        show_default=False,
+    ),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, help="Notebooks checked at once (default: number of CPUs)."
+    ),
+]
+Exclude = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        metavar="GLOB",
+        help="gitignore-style glob of files or folders to leave out (repeatable).",
+    ),
+]
+SkipUntagged = Annotated[
+    bool,
+    typer.Option(
+        "--skip-untagged",
+        help="Skip named notebooks without promoter tags too (folders always skip them).",
+    ),
+]
+OutputFormat = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="text|github",
+        help="text: summary table; github: GitHub Actions annotations, then the table.",
+    ),
+]
+JunitXml = Annotated[
+    Path | None,
+    typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
+]
+ReportDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        metavar="DIR",
+        help="Write each executed notebook as HTML, the failing cell highlighted.",
+    ),
+]
+
+
 @app.command()
 def check(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Notebooks, or folders searched recursively for *.ipynb (default: here).",
-            show_default=False,
-        ),
-    ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "--jobs", "-j", min=1, help="Notebooks checked at once (default: number of CPUs)."
-        ),
-    ] = None,
+    paths: CheckPaths = None,
+    jobs: Jobs = None,
     timeout: Timeout = 600,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--exclude",
-            metavar="GLOB",
-            help="gitignore-style glob of files or folders to leave out (repeatable).",
-        ),
-    ] = None,
-    skip_untagged: Annotated[
-        bool,
-        typer.Option(
-            "--skip-untagged",
-            help="Skip named notebooks without promoter tags too (folders always skip them).",
-        ),
-    ] = False,
-    output_format: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            metavar="text|github",
-            help="text: summary table; github: GitHub Actions annotations, then the table.",
-        ),
-    ] = "text",
-    junit_xml: Annotated[
-        Path | None,
-        typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
-    ] = None,
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            metavar="DIR",
-            help="Write each executed notebook as HTML, the failing cell highlighted.",
-        ),
-    ] = None,
+    exclude: Exclude = None,
+    skip_untagged: SkipUntagged = False,
+    output_format: OutputFormat = "text",
+    junit_xml: JunitXml = None,
+    report: ReportDir = None,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -354,19 +363,27 @@ def check(
                 **hooks,
             ),
         )
-    if junit_xml is not None:
-        junit_xml.parent.mkdir(parents=True, exist_ok=True)
-        junit_xml.write_text(_check.junit_xml(result), encoding="utf-8")
-    if report is not None:
-        _run(debug, lambda: _check.write_html_reports(result, report))
+    _write_reports(result, junit_xml, report, debug)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         if output_format == "github":
-            for line in _check.github_annotations(result):
+            from promoter._reports import github_annotations
+
+            for line in github_annotations(result):
                 typer.echo(line)
         _show_check(result, report)
     raise typer.Exit(result.exit_code)
+
+
+def _write_reports(result: Any, junit_xml: Path | None, report: Path | None, debug: bool) -> None:
+    from promoter import _reports
+
+    if junit_xml is not None:
+        junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        junit_xml.write_text(_reports.junit_xml(result), encoding="utf-8")
+    if report is not None:
+        _run(debug, lambda: _reports.write_html_reports(result, report))
 
 
 @contextmanager

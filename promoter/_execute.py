@@ -26,19 +26,24 @@ from promoter._exceptions import (
     ResponseError,
 )
 from promoter._notebook import Cell, Notebook
-from promoter._source import prefix_before, response_expression, source_lines
+from promoter._resources import jsonable_source
+from promoter._source import ResponseExpression, prefix_before, source_lines
 
-__all__ = ["CAPTURE_MIME", "Execution", "execute", "jsonable_source"]
+__all__ = ["CAPTURE_CELL_IDS", "CAPTURE_MIME", "Execution", "ProgressCallback", "execute"]
 
 CAPTURE_MIME = "application/vnd.promoter.capture+json"
 _RESPONSE_VAR = "__promoter_response__"
 _CAPTURE_RESPONSE_ID = "promoter-capture-response"
 _CAPTURE_PARAMS_ID = "promoter-capture-parameters"
+#: The ids of the cells promoter injects into the copy it runs (not the author's cells).
+CAPTURE_CELL_IDS = (_CAPTURE_RESPONSE_ID, _CAPTURE_PARAMS_ID)
 _KERNEL_START_TIMEOUT = 300
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 
-ProgressCallback = Callable[[int, int], None]
+#: Progress of a run: called with (notebook, cells done, cells in all); the notebook is its path
+#: as given. The one progress shape from the kernel up to the CLI, the check and JupyterLab.
+ProgressCallback = Callable[[str, int, int], None]
 E = TypeVar("E", bound=PromoterError)
 
 
@@ -61,15 +66,9 @@ class Execution:
     seconds: float
 
 
-def jsonable_source() -> str:
-    """The source of the JSON converter shared by the kernel capture and the service."""
-    from promoter._render import template_dir
-
-    return (template_dir() / "service" / "app" / "jsonable.py").read_text(encoding="utf-8")
-
-
 def execute(
     notebook: Notebook,
+    response: ResponseExpression,
     parameter_names: list[str],
     parameters: dict[str, Any] | None = None,
     *,
@@ -80,83 +79,24 @@ def execute(
 
     Args:
         notebook: The notebook to run.
+        response: The notebook's response expression (its value is captured).
         parameter_names: The public parameters whose runtime values to record.
         parameters: Values to inject (papermill's parameters); ``None`` runs the defaults.
         timeout: Seconds any one cell may run.
-        on_progress: Called with (cells done, cells in all) while the kernel runs.
+        on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
 
     Raises:
         ExecutionError: A cell raised, timed out, or the kernel died.
         ResponseError: The response value cannot be turned into JSON.
         ParameterError: papermill could not inject a parameter value.
     """
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    node = _instrumented(notebook, parameter_names)
-    started = {"index": 0}
-    total = len(node.cells)
-
-    def on_cell_start(cell: Any, cell_index: int) -> None:
-        started["index"] = cell_index
-        if on_progress is not None:
-            on_progress(cell_index, total)
-
+    node = _instrumented(notebook, response, parameter_names)
+    cells = _Progress(str(notebook.path), len(node.cells), on_progress)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promoter-run-") as tmp:
-        output = Path(tmp) / "executed.ipynb"
-        stderr_path = Path(tmp) / "kernel-stderr.txt"
-        try:
-            with stderr_path.open("w") as stderr:
-                executed = papermill.execute_notebook(
-                    node,
-                    str(output),
-                    parameters=parameters or {},
-                    kernel_name="python3",
-                    language="python",
-                    progress_bar=False,
-                    log_output=False,
-                    cwd=str(notebook.path.parent.resolve()),
-                    execution_timeout=timeout,
-                    # papermill's 60 s is too short for a cold start on a busy machine (first
-                    # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
-                    start_timeout=_KERNEL_START_TIMEOUT,
-                    kernel_manager_class=_kernel_manager_class(stderr),
-                    on_cell_start=on_cell_start,
-                )
-        except papermill.PapermillExecutionError as exc:
-            raise _execution_error(notebook, _read(output), exc) from None
-        except CellTimeoutError:
-            cell = _original(notebook, node.cells[started["index"]])
-            raise _with_executed(
-                ExecutionError(
-                    f"the cell did not finish within {timeout:g} s",
-                    location=notebook.at(cell),
-                    hint="make the cell faster, or raise the limit with --timeout",
-                    ename="TimeoutError",
-                ),
-                _read(output),
-            ) from None
-        except DeadKernelError:
-            cell = _original(notebook, node.cells[started["index"]])
-            raise _with_executed(
-                ExecutionError(
-                    "the kernel died while running this cell" + _stderr_tail(stderr_path),
-                    location=notebook.at(cell),
-                    hint="the cell exits the Python process (os._exit, a crash in a C "
-                    "extension, or memory exhausted)",
-                    ename="DeadKernelError",
-                ),
-                _read(output),
-            ) from None
-        except RuntimeError as exc:  # kernel failed to start, or similar
-            raise ExecutionError(
-                f"the kernel could not run the notebook: {exc}" + _stderr_tail(stderr_path),
-                location=notebook.at(),
-                hint="check that ipykernel is installed in this Python environment",
-            ) from None
-    if on_progress is not None:
-        on_progress(total, total)
+        run = _Papermill(notebook, response, node, Path(tmp), timeout)
+        executed = run(parameters or {}, cells)
+    cells.finished()
     capture = _captured(executed)
     return Execution(
         response=capture["response"],
@@ -165,6 +105,101 @@ def execute(
         executed=executed,
         seconds=time.perf_counter() - begin,
     )
+
+
+@dataclass
+class _Progress:
+    """Reports (notebook, cells done, cells in all) and remembers the cell that is running."""
+
+    name: str
+    total: int
+    callback: ProgressCallback | None
+    running: int = 0
+
+    def on_cell_start(self, cell: Any, cell_index: int) -> None:
+        self.running = cell_index
+        if self.callback is not None:
+            self.callback(self.name, cell_index, self.total)
+
+    def finished(self) -> None:
+        if self.callback is not None:
+            self.callback(self.name, self.total, self.total)
+
+
+@dataclass
+class _Papermill:
+    """One papermill run of an instrumented copy, its failures mapped to promoter errors."""
+
+    notebook: Notebook
+    response: ResponseExpression
+    node: Any
+    folder: Path
+    timeout: float | None
+
+    def __call__(self, parameters: dict[str, Any], cells: _Progress) -> Any:
+        import papermill
+
+        try:
+            with self._stderr.open("w") as stderr:
+                return papermill.execute_notebook(
+                    self.node,
+                    str(self._output),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    language="python",
+                    progress_bar=False,
+                    log_output=False,
+                    cwd=str(self.notebook.path.parent.resolve()),
+                    execution_timeout=self.timeout,
+                    # papermill's 60 s is too short for a cold start on a busy machine (first
+                    # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
+                    start_timeout=_KERNEL_START_TIMEOUT,
+                    kernel_manager_class=_kernel_manager_class(stderr),
+                    on_cell_start=cells.on_cell_start,
+                )
+        except Exception as exc:
+            raise self._error(exc, cells.running) from None
+
+    @property
+    def _output(self) -> Path:
+        return self.folder / "executed.ipynb"
+
+    @property
+    def _stderr(self) -> Path:
+        return self.folder / "kernel-stderr.txt"
+
+    def _error(self, exc: Exception, running: int) -> Exception:
+        import papermill
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        notebook = self.notebook
+        if isinstance(exc, papermill.PapermillExecutionError):
+            return _execution_error(notebook, self.response, _read(self._output), exc)
+        cell = _original(notebook, self.node.cells[running])
+        if isinstance(exc, CellTimeoutError):
+            error = ExecutionError(
+                f"the cell did not finish within {self.timeout:g} s",
+                location=notebook.at(cell),
+                hint="make the cell faster, or raise the limit with --timeout",
+                ename="TimeoutError",
+            )
+        elif isinstance(exc, DeadKernelError):
+            error = ExecutionError(
+                "the kernel died while running this cell" + _stderr_tail(self._stderr),
+                location=notebook.at(cell),
+                hint="the cell exits the Python process (os._exit, a crash in a C "
+                "extension, or memory exhausted)",
+                ename="DeadKernelError",
+            )
+        elif isinstance(exc, RuntimeError):  # kernel failed to start, or similar
+            return ExecutionError(
+                f"the kernel could not run the notebook: {exc}" + _stderr_tail(self._stderr),
+                location=notebook.at(),
+                hint="check that ipykernel is installed in this Python environment",
+            )
+        else:
+            return exc
+        return _with_executed(error, _read(self._output))
 
 
 def _kernel_manager_class(stderr: Any) -> Any:
@@ -201,21 +236,21 @@ def _kernel_manager_class(stderr: Any) -> Any:
     return Manager
 
 
-def _instrumented(notebook: Notebook, parameter_names: list[str]) -> Any:
+def _instrumented(
+    notebook: Notebook, response: ResponseExpression, parameter_names: list[str]
+) -> Any:
     import nbformat
 
     # from_dict: an upgraded nbformat 3 notebook is a different NotebookNode class than papermill
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
-    response = notebook.response_cell
-    source, last, _ = response_expression(notebook, response)
-    node.cells[response.index].source = _assign_response(source, last)
+    node.cells[response.cell.index].source = _assign_response(response.source, response.last)
     capture_params = nbformat.v4.new_code_cell(
         _capture_parameters_code(parameter_names), id=_CAPTURE_PARAMS_ID
     )
     capture_response = nbformat.v4.new_code_cell(_capture_response_code(), id=_CAPTURE_RESPONSE_ID)
     # Insert the later one first so the earlier index stays valid.
-    node.cells.insert(response.index + 1, capture_response)
+    node.cells.insert(response.cell.index + 1, capture_response)
     node.cells.insert(notebook.parameters_cell.index + 1, capture_params)
     return node
 
@@ -291,7 +326,9 @@ def _original(notebook: Notebook, executed_cell: Any) -> Cell | None:
     return next((c for c in notebook.cells if c.id == cell_id), None)
 
 
-def _execution_error(notebook: Notebook, executed: Any, exc: Any) -> ExecutionError | Any:
+def _execution_error(
+    notebook: Notebook, response: ResponseExpression, executed: Any, exc: Any
+) -> ExecutionError | Any:
     executed_cell = _failed_cell(executed)
     cell = _original(notebook, executed_cell) if executed_cell else None
     traceback = _ANSI.sub("", "\n".join(exc.traceback or []))
@@ -299,12 +336,10 @@ def _execution_error(notebook: Notebook, executed: Any, exc: Any) -> ExecutionEr
     evalue = " ".join(str(exc.evalue).split())[:500]
     cell_id = executed_cell.get("id")
     if cell_id == _CAPTURE_RESPONSE_ID:
-        response = notebook.response_cell
-        _, last, _ = response_expression(notebook, response)
         return _with_executed(
             ResponseError(
                 evalue,
-                location=notebook.at(response, last.lineno),
+                location=notebook.at(response.cell, response.last.lineno),
                 hint="return JSON-like data: dicts, lists, numbers, strings, dataclasses, "
                 "pydantic models, numpy or pandas values",
             ),

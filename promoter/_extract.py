@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from promoter._exceptions import CellSyntaxError, ContractError, Location
 from promoter._notebook import Cell, Notebook, Role
 from promoter._parameters import RequestSchema
-from promoter._source import parse_cell, response_expression, source_lines
+from promoter._source import ResponseExpression, parse_cell, source_lines
 
 __all__ = ["Block", "Dropped", "Extraction", "extract"]
 
@@ -86,7 +86,7 @@ class _CellCode:
     imports: list[ast.Import | ast.ImportFrom]
 
 
-def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
+def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpression) -> Extraction:
     """Split the notebook's promoted cells into the service's setup and handler code.
 
     Raises:
@@ -94,8 +94,7 @@ def extract(notebook: Notebook, request: RequestSchema) -> Extraction:
         ContractError: The handler uses a name only a skipped cell defines.
     """
     dropped: list[Dropped] = []
-    response_cell = notebook.response_cell
-    _, last, _ = response_expression(notebook, response_cell)
+    response_cell, last = response.cell, response.last
     setup = [_split(notebook, c, dropped) for c in notebook.with_role(Role.SETUP)]
     handler = [
         _split(notebook, c, dropped, last if c is response_cell else None)
@@ -298,41 +297,53 @@ def _response_source(source: str, last: ast.stmt) -> str:
 def _imports(
     notebook: Notebook, cells: list[_CellCode], used: set[str], dropped: list[Dropped]
 ) -> tuple[list[str], list[str]]:
+    """The hoisted import statements the service uses, and the third-party modules imported."""
     statements: list[str] = []
     modules: list[str] = []
     for code in cells:
         for stmt in code.imports:
-            kept = [a for a in stmt.names if a.name == "*" or _binding(a) in used]
-            where = notebook.at(code.cell, stmt.lineno)
-            for alias in stmt.names:
-                if alias not in kept:
-                    name = ast.unparse(alias)
-                    what = f"import {name}"
-                    if isinstance(stmt, ast.ImportFrom):
-                        what = f"from {'.' * stmt.level}{stmt.module or ''} {what}"
-                    dropped.append(Dropped(what, "import unused by the service", where))
-            if not kept:
+            clone = _used_part(stmt, used, notebook.at(code.cell, stmt.lineno), dropped)
+            if clone is None:
                 continue
-            clone = (
-                ast.ImportFrom(stmt.module, kept, stmt.level)
-                if isinstance(stmt, ast.ImportFrom)
-                else ast.Import(kept)
-            )
-            text = ast.unparse(clone)
             modules.extend(_roots(clone))
-            if text not in statements:
+            if (text := ast.unparse(clone)) not in statements:
                 statements.append(text)
-        for statement in code.tree.body:
-            if statement.lineno in code.keep_lines:
-                nested = [
-                    n for n in ast.walk(statement) if isinstance(n, ast.Import | ast.ImportFrom)
-                ]
-                modules.extend(m for node in nested for m in _roots(node))
+        modules.extend(_nested_imports(code))
     statements.sort(key=lambda s: not s.startswith("from __future__"))
     third_party = sorted(
         {m for m in modules if m not in sys.stdlib_module_names and m != "__future__"}
     )
     return statements, third_party
+
+
+def _used_part(
+    stmt: ast.Import | ast.ImportFrom, used: set[str], where: Location, dropped: list[Dropped]
+) -> ast.Import | ast.ImportFrom | None:
+    """The import with only the names the service uses; each other name is listed as dropped."""
+    kept = [a for a in stmt.names if a.name == "*" or _binding(a) in used]
+    for alias in stmt.names:
+        if alias not in kept:
+            what = f"import {ast.unparse(alias)}"
+            if isinstance(stmt, ast.ImportFrom):
+                what = f"from {'.' * stmt.level}{stmt.module or ''} {what}"
+            dropped.append(Dropped(what, "import unused by the service", where))
+    if not kept:
+        return None
+    if isinstance(stmt, ast.ImportFrom):
+        return ast.ImportFrom(stmt.module, kept, stmt.level)
+    return ast.Import(kept)
+
+
+def _nested_imports(code: _CellCode) -> list[str]:
+    """Modules imported inside kept statements (functions, ``if`` blocks): pinned, not hoisted."""
+    nested = [
+        node
+        for statement in code.tree.body
+        if statement.lineno in code.keep_lines
+        for node in ast.walk(statement)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    return [m for node in nested for m in _roots(node)]
 
 
 def _binding(alias: ast.alias) -> str:

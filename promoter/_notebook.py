@@ -18,7 +18,17 @@ from typing import Any
 from promoter._exceptions import ContractError, Location, NotebookReadError, UsageError
 from promoter._lazy import defer_iri_grammar
 
-__all__ = ["Cell", "Notebook", "Role", "Settings", "read_notebook", "route_for", "snake_case"]
+__all__ = [
+    "Cell",
+    "Notebook",
+    "Role",
+    "Settings",
+    "cell_file_line",
+    "class_prefix",
+    "read_notebook",
+    "route_for",
+    "snake_case",
+]
 
 TAG_PARAMETERS = "parameters"
 TAG_SETUP = "setup"
@@ -122,6 +132,11 @@ class Notebook:
         """The service route of this notebook."""
         return self.settings.route or route_for(self.path)
 
+    @property
+    def class_prefix(self) -> str:
+        """The prefix of the notebook's model classes (``IrisClassifier``)."""
+        return class_prefix(self.stem)
+
 
 def snake_case(text: str) -> str:
     """``"Churn Score"`` -> ``"churn_score"``; always a valid, non-keyword identifier."""
@@ -129,6 +144,11 @@ def snake_case(text: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", text)
     name = "_".join(words).lower() or "notebook"
     return f"nb_{name}" if name[0].isdigit() else name
+
+
+def class_prefix(slug: str) -> str:
+    """``iris_classifier`` -> ``IrisClassifier``."""
+    return "".join(word.capitalize() for word in slug.split("_")) or "Notebook"
 
 
 def route_for(path: Path) -> str:
@@ -179,29 +199,7 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
     import nbformat
 
     where = Location(notebook=path)
-    try:
-        # utf-8-sig: some editors save a byte-order mark, which json.loads refuses.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise NotebookReadError(
-            f"the file is not UTF-8 text (bad byte at offset {exc.start})",
-            location=where,
-            hint="notebooks are UTF-8 JSON; re-save it from Jupyter",
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NotebookReadError(
-            f"the file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            location=where,
-            hint="the file may be truncated or hand-edited; restore it from version control",
-        ) from None
-    if not isinstance(data, dict) or "nbformat" not in data:
-        raise NotebookReadError(
-            "the file is JSON but not a notebook (no `nbformat` key)",
-            location=where,
-            hint="pass a .ipynb file saved by Jupyter",
-        )
+    text, data = _json(raw, where)
     version = data.get("nbformat")
     if version not in (3, 4):
         raise NotebookReadError(
@@ -236,6 +234,34 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             hint="open and save the notebook in Jupyter, which repairs most metadata",
         ) from None
     return node, warnings
+
+
+def _json(raw: bytes, where: Location) -> tuple[str, Any]:
+    """The notebook file's text and its JSON data, or a clear error."""
+    try:
+        # utf-8-sig: some editors save a byte-order mark, which json.loads refuses.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not UTF-8 text (bad byte at offset {exc.start})",
+            location=where,
+            hint="notebooks are UTF-8 JSON; re-save it from Jupyter",
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookReadError(
+            f"the file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            location=where,
+            hint="the file may be truncated or hand-edited; restore it from version control",
+        ) from None
+    if not isinstance(data, dict) or "nbformat" not in data:
+        raise NotebookReadError(
+            "the file is JSON but not a notebook (no `nbformat` key)",
+            location=where,
+            hint="pass a .ipynb file saved by Jupyter",
+        )
+    return text, data
 
 
 def _one_line(exc: object) -> str:
@@ -416,3 +442,54 @@ def _settings(path: Path, node: Any) -> Settings:
     return Settings(
         route=route, name=name, version=version, timeout=float(timeout), execution=execution
     )
+
+
+def cell_file_line(path: Path, cell_index: int | None) -> int | None:
+    """The line of the ``.ipynb`` file where cell ``cell_index`` starts (its ``{``).
+
+    Found by scanning the raw JSON text, so annotations point at the cell in a diff view.
+    ``None`` when the index is unknown or the file is not nbformat 4 JSON.
+    """
+    if cell_index is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    starts = _cell_starts(text)
+    return starts[cell_index] if 0 <= cell_index < len(starts) else None
+
+
+def _cell_starts(text: str) -> list[int]:
+    """Lines of the objects in the top-level ``cells`` array of a JSON document."""
+    starts: list[int] = []
+    stack: list[str] = []
+    line = 1
+    key: str | None = None  # the last string at depth 1 (a top-level key)
+    in_cells = False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\n":
+            line += 1
+        elif char == '"':
+            end = index + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if len(stack) == 1:
+                key = text[index + 1 : end]
+            line += text.count("\n", index, end)
+            index = end
+        elif char in "[{":
+            stack.append(char)
+            if len(stack) == 2 and char == "[":
+                in_cells = key == "cells"
+            elif len(stack) == 3 and char == "{" and in_cells:
+                starts.append(line)
+        elif char in "]}":
+            if stack:
+                stack.pop()
+            if len(stack) == 1:
+                in_cells = False
+        index += 1
+    return starts

@@ -16,14 +16,15 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promoter._exceptions import EditedFileError, OutputError
 
-__all__ = ["LOCK_NAME", "Lock", "read_lock", "sha256", "write_service"]
+__all__ = ["LOCK_NAME", "Lock", "Staging", "edited_files", "read_lock", "sha256", "staged"]
 
 LOCK_NAME = "promoter.lock.json"
 _RENAME_EXCHANGE = 2
@@ -72,26 +73,56 @@ def edited_files(folder: Path, lock: Lock) -> list[str]:
     return edited
 
 
-def write_service(
-    out_dir: Path,
-    files: dict[str, str],
-    lock_for: Callable[[dict[str, str]], Lock],
-    *,
-    force: bool = False,
-    finish: Callable[[Path], None] | None = None,
-) -> Path | None:
-    """Build the service in a temporary sibling folder and swap it into ``out_dir``.
+class Staging:
+    """A service folder being built beside its destination, swapped in by ``commit``.
 
-    Args:
-        out_dir: The destination folder.
-        files: Generated contents keyed by relative POSIX path.
-        lock_for: Builds the lock from the final file hashes.
-        force: Overwrite files the user edited (the old folder is kept as a backup).
-        finish: Called on the built folder before the swap (formatting, verification); if it
-            raises, nothing is swapped in.
+    Attributes:
+        path: The temporary folder to write the new service into.
+        out_dir: The destination.
+    """
 
-    Returns:
-        The backup folder of the previous version when one was kept, else ``None``.
+    def __init__(self, path: Path, out_dir: Path, previous: Lock | None, force: bool) -> None:
+        self.path = path
+        self.out_dir = out_dir
+        self._previous = previous
+        self._force = force
+
+    def write(self, files: dict[str, str]) -> None:
+        """Write generated contents, keyed by relative POSIX path, into the staging folder."""
+        for rel, text in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+
+    def commit(self, lock_for: Callable[[dict[str, str]], Lock]) -> Path | None:
+        """Record the lock, carry the user's own files over, and swap the folder in.
+
+        Args:
+            lock_for: Builds the lock from the final file hashes.
+
+        Returns:
+            The backup folder of the previous version when one was kept, else ``None``.
+        """
+        generated = {
+            p.relative_to(self.path).as_posix(): sha256(p.read_bytes())
+            for p in self.path.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts
+        }
+        if self._previous is not None:
+            _carry_user_files(self.out_dir, self.path, self._previous, generated)
+        _drop_caches(self.path)
+        (self.path / LOCK_NAME).write_text(lock_for(generated).to_json(), encoding="utf-8")
+        keep = self._force and self._previous is not None
+        return _swap(self.path, self.out_dir, keep_backup=keep)
+
+
+@contextmanager
+def staged(out_dir: Path, *, force: bool = False) -> Iterator[Staging]:
+    """Stage a new version of the service folder ``out_dir``; nothing changes until ``commit``.
+
+    The destination is checked first (before any work), then a temporary sibling folder is made.
+    If the block raises, or ends without ``commit``, the staging folder is deleted and
+    ``out_dir`` is untouched.
 
     Raises:
         EditedFileError: The user edited generated files and ``force`` is false.
@@ -105,25 +136,9 @@ def write_service(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.building-{os.getpid()}-", dir=out_dir.parent)
     )
     try:
-        for rel, text in files.items():
-            target = build / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        if finish is not None:
-            finish(build)
-        generated = {
-            p.relative_to(build).as_posix(): sha256(p.read_bytes())
-            for p in build.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts
-        }
-        if previous is not None:
-            _carry_user_files(out_dir, build, previous, generated)
-        _drop_caches(build)
-        (build / LOCK_NAME).write_text(lock_for(generated).to_json(), encoding="utf-8")
-        return _swap(build, out_dir, keep_backup=force and previous is not None)
-    except BaseException:
+        yield Staging(build, out_dir, previous, force)
+    finally:
         shutil.rmtree(build, ignore_errors=True)
-        raise
 
 
 def _remove_stale_builds(out_dir: Path) -> None:

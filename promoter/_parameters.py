@@ -18,51 +18,14 @@ from typing import Any
 from promoter._exceptions import Location, ParameterError
 from promoter._notebook import Cell, Notebook, Role
 from promoter._source import parse_cell
+from promoter._types import TYPE_NAMES, imports_for, names_in, safe_annotation, type_of_value
 
 __all__ = [
     "Parameter",
     "RequestSchema",
     "infer_request",
     "request_json_schema",
-    "type_of_value",
 ]
-
-# Names an annotation may use, and the module that provides each one.
-_TYPE_NAMES: dict[str, str | None] = {
-    **dict.fromkeys(
-        ["int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"]
-    ),
-    **dict.fromkeys(["Annotated", "Literal", "Optional", "Union", "Any"], "typing"),
-    **dict.fromkeys(
-        [
-            "Field",
-            "conint",
-            "confloat",
-            "constr",
-            "conlist",
-            "PositiveInt",
-            "NegativeInt",
-            "NonNegativeInt",
-            "NonPositiveInt",
-            "PositiveFloat",
-            "NegativeFloat",
-            "NonNegativeFloat",
-            "NonPositiveFloat",
-            "StrictInt",
-            "StrictFloat",
-            "StrictStr",
-            "StrictBool",
-            "HttpUrl",
-            "AnyUrl",
-        ],
-        "pydantic",
-    ),
-    **dict.fromkeys(["date", "datetime", "time", "timedelta"], "datetime"),
-    "Decimal": "decimal",
-    "UUID": "uuid",
-}
-_CALLABLES = {"Field", "conint", "confloat", "constr", "conlist"}
-_FORBIDDEN_FIELD_ARGS = {"default_factory", "validation_alias", "alias", "serialization_alias"}
 
 
 @dataclass(frozen=True)
@@ -144,7 +107,7 @@ def infer_request(notebook: Notebook) -> RequestSchema:
             continue
         param = _parameter(target, annotation, value, comments.get(stmt.lineno), stmt, where)
         if annotation is not None:
-            names_used |= _names_in(annotation)
+            names_used |= names_in(annotation)
         if target in found:
             # papermill silently keeps the last one; two request fields cannot share a name.
             raise ParameterError(
@@ -159,7 +122,7 @@ def infer_request(notebook: Notebook) -> RequestSchema:
         parameters=tuple(found.values()),
         private=tuple(private),
         source=source,
-        imports=_imports_for(names_used),
+        imports=imports_for(names_used),
         cell=cell,
         warnings=tuple(warnings),
     )
@@ -209,7 +172,7 @@ def _parameter(
         raise ParameterError(f"`{name}` cannot be a parameter name", location=where)
     literal, is_literal = _literal(value)
     if annotation is not None:
-        type_src = _safe_annotation(annotation, where)
+        type_src = safe_annotation(annotation, where)
     elif is_literal:
         type_src = _type_or_error(literal, name, where)
     else:
@@ -248,122 +211,6 @@ def _type_or_error(value: Any, name: str, where: Location) -> str:
             location=where,
             hint="use int, float, str, bool, None, or lists/dicts of them",
         ) from None
-
-
-def type_of_value(value: Any) -> str:
-    """The Python type expression of a literal default.
-
-    Raises:
-        TypeError: The value has no JSON representation (bytes, complex, ...).
-    """
-    if value is None:
-        return "Any | None"
-    if isinstance(value, bool | int | float | str):
-        return type(value).__name__
-    if isinstance(value, list | set | frozenset):
-        return f"{type(value).__name__}[{_union(value)}]"
-    if isinstance(value, tuple):
-        if not value:
-            return "tuple[Any, ...]"
-        return "tuple[" + ", ".join(type_of_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return f"dict[{_union(value.keys())}, {_union(value.values())}]"
-    raise TypeError(f"{type(value).__name__} values cannot be sent as JSON")
-
-
-def _union(values: Any) -> str:
-    kinds = {type_of_value(v) for v in values}
-    if not kinds:
-        return "Any"
-    if {"int", "float"} <= kinds and "bool" not in kinds:
-        kinds.discard("int")
-    optional = "Any | None" in kinds
-    kinds.discard("Any | None")
-    text = " | ".join(sorted(kinds)) or "Any"
-    return f"{text} | None" if optional and kinds else text
-
-
-def _safe_annotation(node: ast.expr, where: Location) -> str:
-    """Validate an annotation against the allow-list and re-emit it from its syntax tree."""
-    clean = _AnnotationChecker(where).visit(node)
-    return ast.unparse(clean)
-
-
-class _AnnotationChecker(ast.NodeTransformer):
-    """Accepts builtins, typing, pydantic and datetime types; rewrites ``typing.X`` to ``X``."""
-
-    def __init__(self, where: Location) -> None:
-        self.where = where
-
-    def _refuse(self, node: ast.AST, why: str) -> ParameterError:
-        return ParameterError(
-            f"unsupported annotation `{ast.unparse(node)}`: {why}",
-            location=self.where,
-            hint="use builtins (int, list[str], ...), typing (Annotated, Literal, Optional) "
-            "or pydantic types (Field(ge=..), PositiveInt, ...)",
-        )
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        allowed = (
-            ast.Subscript,
-            ast.Tuple,
-            ast.List,
-            ast.Constant,
-            ast.BinOp,
-            ast.BitOr,
-            ast.UnaryOp,
-            ast.USub,
-            ast.Load,
-            ast.Call,
-            ast.keyword,
-            ast.Dict,
-        )
-        if not isinstance(node, allowed):
-            raise self._refuse(node, f"`{type(node).__name__}` is not allowed in a type")
-        if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.BitOr):
-            raise self._refuse(node, "only `|` may combine types")
-        if isinstance(node, ast.Constant) and not isinstance(
-            node.value, str | int | float | bool | type(None)
-        ):
-            raise self._refuse(node, "only str, int, float, bool and None literals")
-        return super().generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id not in _TYPE_NAMES:
-            raise self._refuse(node, f"`{node.id}` is not a known type")
-        return node
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.attr in _TYPE_NAMES:
-            return ast.copy_location(ast.Name(id=node.attr, ctx=ast.Load()), node)
-        raise self._refuse(node, "only `typing.X`, `pydantic.X` or `datetime.X` attributes")
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        func = self.visit(node.func)
-        if not isinstance(func, ast.Name) or func.id not in _CALLABLES:
-            raise self._refuse(node, "only Field(...), conint(...) and similar calls")
-        for kw in node.keywords:
-            if kw.arg is None or kw.arg in _FORBIDDEN_FIELD_ARGS:
-                raise self._refuse(node, f"the argument `{kw.arg or '**'}` is not supported")
-        node.func = func
-        node.args = [self.visit(a) for a in node.args]
-        node.keywords = [self.visit(k) for k in node.keywords]
-        return node
-
-
-def _names_in(node: ast.expr) -> set[str]:
-    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
-    return names & set(_TYPE_NAMES)
-
-
-def _imports_for(names: set[str]) -> dict[str, tuple[str, ...]]:
-    modules: dict[str, list[str]] = {}
-    for name in sorted(names):
-        module = _TYPE_NAMES[name]
-        if module is not None:
-            modules.setdefault(module, []).append(name)
-    return {m: tuple(ns) for m, ns in sorted(modules.items())}
 
 
 def _trailing_comments(source: str) -> dict[int, str]:
@@ -426,7 +273,7 @@ def _request_model(request: RequestSchema) -> Any:
     }
     namespace: dict[str, Any] = {
         name: getattr(modules[module], name) if module else getattr(builtins, name)
-        for name, module in _TYPE_NAMES.items()
+        for name, module in TYPE_NAMES.items()
     }
     fields: dict[str, Any] = {}
     for p in request.parameters:

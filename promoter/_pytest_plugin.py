@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from promoter._check import NotebookResult, ServiceIndex
+    from promoter._check import NotebookResult
+    from promoter._discover import ServiceIndex
 
 __all__ = ["NotebookFile", "NotebookItem", "PromoterCheckFailed"]
 
@@ -63,7 +64,7 @@ def pytest_collection_modifyitems(
     paths = config.getoption("promoter_paths")
     if not paths:
         return
-    from promoter._check import find_notebooks, has_promoter_tags
+    from promoter._discover import find_notebooks, has_promoter_tags
     from promoter._exceptions import PromoterError
 
     try:
@@ -143,6 +144,6 @@ def _shown(path: Path) -> Path:
 @functools.cache
 def _services(paths: tuple[str, ...], rootdir: str) -> ServiceIndex:
     """Generated services under the checked paths and the rootdir, found once per process."""
-    from promoter._check import find_services
+    from promoter._discover import find_services
 
     return find_services([*paths, rootdir])

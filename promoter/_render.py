@@ -1,56 +1,40 @@
-"""Render the service files from the Jinja2 templates in ``templates/``.
+"""Render the service files from the Jinja2 templates in ``templates/service``.
 
-Notebook text reaches generated code only through the ``pyrepr``/``tojson`` filters (literals),
-validated identifiers, validated type expressions, and the notebook's own promoted code.
-Docstrings and comments get ``doctext`` (no quotes, backslashes or newlines).
+The templates see typed, frozen views (``ServiceView``, ``NotebookView``, ``ParameterView``)
+built from the pipeline's results; notebook text enters them only through the filters of
+``_filters``. ``render_service`` renders every file but the test suite, whose golden tests
+depend on the verification of the rendered code; ``render_tests`` renders it afterwards.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import re
-import shlex
-import subprocess
 import sys
-import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from promoter._extract import Extraction
+from promoter._filters import FILTERS
 from promoter._notebook import Cell, Notebook
-from promoter._parameters import _TYPE_NAMES, RequestSchema
+from promoter._parameters import RequestSchema
+from promoter._pins import installed_version, service_dependencies, testing_dependencies
+from promoter._resources import jsonable_source, template_dir
 from promoter._response import ResponseSchema, safe_attr
-from promoter._source import source_lines
+from promoter._types import TYPE_NAMES, model_imports
 
-__all__ = ["NotebookPlan", "ServiceOptions", "format_python", "render_service", "template_dir"]
+__all__ = [
+    "NotebookPlan",
+    "NotebookView",
+    "ParameterView",
+    "ServiceOptions",
+    "ServiceView",
+    "render_service",
+    "render_tests",
+]
 
-_CELL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_SERVICE_DEPS = (
-    "fastapi",
-    "fastapi-offline",
-    "orjson",
-    "pebble",
-    "prometheus-client",
-    "pydantic",
-    "pydantic-settings",
-    "uvicorn",
-)
-# httpx2 is what Starlette's TestClient wants now (it warns about plain httpx).
-_TEST_DEPS = ("pytest", "httpx2", "ruff")
-_WRAP = 72
-
-
-def template_dir() -> Path:
-    """The templates folder: inside the installed wheel, or at the root of a source checkout."""
-    packaged = Path(__file__).parent / "templates"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).parent.parent / "templates"
+TESTS_FILE = "tests/test_service.py"
 
 
 @dataclass(frozen=True)
@@ -81,132 +65,188 @@ class ServiceOptions:
     max_body_bytes: int = 1_048_576
 
 
+@dataclass(frozen=True)
+class ParameterView:
+    """One request field as the templates write it."""
+
+    name: str
+    attr: str
+    annotation: str
+    default: Any
+    description: str | None
+
+
+@dataclass(frozen=True)
+class NotebookView:
+    """One notebook (one route) as the templates see it."""
+
+    slug: str
+    route: str
+    method_route: str
+    summary: str
+    description: str
+    source_name: str
+    parameters_cell: Cell
+    response_cell: Cell
+    request_class: str
+    response: ResponseSchema
+    parameters: tuple[ParameterView, ...]
+    needs_alias: bool
+    model_imports: dict[str, list[str]]
+    pydantic_imports: list[str]
+    example: dict[str, Any]
+    example_json: str
+    package: str
+    package_path: str
+    models_module: str
+    models_alias: str
+    pipeline_alias: str
+    extraction: Extraction
+    #: ``None``: "inline" execution, on the event loop, without a timeout.
+    timeout: float | None
+    #: "thread", "inline" or "process" (``metadata.promoter.execution``).
+    execution: str
+    #: The notebook's ``metadata.promoter.timeout`` (the route's default; settings override it).
+    settings_timeout: float
+    #: The notebook file's sha256 (served by ``GET /version``).
+    sha256: str
+    golden: bool
+    #: A field whose type rejects a JSON object (for the generated 422 test), if any.
+    typed_probe: str | None
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """The whole service as the templates see it."""
+
+    name: str
+    title: str
+    description: str
+    version: str
+    command: str
+    k8s: bool
+    max_body_bytes: int
+    notebooks: tuple[NotebookView, ...]
+    sources_text: str
+    promoter_version: str
+    python: str
+    dependencies: list[str]
+    test_dependencies: list[str]
+
+
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
-    """Render every file of the service.
+    """Render every file of the service except its test suite (see ``render_tests``).
 
     Returns:
         File contents keyed by POSIX path relative to the service folder.
     """
+    service = service_view(plans, options)
     single = len(plans) == 1
-    notebooks = [_notebook_view(plan, single) for plan in plans]
-    service = {
-        **options.__dict__,
-        "notebooks": notebooks,
-        "sources_text": ", ".join(nb["source_name"] for nb in notebooks),
-        "promoter_version": _version("promoter"),
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "dependencies": _pins([*_SERVICE_DEPS, *_distributions(plans)]),
-        "test_dependencies": _pins(list(_TEST_DEPS)),
+    files = {
+        "app/__init__.py": _render("app/__init__.py.j2", service),
+        "app/main.py": _render("app/main.py.j2", service),
+        "app/jsonable.py": jsonable_source(),
+        "app/runtime.py": (template_dir() / "service/app/runtime.py").read_text("utf-8"),
     }
-    env = _environment()
-    files: dict[str, str] = {}
-
-    def put(path: str, template: str, **extra: Any) -> None:
-        files[path] = env.get_template(f"service/{template}").render(service=service, **extra)
-
-    put("app/__init__.py", "app/__init__.py.j2")
-    put("app/main.py", "app/main.py.j2")
-    for verbatim in ("jsonable.py", "runtime.py"):
-        files[f"app/{verbatim}"] = (template_dir() / "service/app" / verbatim).read_text("utf-8")
-    for nb in notebooks:
+    for nb in service.notebooks:
         if not single:
-            put(f"{nb['package_path']}/__init__.py", "app/__init__.py.j2")
-        put(f"{nb['package_path']}/models.py", "app/models.py.j2", nb=nb)
-        put(f"{nb['package_path']}/pipeline.py", "app/pipeline.py.j2", nb=nb)
-        files[f"tests/golden/{nb['slug']}.json"] = (
-            json.dumps(
-                {"request": nb["example"], "response": nb["response"].sample},
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
+            files[f"{nb.package_path}/__init__.py"] = _render("app/__init__.py.j2", service)
+        files[f"{nb.package_path}/models.py"] = _render("app/models.py.j2", service, nb=nb)
+        files[f"{nb.package_path}/pipeline.py"] = _render("app/pipeline.py.j2", service, nb=nb)
+        files[f"tests/golden/{nb.slug}.json"] = _golden(nb)
     files["tests/__init__.py"] = ""
-    put("tests/test_service.py", "tests/test_service.py.j2")
-    put("pyproject.toml", "pyproject.toml.j2")
-    put("README.md", "README.md.j2")
-    put("Dockerfile", "Dockerfile.j2")
-    put(".dockerignore", "dockerignore.j2")
+    for path, template in _DEPLOY_FILES:
+        files[path] = _render(template, service)
     if options.k8s:
-        for name in ("deployment", "service", "hpa"):
-            put(f"k8s/{name}.yaml", f"k8s/{name}.yaml.j2")
+        for name in ("deployment", "service", "hpa", "pdb", "networkpolicy"):
+            files[f"k8s/{name}.yaml"] = _render(f"k8s/{name}.yaml.j2", service)
     return files
 
 
-def _notebook_view(plan: NotebookPlan, single: bool) -> dict[str, Any]:
+_DEPLOY_FILES = (
+    ("pyproject.toml", "pyproject.toml.j2"),
+    ("README.md", "README.md.j2"),
+    ("Dockerfile", "Dockerfile.j2"),
+    (".dockerignore", "dockerignore.j2"),
+)
+
+
+def render_tests(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
+    """Render the service's test suite; each plan's ``golden`` decides its golden test."""
+    return {TESTS_FILE: _render("tests/test_service.py.j2", service_view(plans, options))}
+
+
+def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceView:
+    """The view of the whole service the templates render."""
+    single = len(plans) == 1
+    notebooks = tuple(notebook_view(plan, single) for plan in plans)
+    modules = [m for plan in plans for m in plan.extraction.modules]
+    return ServiceView(
+        **{f.name: getattr(options, f.name) for f in fields(options)},
+        notebooks=notebooks,
+        sources_text=", ".join(nb.source_name for nb in notebooks),
+        promoter_version=installed_version("promoter"),
+        python=f"{sys.version_info.major}.{sys.version_info.minor}",
+        dependencies=service_dependencies(modules),
+        test_dependencies=testing_dependencies(),
+    )
+
+
+def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
+    """The view of one notebook's route the templates render."""
     nb = plan.notebook
     slug = nb.stem
-    prefix = class_prefix(slug)
-    taken: set[str] = set()
-    parameters = [
-        {
-            "name": p.name,
-            "attr": safe_attr(p.name, taken),
-            "annotation": p.annotation,
-            "default": p.default,
-            "description": p.description,
-        }
-        for p in plan.request.parameters
-    ]
+    parameters = _parameters(plan.request)
     annotations = (
-        [p["annotation"] for p in parameters]
+        [p.annotation for p in parameters]
         + [plan.response.root]
         + [f.annotation for cls in plan.response.classes for f in cls.fields]
     )
     example = plan.request.defaults()
     package = "app" if single else f"app.{slug}"
-    probe = next(
-        (p["name"] for p in parameters if not re.search(r"\b(Any|dict|object)\b", p["annotation"])),
-        None,
+    return NotebookView(
+        slug=slug,
+        route=nb.route,
+        method_route=f"POST {nb.route}",
+        summary=nb.summary or slug.replace("_", " ").capitalize(),
+        description=nb.description or f"Runs the notebook {nb.path.name}.",
+        source_name=nb.path.name,
+        parameters_cell=nb.parameters_cell,
+        response_cell=nb.response_cell,
+        request_class=f"{nb.class_prefix}Request",
+        response=plan.response,
+        parameters=parameters,
+        needs_alias=any(p.attr != p.name for p in parameters),
+        model_imports=model_imports(annotations),
+        pydantic_imports=_pydantic_imports(plan.response, annotations, bool(parameters)),
+        example=example,
+        example_json=json.dumps(example, ensure_ascii=False),
+        package=package,
+        package_path=package.replace(".", "/"),
+        models_module=f"{package}.models",
+        models_alias="models" if single else f"{slug}_models",
+        pipeline_alias="pipeline" if single else f"{slug}_pipeline",
+        extraction=plan.extraction,
+        timeout=nb.settings.timeout if nb.settings.execution != "inline" else None,
+        execution=nb.settings.execution,
+        settings_timeout=nb.settings.timeout,
+        sha256=nb.content_hash,
+        golden=plan.golden,
+        typed_probe=_typed_probe(parameters),
     )
-    return {
-        "slug": slug,
-        "route": nb.route,
-        "method_route": f"POST {nb.route}",
-        "summary": nb.summary or slug.replace("_", " ").capitalize(),
-        "description": nb.description or f"Runs the notebook {nb.path.name}.",
-        "source_name": nb.path.name,
-        "parameters_cell": nb.parameters_cell,
-        "response_cell": nb.response_cell,
-        "parameters_ref": cellref(nb.parameters_cell),
-        "response_ref": cellref(nb.response_cell),
-        "request_class": f"{prefix}Request",
-        "response": plan.response,
-        "parameters": parameters,
-        "needs_alias": any(p["attr"] != p["name"] for p in parameters),
-        "model_imports": _model_imports(annotations),
-        "pydantic_imports": _pydantic_imports(plan.response, annotations, bool(parameters)),
-        "example": example,
-        "example_json": json.dumps(example, ensure_ascii=False),
-        "package": package,
-        "package_path": package.replace(".", "/"),
-        "models_module": f"{package}.models",
-        "models_alias": "models" if single else f"{slug}_models",
-        "pipeline_alias": "pipeline" if single else f"{slug}_pipeline",
-        "extraction": plan.extraction,
-        # None: "inline" execution, on the event loop, without a timeout.
-        "timeout": nb.settings.timeout if nb.settings.execution != "inline" else None,
-        "settings_timeout": nb.settings.timeout,
-        "execution": nb.settings.execution,
-        "sha256": nb.content_hash,
-        "golden": plan.golden,
-        "typed_probe": probe,
-    }
 
 
-def class_prefix(slug: str) -> str:
-    """``iris_classifier`` -> ``IrisClassifier``."""
-    return "".join(word.capitalize() for word in slug.split("_")) or "Notebook"
+def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:
+    taken: set[str] = set()
+    return tuple(
+        ParameterView(p.name, safe_attr(p.name, taken), p.annotation, p.default, p.description)
+        for p in request.parameters
+    )
 
 
-def _model_imports(annotations: list[str]) -> dict[str, list[str]]:
-    words = set(re.findall(r"[A-Za-z_]\w*", " ".join(annotations)))
-    modules: dict[str, list[str]] = {}
-    for name in sorted(words):
-        module = _TYPE_NAMES.get(name)
-        if module not in (None, "pydantic"):
-            modules.setdefault(str(module), []).append(name)
-    return dict(sorted(modules.items()))
+def _typed_probe(parameters: tuple[ParameterView, ...]) -> str | None:
+    untyped = re.compile(r"\b(Any|dict|object)\b")
+    return next((p.name for p in parameters if not untyped.search(p.annotation)), None)
 
 
 def _pydantic_imports(
@@ -218,91 +258,19 @@ def _pydantic_imports(
     aliased = any(f.attr != f.key for cls in response.classes for f in cls.fields)
     if has_parameters or aliased:
         names.add("Field")
-    names |= {w for w in words if _TYPE_NAMES.get(w) == "pydantic"}
+    names |= {w for w in words if TYPE_NAMES.get(w) == "pydantic"}
     if response.is_root_model:
         names.add("RootModel")
     return sorted(names)
 
 
-def cellref(cell: Cell) -> str:
-    """``cell 3 (id 9f1c...)``, the marker that ties generated code to its notebook cell."""
-    if _CELL_ID.match(cell.id):
-        return f"cell {cell.index} (id {cell.id})"
-    return f"cell {cell.index}"
+def _golden(nb: NotebookView) -> str:
+    golden = {"request": nb.example, "response": nb.response.sample}
+    return json.dumps(golden, indent=2, ensure_ascii=False) + "\n"
 
 
-def pyrepr(value: Any) -> str:
-    """A Python literal for a JSON-like value (non-finite floats included)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f'float("{value}")'
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(pyrepr(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        inner = ", ".join(pyrepr(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, set | frozenset):
-        items = sorted(pyrepr(v) for v in value)
-        body = "{" + ", ".join(items) + "}" if items else "set()"
-        return body if isinstance(value, set) else f"frozenset({body if items else ''})"
-    if isinstance(value, str) and len(value) > _WRAP:
-        return _long_string(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return repr(value)
-    raise TypeError(f"no literal for {type(value).__name__}")
-
-
-def _long_string(text: str) -> str:
-    """A long string as implicitly concatenated pieces, so generated lines stay short."""
-    pieces: list[str] = []
-    current = ""
-    for word in re.findall(r"\S*\s*", text):
-        if current and len(repr(current + word)) > _WRAP - 12:
-            pieces.append(current)
-            current = ""
-        current += word
-    pieces.append(current)
-    if len(pieces) < 2:
-        return repr(text)
-    return "(" + " ".join(repr(piece) for piece in pieces) + ")"
-
-
-def global_lines(names: list[str] | tuple[str, ...]) -> list[str]:
-    """``global`` statements for ``names``, wrapped so no line needs a backslash."""
-    lines: list[str] = []
-    for name in names:
-        if lines and len(lines[-1]) + len(name) + 2 <= 88:
-            lines[-1] += f", {name}"
-        else:
-            lines.append(f"global {name}")
-    return lines
-
-
-def doctext(text: object) -> str:
-    """Text safe inside a docstring, comment or TOML comment: one line, no quotes or escapes."""
-    return re.sub(r"[\\\"'\x00-\x1f\x7f]", "_", str(text))
-
-
-def codeindent(code: str, width: int) -> str:
-    """Indent code, leaving the inside of multi-line strings untouched."""
-    inside = _string_continuation_lines(code)
-    pad = " " * width
-    return "\n".join(
-        line if (number in inside or not line.strip()) else pad + line
-        for number, line in enumerate(source_lines(code), start=1)
-    )
-
-
-def _string_continuation_lines(code: str) -> set[int]:
-    lines: set[int] = set()
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
-                lines |= set(range(tok.start[0] + 1, tok.end[0] + 1))
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    return lines
+def _render(template: str, service: ServiceView, **extra: Any) -> str:
+    return str(_environment().get_template(f"service/{template}").render(service=service, **extra))
 
 
 @lru_cache(maxsize=1)
@@ -317,58 +285,5 @@ def _environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(
-        pyrepr=pyrepr,
-        global_lines=global_lines,
-        doctext=doctext,
-        codeindent=codeindent,
-        cellref=cellref,
-        tojson=lambda v: json.dumps(v, ensure_ascii=False),
-        shellquote=shlex.quote,
-    )
+    env.filters.update(FILTERS)
     return env
-
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def _distributions(plans: list[NotebookPlan]) -> list[str]:
-    modules = sorted({m for plan in plans for m in plan.extraction.modules})
-    if not modules:
-        return []
-    mapping = metadata.packages_distributions()
-    found: list[str] = []
-    for module in modules:
-        for dist in mapping.get(module, []):
-            if dist not in found:
-                found.append(dist)
-    return found
-
-
-def _pins(distributions: list[str]) -> list[str]:
-    pins = []
-    for dist in distributions:
-        version = _version(dist)
-        pins.append(dist if version == "0+unknown" else f"{dist}=={version}")
-    return sorted(dict.fromkeys(pins), key=str.lower)
-
-
-def format_python(folder: Path) -> None:
-    """Sort imports and format every Python file under ``folder`` with ruff."""
-    files = [str(p) for p in folder.rglob("*.py")]
-    if not files:
-        return
-    ruff = [sys.executable, "-m", "ruff"]
-    config = (
-        ["--config", str(folder / "pyproject.toml")] if (folder / "pyproject.toml").exists() else []
-    )
-    subprocess.run(
-        [*ruff, "check", "--quiet", "--select", "I", "--fix", *config, *files],
-        check=False,
-        capture_output=True,
-    )
-    subprocess.run([*ruff, "format", "--quiet", *config, *files], check=False, capture_output=True)

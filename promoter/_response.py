@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._parameters import _TYPE_NAMES, _safe_annotation
+from promoter._types import TYPE_NAMES, safe_annotation
 
 __all__ = ["ModelClass", "ModelField", "ResponseSchema", "infer_response", "safe_attr"]
 
@@ -107,7 +107,7 @@ def safe_attr(key: str, taken: set[str]) -> str:
     if attr.startswith("model_"):
         # Pydantic reserves names *starting* with model_dump/model_validate: a suffix is not enough.
         attr = f"field_{attr}"
-    elif attr in _RESERVED or attr in _TYPE_NAMES or attr.startswith("__"):
+    elif attr in _RESERVED or attr in TYPE_NAMES or attr.startswith("__"):
         # A field named like a type (`int`, `list`) would shadow it for the fields below it.
         attr = f"{attr.strip('_')}_"
     base, n = attr, 2
@@ -141,7 +141,7 @@ def infer_response(
     model = f"{prefix}Response"
     if annotation is not None:
         try:
-            root = _safe_annotation(_parse_expr(annotation), where)
+            root = safe_annotation(_parse_expr(annotation), where)
             return ResponseSchema(root, model, (), schema, sample, kind, True), warnings
         except ParameterError as exc:
             warnings.append((f"{exc.message}; the response type is inferred instead", where))

@@ -1,17 +1,22 @@
 """Serve a notebook as a service while it is being edited (``promoter serve``).
 
-The notebook is converted into a temporary folder and served by uvicorn in a child process;
-watchfiles reports each save, the service is regenerated, and uvicorn restarts on the new code.
-A save that breaks the notebook is reported and the previous version keeps serving.
+The notebook is converted into a temporary folder and served by uvicorn in a child process.
+``watchfiles.run_process`` watches the notebook's folder: on each save its callback
+regenerates the service (while the old server still answers), then it restarts the server on
+the folder. Conversion is atomic, so a save that breaks the notebook is reported and the
+restarted server serves the previous version.
 """
 
 from __future__ import annotations
 
-import subprocess
+import errno
+import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from promoter._api import convert
 from promoter._exceptions import PromoterError, UsageError
@@ -31,61 +36,72 @@ def serve(
     """Convert ``path`` and serve it with uvicorn until interrupted.
 
     Raises:
+        UsageError: The notebook does not exist, or the port is taken.
         PromoterError: The first conversion failed (later failures are reported instead).
     """
+    from watchfiles import run_process
+
     notebook = Path(path).resolve()
     if not notebook.is_file():
         raise UsageError(f"no such notebook: {path}")
+    _check_port(host, port)
     with tempfile.TemporaryDirectory(prefix="promoter-serve-") as tmp:
         out = Path(tmp) / "service"
         result = convert([notebook], out, timeout=timeout)
-        # One slot, so a reload can swap the running server for a new one.
-        server = [_start(out, host, port)]
         routes = ", ".join(result.routes)
         on_event(f"serving POST {routes} on http://{host}:{port} (OpenAPI UI at /docs)")
+        if not reload:
+            _serve_folder(str(out), host, port)
+            return
+
+        def regenerate(_changes: Any) -> None:
+            on_event(f"{notebook.name} changed: regenerating")
+            try:
+                convert([notebook], out, timeout=timeout)
+            except PromoterError as exc:
+                on_event(f"error: {exc}\n  still serving the previous version")
+                return
+            on_event("reloaded")
+
+        # Editors save by writing a temporary file and renaming it: watch the folder.
+        run_process(
+            notebook.parent,
+            target=_serve_reloadable,
+            args=(str(out), host, port),
+            target_type="function",
+            callback=regenerate,
+            watch_filter=lambda _, changed: Path(changed).name == notebook.name,
+        )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before the notebook runs."""
+    with socket.socket() as probe:
+        # As uvicorn binds: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            if reload:
-                _watch(notebook, out, host, port, timeout, on_event, server)
-            else:
-                server[0].wait()
-        finally:
-            _stop(server[0])
+            probe.bind((host, port))
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            raise UsageError(
+                f"cannot listen on {host}:{port}: "
+                + ("another program uses the port" if taken else str(exc.strerror)),
+                hint="pick another port with --port",
+            ) from None
 
 
-def _watch(
-    notebook: Path,
-    out: Path,
-    host: str,
-    port: int,
-    timeout: float | None,
-    on_event: Callable[[str], None],
-    server: list[subprocess.Popen[bytes]],
-) -> None:
-    from watchfiles import watch
-
-    # Editors save by writing a temporary file and renaming it: watch the folder, not the file.
-    for _ in watch(notebook.parent, watch_filter=lambda _, p: Path(p).name == notebook.name):
-        on_event(f"{notebook.name} changed: regenerating")
-        try:
-            convert([notebook], out, timeout=timeout)
-        except PromoterError as exc:
-            on_event(f"error: {exc}\n  still serving the previous version")
-            continue
-        _stop(server[0])
-        server[0] = _start(out, host, port)
-        on_event("reloaded")
+def _serve_reloadable(folder: str, host: str, port: int) -> None:
+    """``_serve_folder`` in a child process that ``run_process`` restarts on each save."""
+    # Its own process group: Ctrl+C reaches only `promoter serve`, which then stops this server
+    # once (watchfiles sends SIGINT); a second SIGINT would make uvicorn abort mid-shutdown.
+    os.setpgid(0, 0)
+    _serve_folder(folder, host, port)
 
 
-def _start(folder: Path, host: str, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", host]
-    return subprocess.Popen([*command, "--port", str(port)], cwd=folder)
+def _serve_folder(folder: str, host: str, port: int) -> None:
+    """Run uvicorn on a generated service, with the service folder as working directory."""
+    import uvicorn
 
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    os.chdir(folder)
+    sys.path.insert(0, folder)
+    uvicorn.run("app.main:app", host=host, port=port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,14 @@ from promoter._exceptions import CellSyntaxError
 if TYPE_CHECKING:
     from promoter._notebook import Cell, Notebook
 
-__all__ = ["parse_cell", "python_source", "source_lines"]
+__all__ = [
+    "ResponseExpression",
+    "parse_cell",
+    "prefix_before",
+    "python_source",
+    "response_expression",
+    "source_lines",
+]
 
 
 @lru_cache(maxsize=1)
@@ -75,20 +83,35 @@ def parse_cell(notebook: Notebook, cell: Cell) -> tuple[str, ast.Module]:
     return source, tree
 
 
-def response_expression(notebook: Notebook, cell: Cell) -> tuple[str, ast.stmt, str | None]:
-    """Find the response value of the response cell.
+@dataclass(frozen=True)
+class ResponseExpression:
+    """The response cell, read once and carried through the stages that need it.
+
+    Attributes:
+        cell: The response cell.
+        source: Its source, IPython syntax translated.
+        last: Its last statement, whose value is the response.
+        annotation: The declared response type's source, if the cell declares one.
+    """
+
+    cell: Cell
+    source: str
+    last: ast.stmt
+    annotation: str | None
+
+
+def response_expression(notebook: Notebook) -> ResponseExpression:
+    """Find the response value of the notebook's response cell.
 
     The value is the cell's last expression; ``name: Type = value`` as the last statement (or a
     last expression ``name`` annotated earlier in the cell) also declares the response type.
-
-    Returns:
-        The translated source, the last statement, and the annotation's source if any.
 
     Raises:
         ContractError: The cell does not end with an expression.
     """
     from promoter._exceptions import ContractError
 
+    cell = notebook.response_cell
     source, tree = parse_cell(notebook, cell)
     if not tree.body:
         raise ContractError(
@@ -109,7 +132,8 @@ def response_expression(notebook: Notebook, cell: Cell) -> tuple[str, ast.stmt, 
             location=notebook.at(cell, last.lineno),
             hint="add the value to return as the cell's last line, e.g. `result`",
         )
-    return source, last, ast.unparse(annotation) if annotation is not None else None
+    declared = ast.unparse(annotation) if annotation is not None else None
+    return ResponseExpression(cell, source, last, declared)
 
 
 def _annotation_of(tree: ast.Module, name: str) -> ast.expr | None:

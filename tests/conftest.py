@@ -1,75 +1,15 @@
-"""Shared fixtures: real notebooks, the real CLI, real uvicorn servers on 127.0.0.1."""
+"""Shared fixtures: generated services served by uvicorn, the examples converted once."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "notebooks"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXAMPLE_NAMES = ["iris_classifier", "text_statistics", "loan_calculator", "shipping_quote"]
-
-
-@dataclass
-class CliResult:
-    """What a run of the real console script printed."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> CliResult:
-    """Run ``promoter ARGS`` as a subprocess, the way a user does."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "promoter", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-def git(repo: Path, *args: str) -> None:
-    """Run git in ``repo`` with a throwaway identity (tests build their own repositories)."""
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A generated service running under uvicorn."""
-
-    url: str
-    process: subprocess.Popen[bytes]
+from tests.helpers import EXAMPLE_NAMES, EXAMPLES, Server, free_port, run_cli, wait_ready
 
 
 @pytest.fixture
@@ -100,42 +40,6 @@ def serve_folder() -> Iterator[object]:
             process.kill()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the service exited during start-up"
-        try:
-            if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the service did not become ready")
-
-
-def write_notebook(
-    path: Path, *cells: tuple[str, str, list[str]], metadata: dict | None = None
-) -> Path:
-    """Write a notebook from (kind, source, tags) triples, as Jupyter would save it."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    if metadata:
-        nb.metadata["promoter"] = metadata
-    for kind, source, tags in cells:
-        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cell = make(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each example notebook converted once (per test worker) with the real CLI."""
@@ -147,8 +51,3 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.returncode == 0, result.output
         folders[name] = folder
     return folders
-
-
-def golden(folder: Path) -> dict:
-    path = next((folder / "tests" / "golden").glob("*.json"))
-    return json.loads(path.read_text())

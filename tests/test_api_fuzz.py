@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.conftest import EXAMPLE_NAMES
+from tests.helpers import EXAMPLE_NAMES
 
 schemathesis = pytest.importorskip("schemathesis")
 negative_data_rejection = schemathesis.checks.negative_data_rejection

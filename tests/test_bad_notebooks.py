@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, run_cli
+from tests.helpers import FIXTURES, run_cli
 
 BAD = sorted((FIXTURES / "bad").glob("*.ipynb"))
 # Problems only a real run can find (papermill executes the notebook).

@@ -15,20 +15,13 @@ import nbformat
 import pytest
 from typer.testing import CliRunner
 
-from promoter._check import (
-    CheckReport,
-    NotebookResult,
-    Outcome,
-    Status,
-    cell_file_line,
-    find_notebooks,
-    github_annotations,
-    has_promoter_tags,
-    junit_xml,
-)
+from promoter._check import CheckReport, NotebookResult, Outcome, Status
 from promoter._cli import app
+from promoter._discover import find_notebooks, has_promoter_tags
 from promoter._exceptions import Location, UsageError
-from tests.conftest import EXAMPLES, FIXTURES, git, run_cli
+from promoter._notebook import cell_file_line
+from promoter._reports import github_annotations, junit_xml
+from tests.helpers import EXAMPLES, FIXTURES, git, run_cli
 
 BAD = FIXTURES / "bad"
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from promoter._cli import app
-from tests.conftest import EXAMPLES, FIXTURES, run_cli
+from tests.helpers import EXAMPLES, FIXTURES, run_cli
 
 runner = CliRunner()
 

@@ -6,12 +6,13 @@ from promoter import ContractError
 from promoter._extract import extract
 from promoter._notebook import read_notebook
 from promoter._parameters import infer_request
-from tests.conftest import write_notebook
+from promoter._source import response_expression
+from tests.helpers import write_notebook
 
 
 def _extract(tmp_path: Path, *cells: tuple[str, str, list[str]]):
     nb = read_notebook(write_notebook(tmp_path / "nb.ipynb", *cells))
-    return extract(nb, infer_request(nb))
+    return extract(nb, infer_request(nb), response_expression(nb))
 
 
 def test_magics_and_display_lines_are_dropped_and_reported(tmp_path: Path) -> None:

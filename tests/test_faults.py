@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, run_cli, wait_ready, write_notebook
+from tests.helpers import free_port, run_cli, wait_ready, write_notebook
 
 pytestmark = pytest.mark.slow
 

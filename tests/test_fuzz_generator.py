@@ -29,17 +29,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from promoter._build import format_python
 from promoter._extract import extract
-from promoter._notebook import read_notebook
+from promoter._notebook import class_prefix, read_notebook
 from promoter._parameters import infer_request
-from promoter._render import (
-    NotebookPlan,
-    ServiceOptions,
-    class_prefix,
-    format_python,
-    render_service,
-)
+from promoter._render import NotebookPlan, ServiceOptions, render_service, render_tests
 from promoter._response import infer_response
+from promoter._source import response_expression
 
 FUZZ = settings(
     max_examples=40,
@@ -289,7 +285,7 @@ def _check_service(work: Path, params: list[Param], private: str, sample: Any) -
         comment = param.comment.lstrip("#").strip()
         if comment and not comment.startswith(("type:", "noqa")):
             assert found.description == comment
-    extraction = extract(notebook, request)
+    extraction = extract(notebook, request, response_expression(notebook))
     response, _ = infer_response(
         sample, "builtins.object", class_prefix(notebook.stem), None, notebook.at()
     )
@@ -300,7 +296,8 @@ def _check_service(work: Path, params: list[Param], private: str, sample: Any) -
         version="0.1.0",
         command="promoter convert fuzz_case.ipynb -o .",
     )
-    files = render_service([NotebookPlan(notebook, request, response, extraction)], options)
+    plans = [NotebookPlan(notebook, request, response, extraction)]
+    files = {**render_service(plans, options), **render_tests(plans, options)}
     service = work / "service"
     for rel, text in files.items():
         (service / rel).parent.mkdir(parents=True, exist_ok=True)

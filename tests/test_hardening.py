@@ -12,7 +12,7 @@ from promoter import inspect
 from promoter._exceptions import CellSyntaxError, NotebookReadError, ParameterError
 from promoter._response import safe_attr
 from promoter._source import source_lines
-from tests.conftest import write_notebook
+from tests.helpers import write_notebook
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -95,7 +95,7 @@ def test_corpus_table_matches_expected_json() -> None:
 
 
 def test_generated_code_with_separators_parses(tmp_path: Path) -> None:
-    from promoter._render import codeindent
+    from promoter._filters import codeindent
 
     code = "text = 'a\u2028b'\nn = 1"
     indented = codeindent(code, 4)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_notebook
+from tests.helpers import run_cli, write_notebook
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import pytest
 
 from promoter import ContractError, NotebookReadError, UsageError
 from promoter._notebook import Role, read_notebook, route_for, snake_case
-from tests.conftest import EXAMPLES, write_notebook
+from tests.helpers import EXAMPLES, write_notebook
 
 
 def test_roles_follow_tags_then_position(tmp_path: Path) -> None:

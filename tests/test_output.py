@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 
 from promoter import EditedFileError, OutputError
-from promoter._output import LOCK_NAME, Lock, read_lock, write_service
+from promoter._output import LOCK_NAME, Lock, read_lock, staged
 
 
 def _write(out: Path, files: dict[str, str], force: bool = False) -> Path | None:
-    return write_service(out, files, lambda hashes: Lock("0", [], hashes), force=force)
+    with staged(out, force=force) as stage:
+        stage.write(files)
+        return stage.commit(lambda hashes: Lock("0", [], hashes))
 
 
 def test_first_write_records_hashes(tmp_path: Path) -> None:
@@ -62,10 +64,8 @@ def test_a_failing_build_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "svc"
     _write(out, {"app/main.py": "x = 1\n"})
 
-    def fail(build: Path) -> None:
+    with pytest.raises(OutputError), staged(out) as stage:
+        stage.write({"app/main.py": "x = 9\n"})
         raise OutputError("verification failed")
-
-    with pytest.raises(OutputError):
-        write_service(out, {"app/main.py": "x = 9\n"}, lambda h: Lock("0", [], h), finish=fail)
     assert (out / "app/main.py").read_text() == "x = 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["svc"]

@@ -4,8 +4,9 @@ import pytest
 
 from promoter import ParameterError
 from promoter._notebook import read_notebook
-from promoter._parameters import infer_request, request_json_schema, type_of_value
-from tests.conftest import EXAMPLES, write_notebook
+from promoter._parameters import infer_request, request_json_schema
+from promoter._types import type_of_value
+from tests.helpers import EXAMPLES, write_notebook
 
 PARAMS = """from typing import Annotated, Literal
 sepal_length: float = 5.1   # Sepal length in cm

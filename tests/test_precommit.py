@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, ROOT, git
+from tests.helpers import FIXTURES, ROOT, git
 
 
 def test_hook_manifest() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, FIXTURES
+from tests.helpers import EXAMPLES, FIXTURES
 
 
 def _pytest(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

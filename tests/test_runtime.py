@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from promoter._render import template_dir
-from tests.conftest import free_port, run_cli, wait_ready, write_notebook
+from promoter._resources import template_dir
+from tests.helpers import free_port, run_cli, wait_ready, write_notebook
 
 APP = template_dir() / "service" / "app"
 
@@ -36,7 +36,8 @@ APP = template_dir() / "service" / "app"
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[types.ModuleType]:
     """app/runtime.py imported as it is shipped, beside app/jsonable.py."""
-    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith("app")}
+    mine = [name for name in sys.modules if name == "app" or name.startswith("app.")]
+    saved = {name: sys.modules.pop(name) for name in mine}
     package = types.ModuleType("app")
     package.__path__ = [str(APP)]
     sys.modules["app"] = package

@@ -11,7 +11,7 @@ import httpx
 import nbformat
 import pytest
 
-from tests.conftest import free_port, write_notebook
+from tests.helpers import free_port, write_notebook
 
 pytestmark = pytest.mark.slow
 

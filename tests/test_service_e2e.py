@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from promoter._verify import first_difference
-from tests.conftest import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
+from tests.helpers import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,11 @@ import json, sys
 from promoter._execute import execute
 from promoter._notebook import read_notebook
 from promoter._parameters import infer_request
+from promoter._source import response_expression
 notebook = read_notebook(sys.argv[1])
 names = [p.name for p in infer_request(notebook).parameters]
-print(json.dumps(execute(notebook, names, json.loads(sys.argv[2])).response))
+run = execute(notebook, response_expression(notebook), names, json.loads(sys.argv[2]))
+print(json.dumps(run.response))
 """
 
 

@@ -1,0 +1,24 @@
+"""Files promoter ships besides its code: the service templates and the shared JSON converter.
+
+They load the same way from a source checkout (``templates/`` at the repository root) and from
+an installed wheel (``promoter/templates``, force-included at build time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["jsonable_source", "template_dir"]
+
+
+def template_dir() -> Path:
+    """The templates folder: inside the installed wheel, or at the root of a source checkout."""
+    packaged = Path(__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).parent.parent / "templates"
+
+
+def jsonable_source() -> str:
+    """The source of the JSON converter shared by the kernel capture and the service."""
+    return (template_dir() / "service" / "app" / "jsonable.py").read_text(encoding="utf-8")

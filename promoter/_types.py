@@ -1,0 +1,195 @@
+"""The type allow-list: which names a type expression from a notebook may use.
+
+Annotations in a notebook (request fields, the response cell) are notebook text. They reach
+generated code only after ``safe_annotation`` has checked them against this allow-list and
+re-emitted them from their syntax tree; literal defaults get their type from ``type_of_value``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from promoter._exceptions import Location, ParameterError
+
+__all__ = [
+    "CALLABLES",
+    "TYPE_NAMES",
+    "imports_for",
+    "model_imports",
+    "names_in",
+    "safe_annotation",
+    "type_of_value",
+]
+
+#: Names an annotation may use, and the module that provides each one (``None``: a builtin).
+TYPE_NAMES: dict[str, str | None] = {
+    **dict.fromkeys(
+        ["int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"]
+    ),
+    **dict.fromkeys(["Annotated", "Literal", "Optional", "Union", "Any"], "typing"),
+    **dict.fromkeys(
+        [
+            "Field",
+            "conint",
+            "confloat",
+            "constr",
+            "conlist",
+            "PositiveInt",
+            "NegativeInt",
+            "NonNegativeInt",
+            "NonPositiveInt",
+            "PositiveFloat",
+            "NegativeFloat",
+            "NonNegativeFloat",
+            "NonPositiveFloat",
+            "StrictInt",
+            "StrictFloat",
+            "StrictStr",
+            "StrictBool",
+            "HttpUrl",
+            "AnyUrl",
+        ],
+        "pydantic",
+    ),
+    **dict.fromkeys(["date", "datetime", "time", "timedelta"], "datetime"),
+    "Decimal": "decimal",
+    "UUID": "uuid",
+}
+#: The allowed names that may be called (``Field(ge=1)``, ``conint(gt=0)``).
+CALLABLES = frozenset({"Field", "conint", "confloat", "constr", "conlist"})
+_FORBIDDEN_FIELD_ARGS = {"default_factory", "validation_alias", "alias", "serialization_alias"}
+_ALLOWED_NODES = (
+    ast.Subscript,
+    ast.Tuple,
+    ast.List,
+    ast.Constant,
+    ast.BinOp,
+    ast.BitOr,
+    ast.UnaryOp,
+    ast.USub,
+    ast.Load,
+    ast.Call,
+    ast.keyword,
+    ast.Dict,
+)
+
+
+def type_of_value(value: Any) -> str:
+    """The Python type expression of a literal default.
+
+    Raises:
+        TypeError: The value has no JSON representation (bytes, complex, ...).
+    """
+    if value is None:
+        return "Any | None"
+    if isinstance(value, bool | int | float | str):
+        return type(value).__name__
+    if isinstance(value, list | set | frozenset):
+        return f"{type(value).__name__}[{_union(value)}]"
+    if isinstance(value, tuple):
+        if not value:
+            return "tuple[Any, ...]"
+        return "tuple[" + ", ".join(type_of_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return f"dict[{_union(value.keys())}, {_union(value.values())}]"
+    raise TypeError(f"{type(value).__name__} values cannot be sent as JSON")
+
+
+def _union(values: Any) -> str:
+    kinds = {type_of_value(v) for v in values}
+    if not kinds:
+        return "Any"
+    if {"int", "float"} <= kinds and "bool" not in kinds:
+        kinds.discard("int")
+    optional = "Any | None" in kinds
+    kinds.discard("Any | None")
+    text = " | ".join(sorted(kinds)) or "Any"
+    return f"{text} | None" if optional and kinds else text
+
+
+def safe_annotation(node: ast.expr, where: Location) -> str:
+    """Validate an annotation against the allow-list and re-emit it from its syntax tree.
+
+    Raises:
+        ParameterError: The annotation uses something outside the allow-list.
+    """
+    clean = _AnnotationChecker(where).visit(node)
+    return ast.unparse(clean)
+
+
+class _AnnotationChecker(ast.NodeTransformer):
+    """Accepts builtins, typing, pydantic and datetime types; rewrites ``typing.X`` to ``X``."""
+
+    def __init__(self, where: Location) -> None:
+        self.where = where
+
+    def _refuse(self, node: ast.AST, why: str) -> ParameterError:
+        return ParameterError(
+            f"unsupported annotation `{ast.unparse(node)}`: {why}",
+            location=self.where,
+            hint="use builtins (int, list[str], ...), typing (Annotated, Literal, Optional) "
+            "or pydantic types (Field(ge=..), PositiveInt, ...)",
+        )
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if not isinstance(node, _ALLOWED_NODES):
+            raise self._refuse(node, f"`{type(node).__name__}` is not allowed in a type")
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.BitOr):
+            raise self._refuse(node, "only `|` may combine types")
+        if isinstance(node, ast.Constant) and not isinstance(
+            node.value, str | int | float | bool | type(None)
+        ):
+            raise self._refuse(node, "only str, int, float, bool and None literals")
+        return super().generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in TYPE_NAMES:
+            raise self._refuse(node, f"`{node.id}` is not a known type")
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.attr in TYPE_NAMES:
+            return ast.copy_location(ast.Name(id=node.attr, ctx=ast.Load()), node)
+        raise self._refuse(node, "only `typing.X`, `pydantic.X` or `datetime.X` attributes")
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = self.visit(node.func)
+        if not isinstance(func, ast.Name) or func.id not in CALLABLES:
+            raise self._refuse(node, "only Field(...), conint(...) and similar calls")
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg in _FORBIDDEN_FIELD_ARGS:
+                raise self._refuse(node, f"the argument `{kw.arg or '**'}` is not supported")
+        node.func = func
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+
+def names_in(node: ast.expr) -> set[str]:
+    """The allow-listed names an annotation's syntax tree uses."""
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    return names & set(TYPE_NAMES)
+
+
+def imports_for(names: set[str]) -> dict[str, tuple[str, ...]]:
+    """The modules that provide ``names``, each with the names used from it, sorted."""
+    modules: dict[str, list[str]] = {}
+    for name in sorted(names):
+        module = TYPE_NAMES[name]
+        if module is not None:
+            modules.setdefault(module, []).append(name)
+    return {m: tuple(ns) for m, ns in sorted(modules.items())}
+
+
+def model_imports(annotations: list[str]) -> dict[str, list[str]]:
+    """The non-pydantic modules that type expressions (already validated) need, sorted."""
+    words = set(re.findall(r"[A-Za-z_]\w*", " ".join(annotations)))
+    modules: dict[str, list[str]] = {}
+    for name in sorted(words):
+        module = TYPE_NAMES.get(name)
+        if module not in (None, "pydantic"):
+            modules.setdefault(str(module), []).append(name)
+    return dict(sorted(modules.items()))

@@ -1,0 +1,62 @@
+"""``_verify``: the generated pipeline, run in a fresh process, reproduces the notebook."""
+
+from pathlib import Path
+
+import pytest
+
+from promoter import VerificationError
+from promoter._notebook import read_notebook
+from promoter._verify import first_difference, verify_service
+from tests.helpers import write_notebook
+
+
+def test_first_difference_names_the_path() -> None:
+    assert first_difference({"a": [1, 2.0]}, {"a": [1, 2.0 + 1e-12]}) is None
+    assert first_difference({"a": [1, 3]}, {"a": [1, 2]}) == "response['a'][1]: 3 != 2"
+    assert "keys" in (first_difference({"a": 1}, {"b": 1}) or "")
+    assert first_difference([1], [1, 2]) == "response: 1 items != 2"
+
+
+def _service(tmp_path: Path, body: str) -> Path:
+    folder = tmp_path / "svc"
+    (folder / "app").mkdir(parents=True)
+    (folder / "app/__init__.py").write_text("")
+    (folder / "app/jsonable.py").write_text("def to_jsonable(v):\n    return v\n")
+    (folder / "app/models.py").write_text(
+        "from pydantic import BaseModel, RootModel\n"
+        "class NbRequest(BaseModel):\n    x: int = 1\n"
+        "class NbResponse(RootModel[dict[str, int]]):\n    pass\n"
+    )
+    (folder / "app/pipeline.py").write_text(
+        "def setup():\n    pass\n\n\ndef run(request):\n    # cell 1 (id c1)\n" + body
+    )
+    return folder
+
+
+def test_verify_compares_the_answer_and_the_model(tmp_path: Path) -> None:
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': x}", ["response"]),
+        )
+    )
+    folder = _service(tmp_path, "    return {'x': request.x}\n")
+    [same] = verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
+    assert same.matches and same.difference is None and same.model_error is None
+    [other] = verify_service(folder, [(nb, "app", "NbResponse", {"x": 2})])
+    assert not other.matches and other.difference == "response['x']: 1 != 2"
+
+
+def test_a_failing_pipeline_names_the_cell(tmp_path: Path) -> None:
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': 1 / 0}", ["response"]),
+        )
+    )
+    folder = _service(tmp_path, "    return {'x': 1 / 0}\n")
+    with pytest.raises(VerificationError, match="ZeroDivisionError") as caught:
+        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
+    assert caught.value.location.cell_index == 1
