@@ -58,7 +58,7 @@ _SETTINGS = {
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
 JSON_PATH = re.compile(r'\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*')
-_EXECUTION_MODES = ("thread", "inline")
+_EXECUTION_MODES = ("thread", "inline", "process")
 
 
 class Role(StrEnum):
@@ -105,6 +105,7 @@ class Settings:
     timeout: float = 30.0
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
+    #: "process": in worker processes (pebble) that are killed past the timeout.
     execution: str = "thread"
     #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
     #: request examples).
@@ -484,7 +485,8 @@ def _settings(path: Path, node: Any) -> Settings:
         raise ContractError(
             f"metadata.promoter.execution {execution!r} is not one of {list(_EXECUTION_MODES)}",
             location=where,
-            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
+            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code; '
+            '"process" runs the code in worker processes that a timeout kills',
         )
     return Settings(
         route=route,

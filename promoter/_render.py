@@ -22,7 +22,7 @@ from promoter._filters import FILTERS
 from promoter._notebook import Cell, Notebook
 from promoter._parameters import RequestSchema
 from promoter._pins import installed_version, service_dependencies, testing_dependencies
-from promoter._resources import jsonable_source, template_dir
+from promoter._resources import jsonable_source, runtime_source, template_dir
 from promoter._response import ResponseSchema, safe_attr
 from promoter._types import TYPE_NAMES, model_imports
 
@@ -65,7 +65,6 @@ class ServiceOptions:
     version: str
     command: str
     k8s: bool = False
-    max_body_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,12 @@ class NotebookView:
     extraction: Extraction
     #: ``None``: "inline" execution, on the event loop, without a timeout.
     timeout: float | None
+    #: "thread", "inline" or "process" (``metadata.promoter.execution``).
+    execution: str
+    #: The notebook's ``metadata.promoter.timeout`` (the route's default; settings override it).
+    settings_timeout: float
+    #: The notebook file's sha256 (served by ``GET /version``).
+    sha256: str
     golden: bool
     #: A field whose type rejects a JSON object (for the generated 422 test), if any.
     typed_probe: str | None
@@ -129,7 +134,6 @@ class ServiceView:
     version: str
     command: str
     k8s: bool
-    max_body_bytes: int
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str
@@ -150,6 +154,7 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
         "app/__init__.py": _render("app/__init__.py.j2", service),
         "app/main.py": _render("app/main.py.j2", service),
         "app/jsonable.py": jsonable_source(),
+        "app/runtime.py": runtime_source(),
     }
     for nb in service.notebooks:
         if not single:
@@ -233,7 +238,10 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         pipeline_alias="pipeline" if single else f"{slug}_pipeline",
         function=slug,
         extraction=plan.extraction,
-        timeout=nb.settings.timeout if nb.settings.execution == "thread" else None,
+        timeout=nb.settings.timeout if nb.settings.execution != "inline" else None,
+        execution=nb.settings.execution,
+        settings_timeout=nb.settings.timeout,
+        sha256=nb.content_hash,
         golden=plan.golden,
         typed_probe=_typed_probe(parameters),
     )
