@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import Location, UsageError
 from promoter._extract import Dropped, Extraction, extract
+from promoter._files import DataFile, data_files
 from promoter._notebook import Notebook, Role, read_notebook
 from promoter._parameters import RequestSchema, infer_request, request_json_schema
 from promoter._response import ResponseSchema, infer_response
@@ -56,6 +57,7 @@ class Inspection:
         execution: The papermill run (``None`` when not executed).
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
+        files: The data files that travel with the service (found when run).
     """
 
     notebook: Notebook
@@ -66,6 +68,7 @@ class Inspection:
     execution: Execution | None = None
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
+    files: tuple[DataFile, ...] = ()
 
     @property
     def dropped(self) -> tuple[Dropped, ...]:
@@ -73,27 +76,39 @@ class Inspection:
         return self.extraction.dropped
 
     def execute(
-        self, *, timeout: float | None = 600, on_progress: ProgressCallback | None = None
+        self,
+        *,
+        timeout: float | None = 600,
+        on_progress: ProgressCallback | None = None,
+        all_cells: bool = False,
     ) -> Inspection:
-        """Run the notebook with papermill and infer its response schema.
+        """Run the promoted cells with papermill, infer the response schema, find data files.
 
         Args:
             timeout: Seconds any one cell may run.
             on_progress: Called with (notebook, cells done, cells in all) while it runs.
+            all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
 
         Returns:
             This inspection, completed with the run, the response schema and their warnings.
 
         Raises:
-            PromoterError: A cell failed, or the answer cannot become JSON; names cell and line.
+            PromoterError: A cell failed, the answer cannot become JSON, or a data file cannot
+                travel; names cell and line.
         """
         from promoter._execute import execute
 
         notebook = self.notebook
         names = [p.name for p in self.request.parameters]
         execution = execute(
-            notebook, self.expression, names, timeout=timeout, on_progress=on_progress
+            notebook,
+            self.expression,
+            names,
+            timeout=timeout,
+            on_progress=on_progress,
+            all_cells=all_cells,
         )
+        files = data_files(notebook, execution.files_read, execution.files_outside)
         response, found = infer_response(
             execution.response,
             execution.kind,
@@ -108,6 +123,7 @@ class Inspection:
             execution=execution,
             warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
             papermill_types=_papermill_types(notebook),
+            files=files,
         )
 
     def plan(self) -> NotebookPlan:
@@ -116,7 +132,9 @@ class Inspection:
 
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
-        return NotebookPlan(self.notebook, self.request, self.response, self.extraction)
+        return NotebookPlan(
+            self.notebook, self.request, self.response, self.extraction, files=self.files
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the inspection as JSON-compatible data (``inspect --json``, REST API)."""
@@ -147,6 +165,7 @@ class Inspection:
             "sample_response": self.response.sample if self.response else None,
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for d in self.dropped],
+            "files": [f.path for f in self.files],
             "kernel_seconds": round(self.execution.seconds, 3) if self.execution else None,
         }
 
@@ -172,6 +191,11 @@ class Conversion:
     backup: Path | None
     kernel_seconds: float
     seconds: float
+
+    @property
+    def data_files(self) -> list[str]:
+        """The data files copied into the service (relative to ``out_dir``), sorted."""
+        return sorted({f.path for i in self.inspections for f in i.files})
 
     @property
     def routes(self) -> list[str]:
@@ -209,6 +233,7 @@ class Conversion:
         return {
             "out_dir": str(self.out_dir),
             "files": list(self.files),
+            "data_files": self.data_files,
             "routes": self.routes,
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for i in self.inspections for d in i.dropped],
@@ -273,6 +298,7 @@ def convert(
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
     """
     from promoter._build import build_service, service_options
+    from promoter._output import check_destination
 
     begin = time.perf_counter()
     if not paths:
@@ -283,6 +309,7 @@ def convert(
             hint="use lower-case letters, digits and dashes, e.g. churn-score",
         )
     out = Path(out_dir)
+    check_destination(out, force=force)  # before any notebook runs
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
@@ -335,10 +362,13 @@ def _papermill_types(notebook: Notebook) -> dict[str, str]:
     """papermill's own view of the parameters (its inspection is the baseline we extend)."""
     from papermill.translators import papermill_translators
 
+    from promoter._execute import quiet_papermill
+
     cell = notebook.node.cells[notebook.parameters_cell.index]
     try:
         translator = papermill_translators.find_translator("python3", "python")
-        found = translator.inspect(cell)
+        with quiet_papermill():  # "Unable to parse line 2" for what its parser does not read
+            found = translator.inspect(cell)
     except Exception:  # papermill's parser is best-effort; ours is authoritative
         return {}
     return {p.name: p.inferred_type_name for p in found}

@@ -10,6 +10,7 @@ Each template renders once; nothing reaches the destination unless every step su
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,8 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from promoter._exceptions import ContractError
+from promoter._files import DataFile
 from promoter._notebook import Notebook
-from promoter._output import Lock, staged
+from promoter._output import LOCK_NAME, Lock, staged
 from promoter._render import NotebookPlan, ServiceOptions, render_service, render_tests
 from promoter._verify import Fidelity, verify_service
 
@@ -65,9 +68,16 @@ def build_service(
         VerificationError: The generated code fails where the notebook did not.
         EditedFileError: The user edited generated files and ``force`` is false.
         OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
+        ContractError: Two notebooks' data files, or a data file and a generated file, share
+            a path.
     """
+    files = _data_files(plans)
+    options = replace(options, data_copies=_docker_copies(files))
     with staged(out_dir, force=force) as stage:
-        stage.write(render_service(plans, options))
+        rendered = render_service(plans, options)
+        _check_collisions(files, rendered)
+        stage.write(rendered)
+        stage.copy({f.path: f.source for f in files})
         fidelity = verify_service(
             stage.path, [_verification(p, len(plans)) for p in plans], timeout
         )
@@ -78,6 +88,39 @@ def build_service(
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup)
+
+
+def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
+    """Every notebook's data files; one path may come from two notebooks only if equal."""
+    found: dict[str, tuple[DataFile, Notebook]] = {}
+    for plan in plans:
+        for file in plan.files:
+            seen = found.setdefault(file.path, (file, plan.notebook))
+            if seen[0] is not file and seen[0].source.read_bytes() != file.source.read_bytes():
+                raise ContractError(
+                    f"{seen[1].path.name} and {plan.notebook.path.name} both read a data file "
+                    f"{file.path}, with different contents",
+                    location=plan.notebook.at(),
+                    hint="a service has one folder: rename one of the files",
+                )
+    return [file for file, _ in found.values()]
+
+
+def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
+    for file in files:
+        top = file.path.split("/")[0]
+        if file.path in rendered or top in ("app", "tests", LOCK_NAME):
+            raise ContractError(
+                f"the notebook reads a data file {file.path}, a path the generated service uses "
+                "for its own files",
+                hint="move the file into a folder of its own (e.g. data/) and read it there",
+            )
+
+
+def _docker_copies(files: list[DataFile]) -> tuple[str, ...]:
+    """``COPY`` arguments (JSON form: paths may hold spaces) for each top-level data entry."""
+    tops = sorted({f.path.split("/")[0] for f in files})
+    return tuple(json.dumps([top, f"./{top}"]) for top in tops)
 
 
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
@@ -135,7 +178,10 @@ def relative_path(path: Path, start: Path) -> str:
 
 
 def format_python(folder: Path) -> None:
-    """Sort imports and format every Python file under ``folder`` with ruff."""
+    """Sort imports and format every Python file under ``folder`` with ruff.
+
+    ``--no-cache``: ruff would otherwise leave a ``.ruff_cache`` in the user's working folder.
+    """
     files = [str(p) for p in folder.rglob("*.py")]
     if not files:
         return
@@ -144,8 +190,12 @@ def format_python(folder: Path) -> None:
         ["--config", str(folder / "pyproject.toml")] if (folder / "pyproject.toml").exists() else []
     )
     subprocess.run(
-        [*ruff, "check", "--quiet", "--select", "I", "--fix", *config, *files],
+        [*ruff, "check", "--no-cache", "--quiet", "--select", "I", "--fix", *config, *files],
         check=False,
         capture_output=True,
     )
-    subprocess.run([*ruff, "format", "--quiet", *config, *files], check=False, capture_output=True)
+    subprocess.run(
+        [*ruff, "format", "--no-cache", "--quiet", *config, *files],
+        check=False,
+        capture_output=True,
+    )

@@ -196,6 +196,7 @@ def check_notebook(
     services: ServiceIndex | None = None,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
+    all_cells: bool = False,
 ) -> NotebookResult:
     """Run every check on one notebook.
 
@@ -209,6 +210,8 @@ def check_notebook(
         timeout: Seconds any one cell may run (a slower cell fails the notebook as timed
             out); the generated service's own run gets the same limit.
         on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
+        all_cells: Run every cell, ``skip`` cells and those after ``response`` too (by
+            default only the promoted cells run).
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
@@ -228,7 +231,7 @@ def check_notebook(
     else:
         run.outcomes.append(Outcome("contract", Status.PASSED))
         run.warnings = [str(w) for w in static.warnings]
-        _execute_and_build(run, static, timeout, on_progress)
+        _execute_and_build(run, static, timeout, on_progress, all_cells)
     run.outcomes.append(_drift(path, services))
     return NotebookResult(
         path,
@@ -256,10 +259,14 @@ class _Run:
 
 
 def _execute_and_build(
-    run: _Run, static: Inspection, timeout: float | None, on_progress: ProgressCallback | None
+    run: _Run,
+    static: Inspection,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+    all_cells: bool,
 ) -> None:
     try:
-        inspection = static.execute(timeout=timeout, on_progress=on_progress)
+        inspection = static.execute(timeout=timeout, on_progress=on_progress, all_cells=all_cells)
     except PromoterError as exc:
         run.executed = exc.executed
         run.fail("execute", exc)
@@ -400,6 +407,7 @@ def check(
     timeout: float | None = 600,
     exclude: Sequence[str] = (),
     skip_untagged: bool = False,
+    all_cells: bool = False,
     on_start: Callable[[list[Path]], None] | None = None,
     on_progress: ProgressCallback | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
@@ -412,6 +420,7 @@ def check(
         timeout: Seconds any one cell may run.
         exclude: gitignore-style globs of files and folders to leave out.
         skip_untagged: Skip named notebooks without promoter tags too (found ones always are).
+        all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
         on_start: Called with the notebooks to check, before any runs.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         on_result: Called with each notebook's result as soon as it is known.
@@ -435,7 +444,7 @@ def check(
             )
             if on_result is not None:
                 on_result(results[path])
-    job = _Job(Path.cwd(), find_services([*paths, *_cwd_repository()]), timeout)
+    job = _Job(Path.cwd(), find_services([*paths, *_cwd_repository()]), timeout, all_cells)
     results.update(_check_all(job, todo, jobs, on_progress, on_result))
     ordered = tuple(results[p] for p, _ in found)
     return CheckReport(ordered, time.perf_counter() - begin, jobs)
@@ -448,12 +457,17 @@ class _Job:
     cwd: Path
     services: ServiceIndex
     timeout: float | None
+    all_cells: bool = False
 
     def __call__(self, path: Path, on_progress: ProgressCallback | None) -> NotebookResult:
         os.chdir(self.cwd)  # paths are relative to where the user ran the check
         try:
             return check_notebook(
-                path, services=self.services, timeout=self.timeout, on_progress=on_progress
+                path,
+                services=self.services,
+                timeout=self.timeout,
+                on_progress=on_progress,
+                all_cells=self.all_cells,
             )
         except Exception as exc:  # a promoter bug must not hide the other notebooks' results
             return _internal_error(path, exc)

@@ -234,6 +234,9 @@ def _show_conversion(result: Conversion) -> None:
     console.print(f"  the service {status} the notebook's default answer")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
+    if result.data_files:
+        shown = ", ".join(result.data_files)
+        console.print(f"  data files copied (the notebook reads them): {_escape(shown)}")
     console.print(
         f"  {len(result.files)} files in {result.seconds:.1f} s "
         f"({result.kernel_seconds:.1f} s running notebooks)"
@@ -313,6 +316,14 @@ OutputFormat = Annotated[
         help="text: summary table; github: GitHub Actions annotations, then the table.",
     ),
 ]
+AllCells = Annotated[
+    bool,
+    typer.Option(
+        "--all-cells",
+        help="Run every cell, `skip` cells and those after `response` too (by default only "
+        "what is promoted runs).",
+    ),
+]
 JunitXml = Annotated[
     Path | None,
     typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
@@ -334,6 +345,7 @@ def check(
     timeout: Timeout = 600,
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
+    all_cells: AllCells = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
@@ -360,6 +372,7 @@ def check(
                 timeout=timeout,
                 exclude=exclude or [],
                 skip_untagged=skip_untagged,
+                all_cells=all_cells,
                 **hooks,
             ),
         )

@@ -37,7 +37,7 @@ TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 _ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout", "execution"}
+_SETTINGS = {"route", "name", "version", "timeout", "execution", "files", "max_file_mb"}
 _EXECUTION_MODES = ("thread", "inline")
 
 
@@ -86,6 +86,11 @@ class Settings:
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
     execution: str = "thread"
+    #: Globs (relative to the notebook's folder) of data files that travel with the service
+    #: besides those the default run was seen reading (files only other parameters read).
+    files: tuple[str, ...] = ()
+    #: The largest data file that may travel with the service, in megabytes.
+    max_file_mb: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -401,22 +406,7 @@ def _settings(path: Path, node: Any) -> Settings:
             location=where,
             hint=f"known keys: {sorted(_SETTINGS)}",
         )
-    route = raw.get("route")
-    if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
-        raise ContractError(
-            f"metadata.promoter.route {route!r} is not a valid route",
-            location=where,
-            hint="use a path like /churn_score (letters, digits, _ and -)",
-        )
-    name = raw.get("name")
-    if name is not None and (
-        not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)
-    ):
-        raise ContractError(
-            f"metadata.promoter.name {name!r} is not a valid service name",
-            location=where,
-            hint="use lower-case letters, digits and dashes, e.g. churn-score",
-        )
+    route, name = _route_and_name(raw, where)
     version = raw.get("version", "0.1.0")
     if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z.\-+]+$", version):
         raise ContractError(
@@ -438,8 +428,61 @@ def _settings(path: Path, node: Any) -> Settings:
             hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
         )
     return Settings(
-        route=route, name=name, version=version, timeout=float(timeout), execution=execution
+        route=route,
+        name=name,
+        version=version,
+        timeout=float(timeout),
+        execution=execution,
+        files=_file_globs(raw.get("files", []), where),
+        max_file_mb=_max_file_mb(raw.get("max_file_mb", 200.0), where),
     )
+
+
+def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, str | None]:
+    route = raw.get("route")
+    if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
+        raise ContractError(
+            f"metadata.promoter.route {route!r} is not a valid route",
+            location=where,
+            hint="use a path like /churn_score (letters, digits, _ and -)",
+        )
+    name = raw.get("name")
+    if name is not None and (
+        not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)
+    ):
+        raise ContractError(
+            f"metadata.promoter.name {name!r} is not a valid service name",
+            location=where,
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
+    return route, name
+
+
+def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise ContractError(
+            f"metadata.promoter.files {globs!r} must be a list of glob strings",
+            location=where,
+            hint='e.g. ["data/*.csv", "models/**/*.joblib"], relative to the notebook\'s folder',
+        )
+    for glob in globs:
+        if glob.startswith(("/", "\\")) or ".." in Path(glob).parts:
+            raise ContractError(
+                f"metadata.promoter.files glob {glob!r} leaves the notebook's folder",
+                location=where,
+                hint="only files under the notebook's folder travel with the service; read "
+                "others from a mounted volume or object storage",
+            )
+    return tuple(globs)
+
+
+def _max_file_mb(limit: Any, where: Location) -> float:
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+        raise ContractError(
+            f"metadata.promoter.max_file_mb {limit!r} must be a positive number of megabytes",
+            location=where,
+        )
+    return float(limit)
 
 
 def cell_file_line(path: Path, cell_index: int | None) -> int | None:

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from promoter._extract import Extraction
+from promoter._files import DataFile
 from promoter._filters import FILTERS
 from promoter._notebook import Cell, Notebook
 from promoter._parameters import RequestSchema
@@ -43,6 +44,7 @@ class NotebookPlan:
 
     Attributes:
         golden: Whether the notebook's answer is reproducible (the golden test compares it).
+        files: The data files that travel with the service.
     """
 
     notebook: Notebook
@@ -50,6 +52,7 @@ class NotebookPlan:
     response: ResponseSchema
     extraction: Extraction
     golden: bool = True
+    files: tuple[DataFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class ServiceOptions:
     command: str
     k8s: bool = False
     max_body_bytes: int = 1_048_576
+    #: The Dockerfile's ``COPY`` arguments (JSON arrays) that ship the data files.
+    data_copies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class ServiceView:
     command: str
     k8s: bool
     max_body_bytes: int
+    data_copies: tuple[str, ...]
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str

@@ -144,7 +144,57 @@ class _AnnotationChecker(ast.NodeTransformer):
             raise self._refuse(node, "only str, int, float, bool and None literals")
         return super().generic_visit(node)
 
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if not isinstance(node.value, str):
+            return self.generic_visit(node)
+        # A string in a type is a forward reference, which pydantic resolves only when the
+        # model is first used (and then fails: `"Widget"` is not defined). Read it as the type
+        # it names, under the same allow-list (`"NoneType"` -> None, `"int"` -> int).
+        try:
+            named = ast.parse(node.value.strip(), mode="eval").body
+        except SyntaxError:
+            raise self._refuse(node, "the string is not a type expression") from None
+        if isinstance(named, ast.Constant) and isinstance(named.value, str):
+            raise self._refuse(node, "a string inside a string")
+        found: ast.AST = self.visit(named)
+        return ast.copy_location(found, node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        value = self.visit(node.value)
+        if isinstance(value, ast.Name) and value.id == "Literal":
+            node.value = value
+            return self._literal_values(node)
+        node.value = value
+        if isinstance(value, ast.Name) and value.id == "Annotated":
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            items[0] = self.visit(items[0])  # the type; the rest is metadata
+            for index, item in enumerate(items[1:], start=1):
+                items[index] = self._metadata(item)
+            return node
+        node.slice = self.visit(node.slice)
+        return node
+
+    def _literal_values(self, node: ast.Subscript) -> ast.AST:
+        for item in ast.walk(node.slice):
+            if not isinstance(item, ast.Constant | ast.Tuple | ast.Load | ast.UnaryOp | ast.USub):
+                raise self._refuse(item, "Literal[...] takes literal values only")
+        return node
+
+    def _metadata(self, node: ast.expr) -> ast.expr:
+        """Annotated metadata and call arguments: literal data (strings are text), or types."""
+        if _is_literal(node):
+            return node  # Annotated[int, "a note"], Field("x", examples=["a"])
+        result = self.visit(node)
+        assert isinstance(result, ast.expr)
+        return result
+
+    def visit_keyword(self, node: ast.keyword) -> ast.AST:
+        node.value = self._metadata(node.value)
+        return node
+
     def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id == "NoneType":  # type(None): pydantic does not know the name
+            return ast.copy_location(ast.Constant(value=None), node)
         if node.id not in TYPE_NAMES:
             raise self._refuse(node, f"`{node.id}` is not a known type")
         return node
@@ -162,9 +212,17 @@ class _AnnotationChecker(ast.NodeTransformer):
             if kw.arg is None or kw.arg in _FORBIDDEN_FIELD_ARGS:
                 raise self._refuse(node, f"the argument `{kw.arg or '**'}` is not supported")
         node.func = func
-        node.args = [self.visit(a) for a in node.args]
+        node.args = [self._metadata(a) for a in node.args]
         node.keywords = [self.visit(k) for k in node.keywords]
         return node
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def names_in(node: ast.expr) -> set[str]:

@@ -1,0 +1,166 @@
+"""The data files a notebook reads, which travel with its service.
+
+They are observed, not guessed: the copy of the notebook that papermill runs starts with a cell
+that installs a PEP 578 audit hook (``sys.addaudithook``) in the kernel. The hook sees every
+``open`` event, whatever library opens the file (``pd.read_csv(path + "x.csv")``, ``np.load``,
+``joblib.load``, ``Path.read_text``), and records the files under the notebook's folder opened
+for reading, and relative paths that leave it. ``metadata.promoter.files`` adds globs for files
+that only other parameters read. The files are copied into the service under the same relative
+layout; the service runs with its folder as working directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from promoter._exceptions import ContractError
+from promoter._notebook import Cell, Notebook
+
+__all__ = ["OBSERVER_CELL_ID", "DataFile", "data_files", "observed_code", "observer_code"]
+
+#: The id of the injected first cell that installs the audit hook.
+OBSERVER_CELL_ID = "promoter-observe-files"
+_STATE = "__promoter_files__"
+_IGNORED_PARTS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
+_IGNORED_SUFFIXES = frozenset({".py", ".pyc", ".ipynb"})
+_ELSEWHERE = (
+    "a service carries only the files under its notebook's folder: move the file there, or "
+    "read it at run time from a mounted volume or object storage (a path or URL from a setting)"
+)
+
+# Runs in the kernel. The hook must be cheap (it sees every import) and must never raise.
+# A path first opened for writing is the notebook's own output, not an input.
+_OBSERVER = """\
+# Injected by promoter: record the data files the notebook reads (not part of the notebook).
+def __promoter_observe__():
+    import os, sys
+    root = os.getcwd()
+    prefix = os.path.join(root, "")
+    creates = os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    seen, outside = {}, {}
+    shell = get_ipython()
+
+    def hook(event, args):
+        if event != "open" or isinstance(args[0], int):
+            return
+        try:
+            given = os.fsdecode(args[0])
+            full = os.path.normpath(os.path.join(os.getcwd(), given))
+            flags = args[2] or 0
+            reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
+            if full.startswith(prefix):
+                seen.setdefault(os.path.relpath(full, root), (reading, shell.execution_count))
+            elif reading and not os.path.isabs(given):
+                outside.setdefault(given, shell.execution_count)
+        except Exception:
+            pass
+
+    sys.addaudithook(hook)
+    return seen, outside
+
+
+STATE = __promoter_observe__()
+del __promoter_observe__
+""".replace("STATE", _STATE)
+
+
+def observer_code() -> str:
+    """The source of the injected first cell that installs the audit hook."""
+    return _OBSERVER
+
+
+def observed_code() -> str:
+    """An expression (in the kernel) of what was observed: JSON-native data for the capture."""
+    return (
+        f"{{'read': {{p: c for p, (r, c) in {_STATE}[0].items() if r}}, "
+        f"'outside': dict({_STATE}[1])}}"
+    )
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file that travels with the service.
+
+    Attributes:
+        path: Where it is, relative to the notebook's folder and to the service folder (POSIX).
+        source: The file on disk.
+        size: Its size in bytes.
+    """
+
+    path: str
+    source: Path
+    size: int
+
+
+def data_files(
+    notebook: Notebook,
+    read: dict[str, int | None],
+    outside: dict[str, int | None],
+) -> tuple[DataFile, ...]:
+    """The data files of ``notebook``: those its run read, plus its ``files`` globs.
+
+    Args:
+        notebook: The notebook (its folder is the root of the layout).
+        read: Paths the run opened for reading, relative to the notebook's folder, each with
+            the index of the cell that first opened it (``None`` when unknown).
+        outside: Relative paths the run read that lead outside the folder, with their cell.
+
+    Raises:
+        ContractError: A file is outside the notebook's folder, too large, or a glob matches
+            nothing.
+    """
+    if outside:
+        given, cell_index = next(iter(outside.items()))
+        raise ContractError(
+            f"the notebook reads {given!r}, which is outside its folder "
+            f"{notebook.path.parent.resolve()}",
+            location=notebook.at(_cell(notebook, cell_index)),
+            hint=_ELSEWHERE,
+        )
+    root = notebook.path.parent.resolve()
+    found: dict[str, tuple[Path, int | None]] = {}
+    for rel, cell_index in read.items():
+        source = root / rel
+        if _travels(rel) and source.is_file():
+            found.setdefault(Path(rel).as_posix(), (source, cell_index))
+    for rel, source in _globbed(notebook, root):
+        found.setdefault(rel, (source, None))
+    limit = int(notebook.settings.max_file_mb * 1024 * 1024)
+    files = []
+    for rel, (source, cell_index) in sorted(found.items()):
+        size = source.stat().st_size
+        if size > limit:
+            raise ContractError(
+                f"the data file {rel} is {size / 1048576:.0f} MB, over the "
+                f"{notebook.settings.max_file_mb:g} MB a service carries",
+                location=notebook.at(_cell(notebook, cell_index)),
+                hint="read it at run time from a mounted volume or object storage, or raise "
+                "metadata.promoter.max_file_mb",
+            )
+        files.append(DataFile(rel, source, size))
+    return tuple(files)
+
+
+def _travels(rel: str) -> bool:
+    path = Path(rel)
+    return not (_IGNORED_PARTS & set(path.parts) or path.suffix in _IGNORED_SUFFIXES)
+
+
+def _globbed(notebook: Notebook, root: Path) -> list[tuple[str, Path]]:
+    matches = []
+    for glob in notebook.settings.files:
+        hits = [p for p in sorted(root.glob(glob)) if p.is_file()]
+        hits = [p for p in hits if p.resolve() != notebook.path.resolve()]
+        if not hits:
+            raise ContractError(
+                f"metadata.promoter.files glob {glob!r} matches no file",
+                location=notebook.at(),
+                hint=f"globs are relative to the notebook's folder {root}",
+            )
+        matches += [(p.relative_to(root).as_posix(), p) for p in hits]
+    return matches
+
+
+def _cell(notebook: Notebook, index: int | None) -> Cell | None:
+    return next((c for c in notebook.cells if c.index == index), None)

@@ -1,0 +1,190 @@
+"""Data files travel with the service: observed in the run, copied, shipped, read in place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+import promoter
+from promoter import ContractError
+from tests.helpers import run_cli, write_notebook
+
+SETUP_READS = """\
+import joblib
+import pandas as pd
+
+path = "data/"
+table = pd.read_csv(path + "x.csv")
+model = joblib.load("models/m.joblib")
+"""
+
+
+def _project(root: Path) -> Path:
+    """A notebook folder with a CSV and a joblib model, read through relative paths."""
+    import joblib
+    import pandas as pd
+
+    (root / "data").mkdir(parents=True)
+    (root / "models").mkdir()
+    pd.DataFrame({"v": [1.5, 2.5, 4.0], "name": ["a", "b", "c"]}).to_csv(
+        root / "data" / "x.csv", index=False
+    )
+    joblib.dump({"weight": 0.25, "bias": 1.0}, root / "models" / "m.joblib")
+    (root / "unused.csv").write_text("never,read\n")
+    return write_notebook(
+        root / "scores.ipynb",
+        ("markdown", "# Scores\n\nScores from a table and a model on disk.", []),
+        ("code", SETUP_READS, []),
+        ("code", "k = 2  # multiplier", ["parameters"]),
+        ("code", "total = float(table['v'].sum()) * k * model['weight'] + model['bias']", []),
+        ("code", "{'total': total, 'rows': len(table)}", ["response"]),
+    )
+
+
+@pytest.mark.slow
+def test_a_converted_service_carries_its_data_and_answers_after_a_move(
+    tmp_path: Path, serve_folder
+) -> None:
+    project = tmp_path / "project"
+    notebook = _project(project)
+    out = tmp_path / "built" / "service"
+    shown = run_cli("inspect", notebook.name, "--json", cwd=project)
+    assert shown.returncode == 0, shown.output
+    expected = json.loads(shown.stdout)["sample_response"]
+    assert json.loads(shown.stdout)["files"] == ["data/x.csv", "models/m.joblib"]
+
+    result = run_cli("convert", notebook.name, "-o", out, cwd=project)
+
+    assert result.returncode == 0, result.output
+    assert "data files copied" in result.stdout and "models/m.joblib" in result.stdout
+    assert (out / "data" / "x.csv").read_bytes() == (project / "data" / "x.csv").read_bytes()
+    assert (out / "models" / "m.joblib").is_file()
+    assert not (out / "unused.csv").exists()
+    lock = json.loads((out / "promoter.lock.json").read_text())
+    assert {"data/x.csv", "models/m.joblib"} <= set(lock["files"])
+    dockerfile = (out / "Dockerfile").read_text()
+    assert 'COPY ["data", "./data"]' in dockerfile
+    assert 'COPY ["models", "./models"]' in dockerfile
+
+    moved = tmp_path / "elsewhere" / "service"
+    moved.parent.mkdir()
+    shutil.move(out, moved)
+    project.rename(tmp_path / "project-gone")
+    server = serve_folder(moved)  # uvicorn with cwd = the moved folder
+    answer = httpx.post(server.url + "/scores", json={}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == expected
+    other = httpx.post(server.url + "/scores", json={"k": 4}, timeout=30)
+    assert other.json() == {"total": 8.0 * 4 * 0.25 + 1.0, "rows": 3}
+
+
+def test_every_way_of_reading_is_observed_and_outputs_are_not(tmp_path: Path) -> None:
+    import numpy as np
+
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "words.txt").write_text("alpha beta gamma")
+    np.save(tmp_path / "inputs" / "vector.npy", np.arange(4))
+    (tmp_path / "explore.csv").write_text("only,a,skip,cell,reads,this\n")
+    notebook = write_notebook(
+        tmp_path / "reader.ipynb",
+        ("code", "import numpy as np\nfrom pathlib import Path", []),
+        ("code", "words = Path('inputs', 'words.txt').read_text().split()", []),
+        ("code", "vector = np.load('inputs/vector.npy')", []),
+        ("code", "open('explore.csv').read()", ["skip"]),
+        ("code", "n = 1", ["parameters"]),
+        ("code", "Path('scratch.txt').write_text('x')\nback = open('scratch.txt').read()", []),
+        ("code", "{'words': words[:n], 'sum': int(vector.sum()), 'back': back}", ["response"]),
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["inputs/vector.npy", "inputs/words.txt"]
+    assert inspection.to_dict()["files"] == ["inputs/vector.npy", "inputs/words.txt"]
+
+
+def test_a_glob_adds_files_only_other_parameters_read(tmp_path: Path) -> None:
+    (tmp_path / "tables").mkdir()
+    for name in ("en", "fr"):
+        (tmp_path / "tables" / f"{name}.json").write_text(json.dumps({"hello": name}))
+    notebook = write_notebook(
+        tmp_path / "greet.ipynb",
+        ("code", "import json", []),
+        ("code", "lang = 'en'", ["parameters"]),
+        ("code", "table = json.load(open(f'tables/{lang}.json'))", []),
+        ("code", "table", ["response"]),
+        metadata={"files": ["tables/*.json"]},
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["tables/en.json", "tables/fr.json"]
+
+
+def test_a_glob_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "x", ["response"]),
+        metadata={"files": ["models/*.onnx"]},
+    )
+
+    with pytest.raises(ContractError, match="matches no file"):
+        promoter.inspect(notebook)
+
+
+def test_a_file_outside_the_notebook_folder_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "shared.csv").write_text("a\n1\n")
+    notebook = write_notebook(
+        tmp_path / "project" / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "rows = open('../shared.csv').read().splitlines()", []),
+        ("code", "{'rows': len(rows) * x}", ["response"]),
+    )
+
+    result = run_cli("convert", notebook, "-o", tmp_path / "out")
+
+    assert result.returncode in (1, 2), result.output
+    assert "../shared.csv" in result.stderr and "outside its folder" in result.stderr
+    assert "mounted volume" in result.stderr and "cell 1" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "big.bin").write_bytes(b"\0" * 300_000)
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "blob = open('big.bin', 'rb').read()", []),
+        ("code", "x = 1", ["parameters"]),
+        ("code", "{'size': len(blob) * x}", ["response"]),
+        metadata={"max_file_mb": 0.1},
+    )
+
+    with pytest.raises(ContractError, match=r"big\.bin is 0 MB, over the 0.1 MB") as caught:
+        promoter.inspect(notebook)
+    assert "object storage" in str(caught.value)
+    assert caught.value.location.cell_index == 0
+
+
+@pytest.mark.slow
+def test_an_edited_data_file_in_the_service_is_protected(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "rate.txt").write_text("0.5")
+    notebook = write_notebook(
+        tmp_path / "p" / "rate.ipynb",
+        ("code", "rate = float(open('rate.txt').read())", []),
+        ("code", "x = 2.0", ["parameters"]),
+        ("code", "{'y': x * rate}", ["response"]),
+    )
+    out = tmp_path / "svc"
+    promoter.convert([notebook], out)
+    (out / "rate.txt").write_text("0.7")
+
+    result = run_cli("convert", notebook, "-o", out)
+
+    assert result.returncode != 0
+    assert "rate.txt" in result.stderr and "edited" in result.stderr
