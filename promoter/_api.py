@@ -309,6 +309,7 @@ def convert(
             hint="use lower-case letters, digits and dashes, e.g. churn-score",
         )
     out = Path(out_dir)
+    _check_working_folder()
     check_destination(out, force=force)  # before any notebook runs
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
     notebooks = [i.notebook for i in inspections]
@@ -324,6 +325,18 @@ def convert(
         sum(i.execution.seconds for i in inspections if i.execution),
         time.perf_counter() - begin,
     )
+
+
+def _check_working_folder() -> None:
+    """Refuse to run in a working folder that was deleted (``-o .`` regenerated it)."""
+    try:
+        Path.cwd()
+    except FileNotFoundError:
+        raise UsageError(
+            "the working folder no longer exists: regenerating a service in place (-o .) "
+            "replaces its folder, so a shell inside it is left in the old, deleted one",
+            hint='enter the folder again (cd "$PWD") and rerun',
+        ) from None
 
 
 def _check_routes(notebooks: list[Notebook]) -> None:

@@ -39,7 +39,7 @@ def __promoter_observe__():
     prefix = os.path.join(root, "")
     creates = os.O_CREAT | os.O_TRUNC | os.O_APPEND
     seen, outside = {}, {}
-    shell = get_ipython()
+    shell = get_ipython()  # its execution_count is already the next cell's while a cell runs
 
     def hook(event, args):
         if event != "open" or isinstance(args[0], int):
@@ -50,9 +50,9 @@ def __promoter_observe__():
             flags = args[2] or 0
             reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
             if full.startswith(prefix):
-                seen.setdefault(os.path.relpath(full, root), (reading, shell.execution_count))
+                seen.setdefault(os.path.relpath(full, root), (reading, shell.execution_count - 1))
             elif reading and not os.path.isabs(given):
-                outside.setdefault(given, shell.execution_count)
+                outside.setdefault(given, shell.execution_count - 1)
         except Exception:
             pass
 
