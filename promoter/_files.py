@@ -6,7 +6,9 @@ that installs a PEP 578 audit hook (``sys.addaudithook``) in the kernel. The hoo
 ``joblib.load``, ``Path.read_text``), and records the files under the notebook's folder opened
 for reading, and relative paths that leave it. ``metadata.promoter.files`` adds globs for files
 that only other parameters read. The files are copied into the service under the same relative
-layout; the service runs with its folder as working directory.
+layout; the service runs with its folder as working directory. Python sources (local modules),
+notebooks and hidden files (``.env``: often secrets) are not data and are left out unless a glob
+names them.
 """
 
 from __future__ import annotations
@@ -143,8 +145,11 @@ def data_files(
 
 
 def _travels(rel: str) -> bool:
+    # Hidden files are configuration, often secret (python-dotenv reads `.env` from the
+    # notebook's folder): they travel only when a `files` glob names them.
     path = Path(rel)
-    return not (_IGNORED_PARTS & set(path.parts) or path.suffix in _IGNORED_SUFFIXES)
+    hidden = any(part.startswith(".") for part in path.parts)
+    return not (hidden or _IGNORED_PARTS & set(path.parts) or path.suffix in _IGNORED_SUFFIXES)
 
 
 def _globbed(notebook: Notebook, root: Path) -> list[tuple[str, Path]]:

@@ -66,6 +66,7 @@ def test_a_converted_service_carries_its_data_and_answers_after_a_move(
     assert not (out / "unused.csv").exists()
     lock = json.loads((out / "promoter.lock.json").read_text())
     assert {"data/x.csv", "models/m.joblib"} <= set(lock["files"])
+    assert "from this folder" in (out / "README.md").read_text()
     dockerfile = (out / "Dockerfile").read_text()
     assert 'COPY ["data", "./data"]' in dockerfile
     assert 'COPY ["models", "./models"]' in dockerfile
@@ -89,9 +90,11 @@ def test_every_way_of_reading_is_observed_and_outputs_are_not(tmp_path: Path) ->
     (tmp_path / "inputs" / "words.txt").write_text("alpha beta gamma")
     np.save(tmp_path / "inputs" / "vector.npy", np.arange(4))
     (tmp_path / "explore.csv").write_text("only,a,skip,cell,reads,this\n")
+    (tmp_path / ".env").write_text("API_KEY=secret\n")
     notebook = write_notebook(
         tmp_path / "reader.ipynb",
         ("code", "import numpy as np\nfrom pathlib import Path", []),
+        ("code", "settings = open('.env').read()  # python-dotenv style: config, not data", []),
         ("code", "words = Path('inputs', 'words.txt').read_text().split()", []),
         ("code", "vector = np.load('inputs/vector.npy')", []),
         ("code", "open('explore.csv').read()", ["skip"]),
