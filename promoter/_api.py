@@ -108,7 +108,7 @@ class Inspection:
             on_progress=on_progress,
             all_cells=all_cells,
         )
-        files = data_files(notebook, execution.files_read, execution.files_outside)
+        files, file_warnings = data_files(notebook, execution.files)
         response, found = infer_response(
             execution.response,
             execution.kind,
@@ -121,7 +121,10 @@ class Inspection:
             request=self.request.with_defaults(execution.parameters),
             response=response,
             execution=execution,
-            warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
+            warnings=(
+                *self.warnings,
+                *(Finding(m, loc) for m, loc in (*found, *file_warnings)),
+            ),
             papermill_types=_papermill_types(notebook),
             files=files,
         )

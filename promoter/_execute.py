@@ -30,7 +30,7 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter._files import OBSERVER_CELL_ID, observed_code, observer_code
+from promoter._files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
 from promoter._notebook import Cell, Notebook, Role
 from promoter._resources import jsonable_source
 from promoter._source import ResponseExpression, prefix_before, source_lines
@@ -70,10 +70,7 @@ class Execution:
         parameters: The runtime values of the parameters, as JSON-native data.
         executed: The executed notebook (nbformat node), for reports.
         seconds: Wall-clock time of the run, kernel start included.
-        files_read: Files under the notebook's folder the run opened for reading (relative
-            paths), each with the index of the cell that first opened it.
-        files_outside: Relative paths the run read that lead outside the notebook's folder,
-            each with its cell index.
+        files: The files the run opened for reading (seen by the audit hook).
     """
 
     response: Any
@@ -81,8 +78,7 @@ class Execution:
     parameters: dict[str, Any]
     executed: Any
     seconds: float
-    files_read: dict[str, int | None] = field(default_factory=dict)
-    files_outside: dict[str, int | None] = field(default_factory=dict)
+    files: Observed = field(default_factory=Observed)
 
 
 def execute(
@@ -120,15 +116,16 @@ def execute(
     cells.finished()
     capture = _captured(notebook, executed)
     cells_run = _cells_by_count(notebook, executed)
-    files = capture["files"]
+    seen = capture["files"]
     return Execution(
         response=capture["response"],
         kind=capture["kind"],
         parameters=capture["parameters"],
         executed=executed,
         seconds=time.perf_counter() - begin,
-        files_read={p: cells_run.get(n) for p, n in files["read"].items()},
-        files_outside={p: cells_run.get(n) for p, n in files["outside"].items()},
+        files=Observed(
+            **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
+        ),
     )
 
 

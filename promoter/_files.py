@@ -13,13 +13,20 @@ names them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from promoter._exceptions import ContractError
+from promoter._exceptions import ContractError, Location
 from promoter._notebook import Cell, Notebook
 
-__all__ = ["OBSERVER_CELL_ID", "DataFile", "data_files", "observed_code", "observer_code"]
+__all__ = [
+    "OBSERVER_CELL_ID",
+    "DataFile",
+    "Observed",
+    "data_files",
+    "observed_code",
+    "observer_code",
+]
 
 #: The id of the injected first cell that installs the audit hook.
 OBSERVER_CELL_ID = "promoter-observe-files"
@@ -52,7 +59,8 @@ def __promoter_observe__():
             flags = args[2] or 0
             reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
             if full.startswith(prefix):
-                seen.setdefault(os.path.relpath(full, root), (reading, shell.execution_count - 1))
+                cell = (reading, shell.execution_count - 1, os.path.isabs(given))
+                seen.setdefault(os.path.relpath(full, root), cell)
             elif reading and not os.path.isabs(given):
                 outside.setdefault(given, shell.execution_count - 1)
         except Exception:
@@ -75,9 +83,25 @@ def observer_code() -> str:
 def observed_code() -> str:
     """An expression (in the kernel) of what was observed: JSON-native data for the capture."""
     return (
-        f"{{'read': {{p: c for p, (r, c) in {_STATE}[0].items() if r}}, "
+        f"{{'read': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r}}, "
+        f"'absolute': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r and a}}, "
         f"'outside': dict({_STATE}[1])}}"
     )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the audit hook saw: paths, each with the index of the cell that first opened it.
+
+    Attributes:
+        read: Files under the notebook's folder opened for reading (relative POSIX paths).
+        outside: Relative paths read that lead outside the notebook's folder, as written.
+        absolute: Those of ``read`` the notebook opened by an absolute path.
+    """
+
+    read: dict[str, int | None] = field(default_factory=dict)
+    outside: dict[str, int | None] = field(default_factory=dict)
+    absolute: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,24 +120,23 @@ class DataFile:
 
 
 def data_files(
-    notebook: Notebook,
-    read: dict[str, int | None],
-    outside: dict[str, int | None],
-) -> tuple[DataFile, ...]:
+    notebook: Notebook, observed: Observed
+) -> tuple[tuple[DataFile, ...], list[tuple[str, Location]]]:
     """The data files of ``notebook``: those its run read, plus its ``files`` globs.
 
     Args:
         notebook: The notebook (its folder is the root of the layout).
-        read: Paths the run opened for reading, relative to the notebook's folder, each with
-            the index of the cell that first opened it (``None`` when unknown).
-        outside: Relative paths the run read that lead outside the folder, with their cell.
+        observed: What the run read.
+
+    Returns:
+        The files, sorted by path, and warnings with their places.
 
     Raises:
         ContractError: A file is outside the notebook's folder, too large, or a glob matches
             nothing.
     """
-    if outside:
-        given, cell_index = next(iter(outside.items()))
+    if observed.outside:
+        given, cell_index = next(iter(observed.outside.items()))
         raise ContractError(
             f"the notebook reads {given!r}, which is outside its folder "
             f"{notebook.path.parent.resolve()}",
@@ -122,26 +145,40 @@ def data_files(
         )
     root = notebook.path.parent.resolve()
     found: dict[str, tuple[Path, int | None]] = {}
-    for rel, cell_index in read.items():
+    for rel, cell_index in observed.read.items():
         source = root / rel
         if _travels(rel) and source.is_file():
             found.setdefault(Path(rel).as_posix(), (source, cell_index))
     for rel, source in _globbed(notebook, root):
         found.setdefault(rel, (source, None))
-    limit = int(notebook.settings.max_file_mb * 1024 * 1024)
-    files = []
-    for rel, (source, cell_index) in sorted(found.items()):
-        size = source.stat().st_size
-        if size > limit:
-            raise ContractError(
-                f"the data file {rel} is {size / 1048576:.0f} MB, over the "
-                f"{notebook.settings.max_file_mb:g} MB a service carries",
-                location=notebook.at(_cell(notebook, cell_index)),
-                hint="read it at run time from a mounted volume or object storage, or raise "
-                "metadata.promoter.max_file_mb",
-            )
-        files.append(DataFile(rel, source, size))
-    return tuple(files)
+    files = tuple(
+        _sized(notebook, rel, source, cell) for rel, (source, cell) in sorted(found.items())
+    )
+    warnings = [
+        (
+            f"the notebook opens {rel} by an absolute path: the service copies it but would "
+            "read the original path, which its image or another machine does not have; use "
+            "a path relative to the notebook's folder",
+            notebook.at(_cell(notebook, cell_index)),
+        )
+        for rel, cell_index in observed.absolute.items()
+        if Path(rel).as_posix() in found
+    ]
+    return files, warnings
+
+
+def _sized(notebook: Notebook, rel: str, source: Path, cell_index: int | None) -> DataFile:
+    size = source.stat().st_size
+    limit = notebook.settings.max_file_mb
+    if size > limit * 1024 * 1024:
+        raise ContractError(
+            f"the data file {rel} is {size / 1048576:.0f} MB, over the {limit:g} MB a service "
+            "carries",
+            location=notebook.at(_cell(notebook, cell_index)),
+            hint="read it at run time from a mounted volume or object storage, or raise "
+            "metadata.promoter.max_file_mb",
+        )
+    return DataFile(rel, source, size)
 
 
 def _travels(rel: str) -> bool:

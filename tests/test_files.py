@@ -191,3 +191,23 @@ def test_an_edited_data_file_in_the_service_is_protected(tmp_path: Path) -> None
 
     assert result.returncode != 0
     assert "rate.txt" in result.stderr and "edited" in result.stderr
+
+
+def test_an_absolute_path_into_the_folder_travels_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "rates.txt").write_text("0.5")
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        (
+            "code",
+            "import os\nrate = float(open(os.path.join(os.getcwd(), 'rates.txt')).read())",
+            [],
+        ),
+        ("code", "x = 2.0", ["parameters"]),
+        ("code", "{'y': x * rate}", ["response"]),
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["rates.txt"]
+    warned = [w for w in inspection.warnings if "absolute path" in w.message]
+    assert len(warned) == 1 and warned[0].location.cell_index == 0
