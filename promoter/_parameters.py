@@ -12,6 +12,7 @@ import builtins
 import io
 import keyword
 import tokenize
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -118,6 +119,7 @@ def infer_request(notebook: Notebook) -> RequestSchema:
             )
         found[target] = param
     _check_shadowing(notebook, found)
+    _check_buildable(notebook, found.values())
     return RequestSchema(
         parameters=tuple(found.values()),
         private=tuple(private),
@@ -257,6 +259,29 @@ def request_json_schema(request: RequestSchema) -> dict[str, Any]:
 
 
 def _request_model(request: RequestSchema) -> Any:
+    import pydantic
+
+    try:
+        return _model(request.parameters)
+    except (pydantic.PydanticUserError, TypeError, ValueError, NameError):
+        return None
+
+
+def _check_buildable(notebook: Notebook, parameters: Iterable[Parameter]) -> None:
+    """Refuse a field pydantic cannot build (``Field(ge="a")``), naming it, before any run."""
+    for p in parameters:
+        try:
+            _model([p]).model_json_schema()
+        except Exception as exc:  # pydantic raises several types, some from its Rust core
+            problem = " ".join(str(exc).split())[:300]
+            raise ParameterError(
+                f"pydantic cannot build the request field `{p.name}: {p.annotation}`: {problem}",
+                location=notebook.at(notebook.parameters_cell, p.line),
+                hint="check the type's arguments (Field(ge=1), conlist(int, min_length=1), ...)",
+            ) from None
+
+
+def _model(parameters: Iterable[Parameter]) -> Any:
     import datetime
     import decimal
     import typing
@@ -276,16 +301,13 @@ def _request_model(request: RequestSchema) -> Any:
         for name, module in TYPE_NAMES.items()
     }
     fields: dict[str, Any] = {}
-    for p in request.parameters:
+    for p in parameters:
         # Safe: the annotation passed the allow-list and was re-emitted from its syntax tree.
         annotation = eval(p.annotation, {"__builtins__": {}}, namespace)
         fields[p.name] = (
             annotation,
             pydantic.Field(default=p.default, description=p.description),
         )
-    try:
-        return pydantic.create_model(
-            "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-        )
-    except (pydantic.PydanticUserError, TypeError, ValueError, NameError):
-        return None
+    return pydantic.create_model(
+        "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )

@@ -99,3 +99,28 @@ def test_none_type_maps_to_none() -> None:
     assert result.returncode == 0, result.output
     fields = {p["name"]: p["type"] for p in json.loads(result.stdout)["parameters"]}
     assert fields["c"] == "None"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "shown"),
+    [
+        ('Annotated[int, Field(ge="a")] = 3', "'ge' must be coercible to an integer"),
+        ('conlist(int, min_length="x") = [1]', "not supported between"),
+    ],
+)
+def test_a_field_pydantic_cannot_build_is_refused_before_the_run(
+    tmp_path: Path, annotation: str, shown: str
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field, conlist", []),
+        ("code", f"n = 1\nx: {annotation}", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+    )
+
+    result = run_cli("inspect", notebook, "--json")
+
+    assert result.returncode == 1, result.output
+    assert "pydantic cannot build the request field `x: " in result.stderr
+    assert shown in result.stderr and "cell 1" in result.stderr and "line 2" in result.stderr
+    _assert_clear(result.output)
