@@ -19,7 +19,7 @@ from typing import Any
 from promoter._exceptions import Location, ParameterError
 from promoter._notebook import Cell, Notebook, Role
 from promoter._source import parse_cell
-from promoter._types import TYPE_NAMES, imports_for, names_in, safe_annotation, type_of_value
+from promoter._types import build_type, imports_for, names_in, safe_annotation, type_of_value
 
 __all__ = [
     "Parameter",
@@ -282,32 +282,15 @@ def _check_buildable(notebook: Notebook, parameters: Iterable[Parameter]) -> Non
 
 
 def _model(parameters: Iterable[Parameter]) -> Any:
-    import datetime
-    import decimal
-    import typing
-    import uuid
-
     import pydantic
 
-    modules = {
-        "typing": typing,
-        "pydantic": pydantic,
-        "datetime": datetime,
-        "decimal": decimal,
-        "uuid": uuid,
-    }
-    namespace: dict[str, Any] = {
-        name: getattr(modules[module], name) if module else getattr(builtins, name)
-        for name, module in TYPE_NAMES.items()
-    }
-    fields: dict[str, Any] = {}
-    for p in parameters:
-        # Safe: the annotation passed the allow-list and was re-emitted from its syntax tree.
-        annotation = eval(p.annotation, {"__builtins__": {}}, namespace)
-        fields[p.name] = (
-            annotation,
+    fields: dict[str, Any] = {
+        p.name: (
+            build_type(p.annotation),
             pydantic.Field(default=p.default, description=p.description),
         )
+        for p in parameters
+    }
     return pydantic.create_model(
         "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )

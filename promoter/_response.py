@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._types import TYPE_NAMES, safe_annotation
+from promoter._types import TYPE_NAMES, build_type, safe_annotation
 
 __all__ = ["ModelClass", "ModelField", "ResponseSchema", "infer_response", "safe_attr"]
 
@@ -142,9 +142,19 @@ def infer_response(
     if annotation is not None:
         try:
             root = safe_annotation(_parse_expr(annotation), where)
+            build_type(root)
             return ResponseSchema(root, model, (), schema, sample, kind, True), warnings
         except ParameterError as exc:
             warnings.append((f"{exc.message}; the response type is inferred instead", where))
+        except Exception as exc:  # pydantic raises several types, some from its Rust core
+            problem = " ".join(str(exc).split())[:300]
+            warnings.append(
+                (
+                    f"pydantic cannot build the response annotation `{annotation}`: {problem}; "
+                    "the response type is inferred instead",
+                    where,
+                )
+            )
     namer = _Namer(prefix)
     classes: list[ModelClass] = []
     if _is_record(schema):

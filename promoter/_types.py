@@ -16,6 +16,7 @@ from promoter._exceptions import Location, ParameterError
 __all__ = [
     "CALLABLES",
     "TYPE_NAMES",
+    "build_type",
     "imports_for",
     "model_imports",
     "names_in",
@@ -223,6 +224,40 @@ def _is_literal(node: ast.expr) -> bool:
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
     return True
+
+
+def build_type(annotation: str) -> Any:
+    """The Python type of an annotation that ``safe_annotation`` re-emitted, and its schema.
+
+    Building the JSON schema is what makes pydantic check the type's arguments
+    (``Field(ge="a")`` passes the allow-list and fails only here).
+
+    Raises:
+        Exception: Whatever pydantic raises for a type it cannot build.
+    """
+    import builtins
+    import datetime
+    import decimal
+    import typing
+    import uuid
+
+    import pydantic
+
+    modules = {
+        "typing": typing,
+        "pydantic": pydantic,
+        "datetime": datetime,
+        "decimal": decimal,
+        "uuid": uuid,
+    }
+    namespace: dict[str, Any] = {
+        name: getattr(modules[module], name) if module else getattr(builtins, name)
+        for name, module in TYPE_NAMES.items()
+    }
+    # Safe: the annotation passed the allow-list and was re-emitted from its syntax tree.
+    built = eval(annotation, {"__builtins__": {}}, namespace)
+    pydantic.TypeAdapter(built).json_schema()
+    return built
 
 
 def names_in(node: ast.expr) -> set[str]:

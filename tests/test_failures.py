@@ -124,3 +124,22 @@ def test_a_field_pydantic_cannot_build_is_refused_before_the_run(
     assert "pydantic cannot build the request field `x: " in result.stderr
     assert shown in result.stderr and "cell 1" in result.stderr and "line 2" in result.stderr
     _assert_clear(result.output)
+
+
+def test_a_response_annotation_pydantic_cannot_build_falls_back_to_inference(
+    tmp_path: Path,
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field", []),
+        ("code", "x = 1", ["parameters"]),
+        ("code", "result: Annotated[int, Field(ge='a')] = x", ["response"]),
+    )
+
+    result = run_cli("inspect", notebook, "--json")
+
+    assert result.returncode == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["response_type"] == "int"
+    assert any("pydantic cannot build the response" in w["message"] for w in shown["warnings"])
+    _assert_clear(result.output)
