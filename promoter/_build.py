@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def build_service(
         )
         golden = [replace(p, golden=f.matches) for p, f in zip(plans, fidelity, strict=True)]
         stage.write(render_tests(golden, options))
-        format_python(stage.path)
+        format_python(stage.path, keep={f.path for f in files})
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -177,12 +178,17 @@ def relative_path(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def format_python(folder: Path) -> None:
+def format_python(folder: Path, keep: Collection[str] = ()) -> None:
     """Sort imports and format every Python file under ``folder`` with ruff.
+
+    Args:
+        folder: The service folder.
+        keep: Relative POSIX paths to leave as they are (data files copied from the notebook's
+            folder stay byte for byte what the notebook read).
 
     ``--no-cache``: ruff would otherwise leave a ``.ruff_cache`` in the user's working folder.
     """
-    files = [str(p) for p in folder.rglob("*.py")]
+    files = [str(p) for p in folder.rglob("*.py") if p.relative_to(folder).as_posix() not in keep]
     if not files:
         return
     ruff = [sys.executable, "-m", "ruff"]

@@ -211,3 +211,20 @@ def test_an_absolute_path_into_the_folder_travels_with_a_warning(tmp_path: Path)
     assert [f.path for f in inspection.files] == ["rates.txt"]
     warned = [w for w in inspection.warnings if "absolute path" in w.message]
     assert len(warned) == 1 and warned[0].location.cell_index == 0
+
+
+@pytest.mark.slow
+def test_globbed_python_data_is_copied_byte_for_byte(tmp_path: Path) -> None:
+    (tmp_path / "p" / "extra").mkdir(parents=True)
+    (tmp_path / "p" / "extra" / "table.py").write_text("TABLE={'a':1}\n")
+    notebook = write_notebook(
+        tmp_path / "p" / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+        metadata={"files": ["extra/*.py"]},
+    )
+
+    result = run_cli("convert", notebook, "-o", tmp_path / "svc")
+
+    assert result.returncode == 0, result.output
+    assert (tmp_path / "svc" / "extra" / "table.py").read_text() == "TABLE={'a':1}\n"
