@@ -184,7 +184,9 @@ def test_an_edited_data_file_in_the_service_is_protected(tmp_path: Path) -> None
         ("code", "{'y': x * rate}", ["response"]),
     )
     out = tmp_path / "svc"
-    promoter.convert([notebook], out)
+    conversion = promoter.convert([notebook], out)
+    assert conversion.data_files == ["rate.txt"]
+    assert conversion.to_dict()["data_files"] == ["rate.txt"]
     (out / "rate.txt").write_text("0.7")
 
     result = run_cli("convert", notebook, "-o", out)
