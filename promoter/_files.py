@@ -39,7 +39,9 @@ _ELSEWHERE = (
 )
 
 # Runs in the kernel. The hook must be cheap (it sees every import) and must never raise.
-# A path first opened for writing is the notebook's own output, not an input.
+# A path first opened for writing is the notebook's own output, not an input. Readers that open
+# files in C without an audit event (pyarrow's parquet reader) are not seen: a `files` glob
+# names what they read.
 _OBSERVER = """\
 # Injected by promoter: record the data files the notebook reads (not part of the notebook).
 def __promoter_observe__():
@@ -51,12 +53,17 @@ def __promoter_observe__():
     shell = get_ipython()  # its execution_count is already the next cell's while a cell runs
 
     def hook(event, args):
-        if event != "open" or isinstance(args[0], int):
+        if event == "open":
+            flags = args[2] or 0
+        elif event == "sqlite3.connect":  # SQLite opens its file in C, without an open event
+            flags = 0
+        else:
+            return
+        if isinstance(args[0], int):
             return
         try:
             given = os.fsdecode(args[0])
             full = os.path.normpath(os.path.join(os.getcwd(), given))
-            flags = args[2] or 0
             reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
             if full.startswith(prefix):
                 cell = (reading, shell.execution_count - 1, os.path.isabs(given))

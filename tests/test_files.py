@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -91,12 +92,15 @@ def test_every_way_of_reading_is_observed_and_outputs_are_not(tmp_path: Path) ->
     np.save(tmp_path / "inputs" / "vector.npy", np.arange(4))
     (tmp_path / "explore.csv").write_text("only,a,skip,cell,reads,this\n")
     (tmp_path / ".env").write_text("API_KEY=secret\n")
+    with sqlite3.connect(tmp_path / "inputs" / "lookup.db") as db:
+        db.execute("create table t (a)")
     notebook = write_notebook(
         tmp_path / "reader.ipynb",
         ("code", "import numpy as np\nfrom pathlib import Path", []),
         ("code", "settings = open('.env').read()  # python-dotenv style: config, not data", []),
         ("code", "words = Path('inputs', 'words.txt').read_text().split()", []),
         ("code", "vector = np.load('inputs/vector.npy')", []),
+        ("code", "import sqlite3\nlookup = sqlite3.connect('inputs/lookup.db')", []),
         ("code", "open('explore.csv').read()", ["skip"]),
         ("code", "n = 1", ["parameters"]),
         ("code", "Path('scratch.txt').write_text('x')\nback = open('scratch.txt').read()", []),
@@ -105,8 +109,9 @@ def test_every_way_of_reading_is_observed_and_outputs_are_not(tmp_path: Path) ->
 
     inspection = promoter.inspect(notebook)
 
-    assert [f.path for f in inspection.files] == ["inputs/vector.npy", "inputs/words.txt"]
-    assert inspection.to_dict()["files"] == ["inputs/vector.npy", "inputs/words.txt"]
+    found = ["inputs/lookup.db", "inputs/vector.npy", "inputs/words.txt"]
+    assert [f.path for f in inspection.files] == found
+    assert inspection.to_dict()["files"] == found
 
 
 def test_a_glob_adds_files_only_other_parameters_read(tmp_path: Path) -> None:
