@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -12,7 +16,7 @@ import pytest
 
 import promoter
 from promoter import ContractError
-from tests.helpers import run_cli, write_notebook
+from tests.helpers import free_port, run_cli, wait_ready, write_notebook
 
 SETUP_READS = """\
 import joblib
@@ -235,3 +239,41 @@ def test_globbed_python_data_is_copied_byte_for_byte(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.output
     assert (tmp_path / "svc" / "extra" / "table.py").read_text() == "TABLE={'a':1}\n"
+
+
+@pytest.mark.slow
+def test_check_runs_the_notebook_and_its_service_with_their_data(tmp_path: Path) -> None:
+    notebook = _project(tmp_path / "project")
+
+    result = run_cli("check", notebook.name, "--json", cwd=notebook.parent)
+
+    assert result.returncode == 0, result.output
+    checks = json.loads(result.stdout)["notebooks"][0]["checks"]
+    statuses = {o["check"]: o["status"] for o in checks}
+    assert statuses["execute"] == statuses["fidelity"] == "passed"
+
+
+@pytest.mark.slow
+def test_serve_finds_the_data_from_any_working_folder(tmp_path: Path) -> None:
+    notebook = _project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "promoter", "serve", notebook, "--port", str(port), "--no-reload"],
+        cwd=elsewhere,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server, limit=240)
+        answer = httpx.post(f"http://127.0.0.1:{port}/scores", json={"k": 1}, timeout=30)
+        assert answer.json() == {"total": 8.0 * 0.25 + 1.0, "rows": 3}
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
