@@ -110,7 +110,8 @@ def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
 def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
     for file in files:
         top = file.path.split("/")[0]
-        if file.path in rendered or top in ("app", "tests", LOCK_NAME):
+        # k8s/ and tests/ are also left out of the image by .dockerignore.
+        if file.path in rendered or top in ("app", "tests", "k8s", LOCK_NAME):
             raise ContractError(
                 f"the notebook reads a data file {file.path}, a path the generated service uses "
                 "for its own files",

@@ -277,3 +277,18 @@ def test_serve_finds_the_data_from_any_working_folder(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_a_data_file_where_the_service_keeps_its_own_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p" / "tests").mkdir(parents=True)
+    (tmp_path / "p" / "tests" / "cases.json").write_text("[1, 2]")
+    notebook = write_notebook(
+        tmp_path / "p" / "nb.ipynb",
+        ("code", "import json\ncases = json.load(open('tests/cases.json'))", []),
+        ("code", "x = 1", ["parameters"]),
+        ("code", "{'n': len(cases) * x}", ["response"]),
+    )
+
+    with pytest.raises(ContractError, match=r"tests/cases\.json, a path the generated service"):
+        promoter.convert([notebook], tmp_path / "svc")
+    assert not (tmp_path / "svc").exists()
