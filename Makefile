@@ -5,6 +5,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 # jupyter-builder and the kernel must resolve to the venv's tools.
 export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
+# The policy checker of the k8s manifests, in a venv of its own (see pyproject.toml).
+CHECKOV := $(VENV)/checkov/bin/checkov
 DEMO_DIR := build/demo_service
 DEMO_PORT ?= 8765
 
@@ -19,7 +21,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CHECKOV): $(BIN)/python pyproject.toml
+	$(PYTHON) -m venv --without-pip $(VENV)/checkov
+	$(BIN)/python -m pip --python $(VENV)/checkov/bin/python install --quiet --group checkov
+	touch $(CHECKOV)
+
+install: $(STAMP) $(CHECKOV)
 
 demo: install
 	$(BIN)/python scripts/demo.py --notebook "examples/notebooks/iris_classifier.ipynb" \

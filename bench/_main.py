@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import _cli_timing, _load, _report
+from bench import _cli_timing, _large, _load, _report
 from bench._procs import Server, ServerPool, http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         help="write latest.json, benchmarks.md and benchmarks.png here instead of the repo",
     )
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--large", action="store_true", help="only the large-answer scaling (10 to 100,000 rows)"
+    )
     args = parser.parse_args(argv)
+    if args.large:
+        return run_large(args.smoke, args.out)
     if args.smoke:
         settings = Settings.quick(tuple(args.notebooks or ["text_statistics"]))
     else:
@@ -111,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"bench: wrote {path}")
     print(_report.summary_text(results))
+    return 0
+
+
+def run_large(smoke: bool, out: Path | None) -> int:
+    """``--large``: the service's JSON writer against hand-written, from 10 to 100,000 rows."""
+    meta = _report.machine("http.client", "stdlib", smoke)
+    with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp:
+        results = {"meta": meta, **_large.measure(smoke, Path(tmp), log)}
+    meta["load_after"] = _report.load_average()
+    print(f"bench: wrote {_large.write(results, out or BENCH / 'results')}")
+    print(_large.table(results))
     return 0
 
 

@@ -15,7 +15,8 @@ The pipeline (DESIGN.md section 2), one module per stage, each arrow a library c
       │
       ▼  Inspection (_api.inspect)  ──►  NotebookPlan
     _build: _render (+ _filters, _pins, _resources) ──► staged folder (_output)
-            ──► _verify (fresh process) ──► tests rendered ──► format ──► lock ──► swap in
+            ──► _verify (fresh process) ──► _determinism (the one non-determinism rule)
+            ──► tests rendered ──► format ──► lock ──► swap in
 
 The front-ends call that API and nothing below it::
 

@@ -12,11 +12,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promoter._exceptions import Location, UsageError
+from promoter._exceptions import ContractError, Location, PromoterError, UsageError
 from promoter._extract import Dropped, Extraction, extract
 from promoter._files import DataFile, data_files
 from promoter._notebook import Notebook, Role, read_notebook
-from promoter._parameters import RequestSchema, infer_request, request_json_schema
+from promoter._parameters import (
+    RequestSchema,
+    infer_request,
+    request_error,
+    request_json_schema,
+)
 from promoter._response import ResponseSchema, infer_response
 from promoter._source import ResponseExpression, response_expression
 
@@ -58,6 +63,7 @@ class Inspection:
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
         files: The data files that travel with the service (found when run).
+        example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
     notebook: Notebook
@@ -69,6 +75,14 @@ class Inspection:
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
     files: tuple[DataFile, ...] = ()
+    example_runs: tuple[Execution, ...] = ()
+
+    @property
+    def kernel_seconds(self) -> float | None:
+        """Time spent in papermill runs (defaults and examples), ``None`` when not executed."""
+        if self.execution is None:
+            return None
+        return self.execution.seconds + sum(r.seconds for r in self.example_runs)
 
     @property
     def dropped(self) -> tuple[Dropped, ...]:
@@ -83,6 +97,9 @@ class Inspection:
         all_cells: bool = False,
     ) -> Inspection:
         """Run the promoted cells with papermill, infer the response schema, find data files.
+
+        The notebook runs with its defaults, then once per parameter set in
+        ``metadata.promoter.examples``; the response schema is merged from every answer.
 
         Args:
             timeout: Seconds any one cell may run.
@@ -100,6 +117,7 @@ class Inspection:
 
         notebook = self.notebook
         names = [p.name for p in self.request.parameters]
+        self._check_examples()
         execution = execute(
             notebook,
             self.expression,
@@ -108,13 +126,21 @@ class Inspection:
             on_progress=on_progress,
             all_cells=all_cells,
         )
-        files, file_warnings = data_files(notebook, execution.files)
+        settings = notebook.settings
+        runs = self._examples(timeout, on_progress, all_cells)
+        observed = execution.files
+        for run in runs:  # files only other parameters read
+            observed = observed.merged(run.files)
+        files, file_warnings = data_files(notebook, observed)
         response, found = infer_response(
             execution.response,
             execution.kind,
             notebook.class_prefix,
             self.expression.annotation,
             notebook.at(notebook.response_cell),
+            examples=[r.response for r in runs],
+            maps=settings.maps,
+            records=settings.records,
         )
         return replace(
             self,
@@ -127,7 +153,46 @@ class Inspection:
             ),
             papermill_types=_papermill_types(notebook),
             files=files,
+            example_runs=tuple(runs),
         )
+
+    def _check_examples(self) -> None:
+        """Refuse an example the service's request model would reject (before any kernel)."""
+        notebook = self.notebook
+        for index, example in enumerate(notebook.settings.examples):
+            problem = request_error(self.request, example)
+            if problem is not None:
+                names = [p.name for p in self.request.parameters]
+                raise ContractError(
+                    f"metadata.promoter.examples[{index}] is not a valid request: {problem}",
+                    location=notebook.at(notebook.parameters_cell),
+                    hint=f"each example sets some of the parameters {names}, with their types",
+                )
+
+    def _examples(
+        self, timeout: float | None, on_progress: ProgressCallback | None, all_cells: bool
+    ) -> list[Execution]:
+        """The runs of ``metadata.promoter.examples``, each its own papermill run."""
+        from promoter._execute import execute
+
+        names = [p.name for p in self.request.parameters]
+        runs = []
+        for index, example in enumerate(self.notebook.settings.examples):
+            try:
+                run = execute(
+                    self.notebook,
+                    self.expression,
+                    names,
+                    example,
+                    timeout=timeout,
+                    on_progress=on_progress,
+                    all_cells=all_cells,
+                )
+            except PromoterError as exc:
+                exc.message = f"with metadata.promoter.examples[{index}]: {exc.message}"
+                raise
+            runs.append(run)
+        return runs
 
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
@@ -142,6 +207,7 @@ class Inspection:
     def to_dict(self) -> dict[str, Any]:
         """Return the inspection as JSON-compatible data (``inspect --json``, REST API)."""
         nb = self.notebook
+        seconds = self.kernel_seconds
         return {
             "notebook": str(nb.path),
             "route": nb.route,
@@ -165,11 +231,13 @@ class Inspection:
             "request_schema": request_json_schema(self.request),
             "response_schema": self.response.json_schema if self.response else None,
             "response_type": self.response.root if self.response else None,
+            "response_shapes": [d.to_dict() for d in self.response.shapes] if self.response else [],
             "sample_response": self.response.sample if self.response else None,
+            "example_responses": list(self.response.samples[1:]) if self.response else [],
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for d in self.dropped],
             "files": [f.path for f in self.files],
-            "kernel_seconds": round(self.execution.seconds, 3) if self.execution else None,
+            "kernel_seconds": None if seconds is None else round(seconds, 3),
         }
 
 
@@ -185,6 +253,7 @@ class Conversion:
         backup: The previous folder, kept because ``force`` overwrote edited files.
         kernel_seconds: Time spent executing notebooks (the rest is static work).
         seconds: Total time.
+        fidelity_warnings: What the non-determinism rule found (``_determinism.judge``).
     """
 
     out_dir: Path
@@ -194,6 +263,7 @@ class Conversion:
     backup: Path | None
     kernel_seconds: float
     seconds: float
+    fidelity_warnings: tuple[Finding, ...] = ()
 
     @property
     def data_files(self) -> list[str]:
@@ -212,20 +282,8 @@ class Conversion:
 
     @property
     def warnings(self) -> list[Finding]:
-        """Warnings from every notebook, then fidelity differences."""
-        found = [w for i in self.inspections for w in i.warnings]
-        for inspection in self.inspections:
-            fidelity = self.fidelity.get(inspection.notebook.stem)
-            if fidelity is not None and not fidelity.matches:
-                found.append(
-                    Finding(
-                        f"the service's answer differs from the notebook's "
-                        f"({fidelity.difference}); the notebook is not deterministic, so the "
-                        "golden test checks the shape only",
-                        inspection.notebook.at(inspection.notebook.response_cell),
-                    )
-                )
-        return found
+        """Warnings from every notebook, then what the non-determinism rule found."""
+        return [*(w for i in self.inspections for w in i.warnings), *self.fidelity_warnings]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the conversion as JSON-compatible data.
@@ -285,6 +343,7 @@ def convert(
     name: str | None = None,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
+    strict: bool = False,
 ) -> Conversion:
     """Generate a FastAPI service from one or more notebooks (one route each).
 
@@ -296,6 +355,8 @@ def convert(
         name: The service (distribution and image) name; default from the notebook.
         timeout: Seconds any one notebook cell may run.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
+        strict: Fail when a notebook's answer changes from run to run with the same
+            parameters (by default a warning, and its golden test checks the shape only).
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -318,15 +379,16 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    build = build_service([i.plan() for i in inspections], options, out, force=force)
+    build = build_service([i.plan() for i in inspections], options, out, force=force, strict=strict)
     return Conversion(
         build.out_dir,
         build.files,
         tuple(inspections),
         build.fidelity,
         build.backup,
-        sum(i.execution.seconds for i in inspections if i.execution),
+        sum(i.kernel_seconds or 0.0 for i in inspections),
         time.perf_counter() - begin,
+        tuple(Finding(m, loc) for m, loc in build.warnings),
     )
 
 

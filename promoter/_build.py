@@ -10,7 +10,6 @@ Each template renders once; nothing reaches the destination unless every step su
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -21,7 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from promoter._exceptions import ContractError
+from promoter._determinism import judge
+from promoter._exceptions import ContractError, Location
 from promoter._files import DataFile
 from promoter._notebook import Notebook
 from promoter._output import LOCK_NAME, Lock, staged
@@ -40,12 +40,14 @@ class Build:
         files: Every file in it, relative to ``out_dir``, sorted.
         fidelity: How each notebook's generated pipeline compares with the notebook, by stem.
         backup: The previous folder, kept because ``force`` overwrote edited files.
+        warnings: What the non-determinism rule (``_determinism.judge``) found.
     """
 
     out_dir: Path
     files: tuple[str, ...]
     fidelity: dict[str, Fidelity]
     backup: Path | None
+    warnings: tuple[tuple[str, Location], ...] = ()
 
 
 def build_service(
@@ -55,6 +57,7 @@ def build_service(
     *,
     force: bool = False,
     timeout: float = 600,
+    strict: bool = False,
 ) -> Build:
     """Render, verify, format and lock the service of ``plans`` into ``out_dir``, atomically.
 
@@ -64,31 +67,39 @@ def build_service(
         out_dir: The service folder (created, or regenerated in place).
         force: Overwrite generated files the user edited (the old folder is kept as a backup).
         timeout: Seconds the verification of the generated code may take.
+        strict: Fail when a notebook's answer changes from run to run (else a warning).
 
     Raises:
-        VerificationError: The generated code fails where the notebook did not.
+        VerificationError: The generated code fails where the notebook did not, its answer
+            does not fit the response model, or (with ``strict``) it differs from the
+            notebook's.
         EditedFileError: The user edited generated files and ``force`` is false.
         OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
         ContractError: Two notebooks' data files, or a data file and a generated file, share
             a path.
     """
     files = _data_files(plans)
-    options = replace(options, data_copies=_docker_copies(files))
+    options = replace(options, data_files=tuple(sorted(f.path for f in files)))
     with staged(out_dir, force=force) as stage:
         rendered = render_service(plans, options)
         _check_collisions(files, rendered)
         stage.write(rendered)
         stage.copy({f.path: f.source for f in files})
         fidelity = verify_service(
-            stage.path, [_verification(p, len(plans)) for p in plans], timeout
+            stage.path,
+            [_verification(p, len(plans)) for p in plans],
+            timeout,
+            examples={p.notebook.stem: _examples(p) for p in plans},
         )
-        golden = [replace(p, golden=f.matches) for p, f in zip(plans, fidelity, strict=True)]
+        pairs = list(zip(plans, fidelity, strict=True))
+        warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
+        golden = [replace(p, golden=f.matches) for p, f in pairs]
         stage.write(render_tests(golden, options))
         format_python(stage.path, keep={f.path for f in files})
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup)
+    return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup, tuple(warnings))
 
 
 def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
@@ -119,15 +130,15 @@ def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
             )
 
 
-def _docker_copies(files: list[DataFile]) -> tuple[str, ...]:
-    """``COPY`` arguments (JSON form: paths may hold spaces) for each top-level data entry."""
-    tops = sorted({f.path.split("/")[0] for f in files})
-    return tuple(json.dumps([top, f"./{top}"]) for top in tops)
-
-
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
     package = "app" if count == 1 else f"app.{plan.notebook.stem}"
     return plan.notebook, package, plan.response.model, plan.response.sample
+
+
+def _examples(plan: NotebookPlan) -> list[tuple[dict[str, Any], Any]]:
+    """The example requests and the notebook's answers to them."""
+    answers = plan.response.samples[1:]
+    return list(zip(plan.notebook.settings.examples, answers, strict=False))
 
 
 def _lock(plans: list[NotebookPlan], out_dir: Path, files: dict[str, str]) -> Lock:

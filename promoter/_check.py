@@ -5,7 +5,8 @@ Four checks per notebook, each a JUnit test case and a column of the summary:
     contract  the notebook reads, its tags follow the contract, parameters and response parse
     execute   papermill runs it with its defaults; request and response models are inferred
     fidelity  the service built from it (the same build as ``convert``) returns what the
-              executed notebook returned
+              executed notebook returned: the same non-determinism rule as ``convert``
+              (``_determinism.judge``: a changing answer warns, and fails with ``strict``)
     drift     every generated service whose ``promoter.lock.json`` names this notebook was
               generated from this exact file by this promoter version
 
@@ -197,6 +198,7 @@ def check_notebook(
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
     all_cells: bool = False,
+    strict: bool = False,
 ) -> NotebookResult:
     """Run every check on one notebook.
 
@@ -212,6 +214,8 @@ def check_notebook(
         on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
         all_cells: Run every cell, ``skip`` cells and those after ``response`` too (by
             default only the promoted cells run).
+        strict: Fail the fidelity check when the answer changes from run to run with the same
+            parameters (by default a warning, as in ``convert``).
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
@@ -231,7 +235,7 @@ def check_notebook(
     else:
         run.outcomes.append(Outcome("contract", Status.PASSED))
         run.warnings = [str(w) for w in static.warnings]
-        _execute_and_build(run, static, timeout, on_progress, all_cells)
+        _execute_and_build(run, static, timeout, on_progress, strict, all_cells)
     run.outcomes.append(_drift(path, services))
     return NotebookResult(
         path,
@@ -263,6 +267,7 @@ def _execute_and_build(
     static: Inspection,
     timeout: float | None,
     on_progress: ProgressCallback | None,
+    strict: bool,
     all_cells: bool,
 ) -> None:
     try:
@@ -276,7 +281,9 @@ def _execute_and_build(
     run.executed = inspection.execution.executed
     run.warnings = [str(w) for w in inspection.warnings]
     run.outcomes.append(Outcome("execute", Status.PASSED))
-    run.outcomes.append(_fidelity(inspection, run.path, timeout))
+    outcome, warnings = _fidelity(inspection, run.path, timeout, strict)
+    run.outcomes.append(outcome)
+    run.warnings += warnings
 
 
 def _failure(check: str, exc: PromoterError, path: Path) -> Outcome:
@@ -293,12 +300,17 @@ def _failure(check: str, exc: PromoterError, path: Path) -> Outcome:
     )
 
 
-def _fidelity(inspection: Inspection, path: Path, timeout: float | None) -> Outcome:
-    """Build the service into a scratch folder, as ``convert`` does, and compare its answer."""
+def _fidelity(
+    inspection: Inspection, path: Path, timeout: float | None, strict: bool
+) -> tuple[Outcome, list[str]]:
+    """Build the service into a scratch folder, as ``convert`` does, and compare its answer.
+
+    The build applies the one non-determinism rule (``_determinism.judge``), as in ``convert``.
+    """
+    from promoter._api import Finding
     from promoter._build import build_service, service_options
 
     notebook = inspection.notebook
-    where = notebook.at(notebook.response_cell)
     try:
         with tempfile.TemporaryDirectory(prefix="promoter-check-") as tmp:
             out = Path(tmp) / "service"
@@ -307,31 +319,12 @@ def _fidelity(inspection: Inspection, path: Path, timeout: float | None) -> Outc
                 service_options([notebook], out),
                 out,
                 timeout=_service_timeout(inspection, timeout),
+                strict=strict,
             )
     except PromoterError as exc:
-        return _failure("fidelity", exc, path)
-    fidelity = build.fidelity[notebook.stem]
-    file_line = cell_file_line(path, where.cell_index)
-    if fidelity.difference is not None:
-        return Outcome(
-            "fidelity",
-            Status.FAILED,
-            f"the service's answer differs from the notebook's: {fidelity.difference}",
-            where,
-            "the notebook is not deterministic (seed its random generators), or depends on "
-            "state the service does not have",
-            file_line=file_line,
-        )
-    if fidelity.model_error is not None:
-        problem = " ".join(fidelity.model_error.split())[:300]
-        return Outcome(
-            "fidelity",
-            Status.FAILED,
-            f"the service's answer does not fit its response model: {problem}",
-            where,
-            file_line=file_line,
-        )
-    return Outcome("fidelity", Status.PASSED)
+        return _failure("fidelity", exc, path), []
+    warnings = [str(Finding(message, where)) for message, where in build.warnings]
+    return Outcome("fidelity", Status.PASSED), warnings
 
 
 def _service_timeout(inspection: Inspection, timeout: float | None) -> float:
@@ -411,6 +404,7 @@ def check(
     on_start: Callable[[list[Path]], None] | None = None,
     on_progress: ProgressCallback | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
+    strict: bool = False,
 ) -> CheckReport:
     """Check every notebook under ``paths``, ``jobs`` at a time.
 
@@ -424,6 +418,7 @@ def check(
         on_start: Called with the notebooks to check, before any runs.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         on_result: Called with each notebook's result as soon as it is known.
+        strict: Fail a notebook whose answer changes from run to run (else a warning).
 
     Raises:
         UsageError: A path does not exist, or ``jobs`` is not positive.
@@ -444,7 +439,8 @@ def check(
             )
             if on_result is not None:
                 on_result(results[path])
-    job = _Job(Path.cwd(), find_services([*paths, *_cwd_repository()]), timeout, all_cells)
+    services = find_services([*paths, *_cwd_repository()])
+    job = _Job(Path.cwd(), services, timeout, strict, all_cells)
     results.update(_check_all(job, todo, jobs, on_progress, on_result))
     ordered = tuple(results[p] for p, _ in found)
     return CheckReport(ordered, time.perf_counter() - begin, jobs)
@@ -457,6 +453,7 @@ class _Job:
     cwd: Path
     services: ServiceIndex
     timeout: float | None
+    strict: bool = False
     all_cells: bool = False
 
     def __call__(self, path: Path, on_progress: ProgressCallback | None) -> NotebookResult:
@@ -468,6 +465,7 @@ class _Job:
                 timeout=self.timeout,
                 on_progress=on_progress,
                 all_cells=self.all_cells,
+                strict=self.strict,
             )
         except Exception as exc:  # a promoter bug must not hide the other notebooks' results
             return _internal_error(path, exc)

@@ -34,6 +34,12 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="Fail when an answer changes from run to run (default: a warning)."
+    ),
+]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -167,6 +173,8 @@ def _show_inspection(result: Inspection) -> None:
         for cls in result.response.classes:
             body = ", ".join(f"{f.key}: {f.annotation}" for f in cls.fields)
             console.print(f"  {cls.name}({_escape(body)})")
+        for shape in result.response.shapes:
+            console.print(f"  [dim]read {_escape(str(shape))}[/]")
     _show_findings(console, result.warnings, result.dropped)
 
 
@@ -194,6 +202,7 @@ def convert(
         typer.Option("--name", help="Service name (package and image); default from the notebook."),
     ] = None,
     timeout: Timeout = 600,
+    strict: Strict = False,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -211,6 +220,7 @@ def convert(
                 name=name,
                 timeout=timeout,
                 on_progress=progress,
+                strict=strict,
             ),
         )
     if as_json:
@@ -343,6 +353,7 @@ def check(
     paths: CheckPaths = None,
     jobs: Jobs = None,
     timeout: Timeout = 600,
+    strict: Strict = False,
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
     all_cells: AllCells = False,
@@ -373,6 +384,7 @@ def check(
                 exclude=exclude or [],
                 skip_untagged=skip_untagged,
                 all_cells=all_cells,
+                strict=strict,
                 **hooks,
             ),
         )
@@ -460,6 +472,9 @@ def _show_check(result: Any, report: Path | None) -> None:
         cells = [marks[o.status.value] if (o := nb.outcome(c)) else "" for c in CHECKS]
         table.add_row(_escape(nb.path.as_posix()), *cells, f"{nb.seconds:.1f}")
     console.print(table)
+    for nb in result.results:
+        for warning in nb.warnings:
+            console.print(f"[yellow]warning:[/] {_escape(warning)}")
     for nb in result.failed:
         for outcome in nb.failures:
             console.print(

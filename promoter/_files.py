@@ -110,6 +110,14 @@ class Observed:
     outside: dict[str, int | None] = field(default_factory=dict)
     absolute: dict[str, int | None] = field(default_factory=dict)
 
+    def merged(self, other: Observed) -> Observed:
+        """Both runs' observations (another parameter set may read other files)."""
+        return Observed(
+            {**other.read, **self.read},
+            {**other.outside, **self.outside},
+            {**other.absolute, **self.absolute},
+        )
+
 
 @dataclass(frozen=True)
 class DataFile:

@@ -19,6 +19,7 @@ from promoter._exceptions import ContractError, Location, NotebookReadError, Usa
 from promoter._lazy import defer_iri_grammar
 
 __all__ = [
+    "JSON_PATH",
     "Cell",
     "Notebook",
     "Role",
@@ -37,7 +38,21 @@ TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 _ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout", "execution", "files", "max_file_mb"}
+_SETTINGS = {
+    "route",
+    "name",
+    "version",
+    "timeout",
+    "execution",
+    "examples",
+    "maps",
+    "records",
+    "files",
+    "max_file_mb",
+}
+#: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
+#: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
+JSON_PATH = re.compile(r'^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*$')
 _EXECUTION_MODES = ("thread", "inline")
 
 
@@ -91,6 +106,12 @@ class Settings:
     files: tuple[str, ...] = ()
     #: The largest data file that may travel with the service, in megabytes.
     max_file_mb: float = 200.0
+    #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
+    #: request examples).
+    examples: tuple[dict[str, Any], ...] = ()
+    #: JSON paths of response objects to read as maps (``dict[str, T]``) / as records (models).
+    maps: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -435,6 +456,9 @@ def _settings(path: Path, node: Any) -> Settings:
         execution=execution,
         files=_file_globs(raw.get("files", []), where),
         max_file_mb=_max_file_mb(raw.get("max_file_mb", 200.0), where),
+        examples=_examples(raw.get("examples", []), where),
+        maps=_json_paths(raw, "maps", where),
+        records=_json_paths(raw, "records", where),
     )
 
 
@@ -483,6 +507,31 @@ def _max_file_mb(limit: Any, where: Location) -> float:
             location=where,
         )
     return float(limit)
+
+
+def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(e, dict) and all(isinstance(k, str) for k in e) for e in raw
+    ):
+        raise ContractError(
+            "metadata.promoter.examples must be a list of parameter sets (JSON objects)",
+            location=where,
+            hint='e.g. "examples": [{"state": "CA"}, {"state": "NY", "top_k": 5}]',
+        )
+    return tuple(dict(e) for e in raw)
+
+
+def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
+    paths = raw.get(key, [])
+    if not isinstance(paths, list) or not all(
+        isinstance(p, str) and JSON_PATH.match(p) for p in paths
+    ):
+        raise ContractError(
+            f"metadata.promoter.{key} must be a list of JSON paths into the response",
+            location=where,
+            hint='e.g. ["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]',
+        )
+    return tuple(paths)
 
 
 def cell_file_line(path: Path, cell_index: int | None) -> int | None:

@@ -25,6 +25,7 @@ __all__ = [
     "Parameter",
     "RequestSchema",
     "infer_request",
+    "request_error",
     "request_json_schema",
 ]
 
@@ -256,6 +257,22 @@ def request_json_schema(request: RequestSchema) -> dict[str, Any]:
     """The request's JSON Schema, built by Pydantic from the same types the service declares."""
     model = _request_model(request)
     return model.model_json_schema() if model is not None else {}
+
+
+def request_error(request: RequestSchema, values: dict[str, Any]) -> str | None:
+    """Why the service's request model would reject ``values`` (a JSON body), or ``None``."""
+    import pydantic
+
+    model = _request_model(request)
+    if model is None:
+        return None
+    try:
+        model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+    return None
 
 
 def _request_model(request: RequestSchema) -> Any:

@@ -66,8 +66,8 @@ class ServiceOptions:
     command: str
     k8s: bool = False
     max_body_bytes: int = 1_048_576
-    #: The Dockerfile's ``COPY`` arguments (JSON arrays) that ship the data files.
-    data_copies: tuple[str, ...] = ()
+    #: The data files copied into the service (relative POSIX paths; the README lists them).
+    data_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,11 @@ class NotebookView:
     pydantic_imports: list[str]
     example: dict[str, Any]
     example_json: str
+    #: The OpenAPI request examples: the defaults, then ``metadata.promoter.examples``.
+    request_examples: list[dict[str, Any]]
+    #: One golden file per answer the schema was inferred from, relative to ``tests/golden``:
+    #: ``{slug}.json`` (the defaults), then ``{slug}/example-{n}.json``.
+    goldens: tuple[str, ...]
     package: str
     package_path: str
     models_module: str
@@ -125,7 +130,7 @@ class ServiceView:
     command: str
     k8s: bool
     max_body_bytes: int
-    data_copies: tuple[str, ...]
+    data_files: tuple[str, ...]
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str
@@ -152,12 +157,12 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
             files[f"{nb.package_path}/__init__.py"] = _render("app/__init__.py.j2", service)
         files[f"{nb.package_path}/models.py"] = _render("app/models.py.j2", service, nb=nb)
         files[f"{nb.package_path}/pipeline.py"] = _render("app/pipeline.py.j2", service, nb=nb)
-        files[f"tests/golden/{nb.slug}.json"] = _golden(nb)
+        files.update(_goldens(nb))
     files["tests/__init__.py"] = ""
     for path, template in _DEPLOY_FILES:
         files[path] = _render(template, service)
     if options.k8s:
-        for name in ("deployment", "service", "hpa"):
+        for name in ("deployment", "service", "hpa", "pdb", "networkpolicy"):
             files[f"k8s/{name}.yaml"] = _render(f"k8s/{name}.yaml.j2", service)
     return files
 
@@ -220,6 +225,8 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         pydantic_imports=_pydantic_imports(plan.response, annotations, bool(parameters)),
         example=example,
         example_json=json.dumps(example, ensure_ascii=False),
+        request_examples=[example, *nb.settings.examples],
+        goldens=tuple(_golden_names(slug, plan.response.samples)),
         package=package,
         package_path=package.replace(".", "/"),
         models_module=f"{package}.models",
@@ -260,9 +267,18 @@ def _pydantic_imports(
     return sorted(names)
 
 
-def _golden(nb: NotebookView) -> str:
-    golden = {"request": nb.example, "response": nb.response.sample}
-    return json.dumps(golden, indent=2, ensure_ascii=False) + "\n"
+def _golden_names(slug: str, samples: tuple[Any, ...]) -> list[str]:
+    return [f"{slug}.json"] + [f"{slug}/example-{n}.json" for n in range(1, len(samples))]
+
+
+def _goldens(nb: NotebookView) -> dict[str, str]:
+    """One golden file per sample: the request and the notebook's own answer to it."""
+    samples = nb.response.samples or (nb.response.sample,)
+    files = {}
+    for name, request, answer in zip(nb.goldens, nb.request_examples, samples, strict=False):
+        golden = {"request": request, "response": answer}
+        files[f"tests/golden/{name}"] = json.dumps(golden, indent=2, ensure_ascii=False) + "\n"
+    return files
 
 
 def _render(template: str, service: ServiceView, **extra: Any) -> str:

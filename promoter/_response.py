@@ -1,23 +1,43 @@
-"""The response schema, inferred from the value the executed notebook returned.
+"""The response schema, inferred from the values the executed notebook returned.
 
-genson (a maintained JSON-Schema-from-samples builder) turns the JSON sample into a JSON Schema;
-this module turns that schema into Pydantic model classes: nested objects become nested models,
-arrays typed lists. An explicit annotation on the response cell wins over inference.
+The notebook runs with its defaults and with every parameter set in ``metadata.promoter.examples``;
+genson (a maintained JSON-Schema-from-samples builder) merges those JSON answers into one JSON
+Schema (keys missing from some answers are not required, mixed types become unions). This module
+turns that schema into Pydantic model classes, reading each object either as a record (a nested
+model: its keys are field names) or as a map (``dict[str, T]``: its keys are data, such as words,
+states, dates or ids), and records why (``ResponseSchema.shapes``, shown by ``promoter inspect``).
+An object is a map when its keys are not field names, look like numbered ids, are many, or change
+between answers while their values share one type; ``metadata.promoter.maps`` / ``records``
+override the decision per JSON path. An explicit annotation on the response cell wins over
+inference.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
 from promoter._types import TYPE_NAMES, build_type, safe_annotation
 
-__all__ = ["ModelClass", "ModelField", "ResponseSchema", "infer_response", "safe_attr"]
+__all__ = [
+    "ModelClass",
+    "ModelField",
+    "ResponseSchema",
+    "ShapeDecision",
+    "child_path",
+    "infer_response",
+    "safe_attr",
+]
 
 _MAX_RECORD_KEYS = 30
+_EXAMPLE_ITEMS = 3
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Hexadecimal ids and UUIDs (``"3f2a9c1e"``, ``"a1b2c3d4-..."``): at least 8 characters, a digit.
+_ID_KEY = re.compile(r"^(?=.*[0-9])[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*$")
 _RECORD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,63}$")
 # Attribute names a Pydantic model field must not take (BaseModel's own API and our imports).
 _RESERVED = {
@@ -70,17 +90,36 @@ class ModelClass:
 
 
 @dataclass(frozen=True)
+class ShapeDecision:
+    """How one object of the answer was read: as a record (a model) or a map, and why."""
+
+    path: str
+    kind: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the decision as JSON-compatible data."""
+        return {"path": self.path, "kind": self.kind, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.kind} ({self.reason})"
+
+
+@dataclass(frozen=True)
 class ResponseSchema:
     """The response's type, the classes it needs, and its JSON Schema.
 
     Attributes:
         root: The response's type expression (a class name, or e.g. ``list[LoanRow]``).
         model: The name of the response model class (a ``RootModel`` when root is no class).
-        classes: Nested classes, dependencies first (the response model excluded).
-        json_schema: The sample's JSON Schema (from genson).
+        classes: Nested classes, dependencies first (the response model included when it is
+            a class).
+        json_schema: The answers' merged JSON Schema (from genson).
         sample: The JSON value the notebook returned with its defaults.
         kind: The Python type of the notebook's value.
         annotated: Whether the type came from an explicit annotation.
+        samples: Every answer the schema was inferred from: the defaults', then one per example.
+        shapes: How each object of the answers was read (record or map) and why.
     """
 
     root: str
@@ -90,6 +129,13 @@ class ResponseSchema:
     sample: Any
     kind: str
     annotated: bool
+    samples: tuple[Any, ...] = ()
+    shapes: tuple[ShapeDecision, ...] = ()
+
+    @property
+    def example(self) -> Any:
+        """The defaults' answer for the OpenAPI example, long lists and maps cut short."""
+        return _trimmed(self.sample)
 
     @property
     def is_root_model(self) -> bool:
@@ -118,32 +164,48 @@ def safe_attr(key: str, taken: set[str]) -> str:
 
 
 def infer_response(
-    sample: Any, kind: str, prefix: str, annotation: str | None, where: Location
+    sample: Any,
+    kind: str,
+    prefix: str,
+    annotation: str | None,
+    where: Location,
+    *,
+    examples: Sequence[Any] = (),
+    maps: Sequence[str] = (),
+    records: Sequence[str] = (),
 ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
-    """Build the response model from the notebook's JSON answer.
+    """Build the response model from the notebook's JSON answers, merged.
 
     Args:
-        sample: The response value, already JSON-native.
-        kind: The Python type of the original value (for messages).
+        sample: The JSON answer to the default parameters.
+        kind: The Python type of the defaults' value (for messages).
         prefix: The class-name prefix (the notebook's name in CamelCase).
         annotation: The response cell's explicit type annotation, if any.
         where: The response cell's location, for warnings.
+        examples: The JSON answers to the example parameter sets (merged with ``sample``).
+        maps: JSON paths of objects to read as maps (``metadata.promoter.maps``).
+        records: JSON paths of objects to read as records (``metadata.promoter.records``).
 
     Returns:
         The schema and any warnings.
     """
     from genson import SchemaBuilder
 
+    samples = (sample, *examples)
     builder = SchemaBuilder()
-    builder.add_object(sample)
+    for answer in samples:
+        builder.add_object(answer)
     schema = builder.to_schema()
     warnings: list[tuple[str, Location]] = []
+    if kind == "builtins.NoneType":
+        warnings.append((_NONE_WARNING, where))
     model = f"{prefix}Response"
+    common = {"json_schema": schema, "sample": sample, "kind": kind, "samples": samples}
     if annotation is not None:
         try:
             root = safe_annotation(_parse_expr(annotation), where)
             build_type(root)
-            return ResponseSchema(root, model, (), schema, sample, kind, True), warnings
+            return ResponseSchema(root, model, (), annotated=True, **common), warnings
         except ParameterError as exc:
             warnings.append((f"{exc.message}; the response type is inferred instead", where))
         except Exception as exc:  # pydantic raises several types, some from its Rust core
@@ -155,14 +217,21 @@ def infer_response(
                     where,
                 )
             )
-    namer = _Namer(prefix)
-    classes: list[ModelClass] = []
-    if _is_record(schema):
-        fields = _fields(schema, classes, namer, model)
-        classes.append(ModelClass(model, fields, "The response of the notebook."))
-        return ResponseSchema(model, model, tuple(classes), schema, sample, kind, False), warnings
-    root = _annotation(schema, classes, namer, "Row" if _rows(schema) else "Item")
-    return ResponseSchema(root, model, tuple(classes), schema, sample, kind, False), warnings
+    shapes = _Shapes(prefix, len(samples), maps, records)
+    root = shapes.annotation(schema, "$", "Item", name=model)
+    for key, paths in (("maps", maps), ("records", records)):
+        for path in sorted(set(paths) - shapes.used):
+            message = f"metadata.promoter.{key} names {path}, which is no object of the answers"
+            warnings.append((message, where))
+    classes, decisions = tuple(shapes.classes), tuple(shapes.decisions)
+    inferred = ResponseSchema(root, model, classes, annotated=False, shapes=decisions, **common)
+    return inferred, warnings
+
+
+_NONE_WARNING = (
+    "the response cell's value is None (does it end in print(...), an assignment, or a call "
+    "that returns nothing?): the service would answer null; end the cell with the value to return"
+)
 
 
 def _parse_expr(text: str) -> Any:
@@ -186,57 +255,162 @@ class _Namer:
         return name
 
 
-def _rows(schema: dict[str, Any]) -> bool:
-    return schema.get("type") == "array" and _is_record(schema.get("items", {}))
+def child_path(path: str, key: str) -> str:
+    """The JSON path of ``key`` under the object at ``path`` (``$.a``, ``$["a b"]``)."""
+    import json
+
+    return f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
 
 
-def _is_record(schema: dict[str, Any]) -> bool:
-    props = schema.get("properties")
-    if schema.get("type") != "object" or not props:
+class _Shapes:
+    """Turns the merged JSON Schema into type expressions, reading each object as a record
+    (a model class) or a map (``dict[str, T]``) and remembering why."""
+
+    def __init__(
+        self, prefix: str, count: int, maps: Sequence[str], records: Sequence[str]
+    ) -> None:
+        self.namer = _Namer(prefix)
+        self.count = count
+        self.maps, self.records = set(maps), set(records)
+        self.classes: list[ModelClass] = []
+        self.decisions: list[ShapeDecision] = []
+        self.used: set[str] = set()
+
+    def annotation(
+        self, schema: dict[str, Any], path: str, hint: str, *, item: bool = False, name: str = ""
+    ) -> str:
+        if "anyOf" in schema:
+            # No alternative takes the response model's name: the model wraps their union.
+            parts = [self.annotation(s, path, hint, item=item) for s in schema["anyOf"]]
+            return _union(parts)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            parts = [self.annotation({**schema, "type": k}, path, hint, item=item) for k in kind]
+            return _union(parts)
+        if kind == "object":
+            return self._object(schema, path, hint, item, name)
+        if kind == "array":
+            items = schema.get("items")
+            if not items:
+                return "list[Any]"
+            item_hint = hint if hint in ("Row", "Item") else f"{hint} item"
+            if path == "$" and _is_object(items):
+                item_hint = "Row"
+            return f"list[{self.annotation(items, f'{path}[*]', item_hint, item=True)}]"
+        return {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}.get(
+            str(kind), "None" if kind == "null" else "Any"
+        )
+
+    def _object(self, schema: dict[str, Any], path: str, hint: str, item: bool, name: str) -> str:
+        props: dict[str, Any] = schema.get("properties", {})
+        is_map, reason = self._decide(props, set(schema.get("required", [])), path, item)
+        self.decisions.append(ShapeDecision(path, "map" if is_map else "record", reason))
+        if is_map:
+            if not props:
+                return "dict[str, Any]"
+            from genson import SchemaBuilder
+
+            values = SchemaBuilder()
+            for sub in props.values():
+                values.add_schema(sub)
+            value = self.annotation(values.to_schema(), f"{path}.*", hint, item=True)
+            return f"dict[str, {value}]"
+        name = name or self.namer.new(hint)
+        fields = self._fields(schema, path)
+        description = f"The `{hint}` object of the response."
+        if path == "$":
+            description = "The response of the notebook."
+        self.classes.append(ModelClass(name, fields, description))
+        return name
+
+    def _decide(
+        self, props: dict[str, Any], required: set[str], path: str, item: bool
+    ) -> tuple[bool, str]:
+        keys = list(props)
+        if path in self.maps or path in self.records:
+            self.used.add(path)
+            key = "maps" if path in self.maps else "records"
+            return path in self.maps, f"listed in metadata.promoter.{key}"
+        same = _homogeneous(props.values())
+        data = _data_keys(keys, same and not item)
+        if data is not None:
+            return True, data
+        # Keys missing from some answers, values of one type: data (states, words), not fields.
+        # Items of a list (or values of a map) are many occurrences of one record: only keys
+        # that no two of them share make them maps.
+        varying = not required if item else len(required) < len(keys)
+        if varying and same:
+            where = "in every item" if item else "in every answer"
+            return True, f"keys change with the data: {len(required)} of {len(keys)} {where}"
+        if self.count == 1 and not item and same and len(keys) > 1:
+            return False, (
+                "field names, one answer only: if the keys are data, add parameter sets to "
+                "metadata.promoter.examples or list the path in metadata.promoter.maps"
+            )
+        optional = len(keys) - len(required)
+        return False, "field names" + (f" ({optional} optional)" if optional else "")
+
+    def _fields(self, schema: dict[str, Any], path: str) -> tuple[ModelField, ...]:
+        required = set(schema.get("required", []))
+        taken: set[str] = set()
+        fields = []
+        for key, sub in schema["properties"].items():
+            annotation = self.annotation(sub, child_path(path, key), key)
+            is_required = key in required
+            if not is_required and not annotation.endswith("| None") and annotation != "Any":
+                annotation += " | None"
+            fields.append(ModelField(key, safe_attr(key, taken), annotation, is_required))
+        return tuple(fields)
+
+
+def _is_object(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "object"
+
+
+def _data_keys(keys: list[str], numbered: bool) -> str | None:
+    """Why the keys, by their shape and count alone, are data (``None`` if they may be fields).
+
+    Args:
+        keys: The object's keys, over every answer.
+        numbered: Whether keys that differ only in a trailing number count as ids.
+    """
+    if not keys:
+        return "no keys in any answer"
+    odd = [k for k in keys if not _RECORD_KEY.match(k) or _ID_KEY.match(k)]
+    if odd:
+        return f"keys are data, not field names (e.g. {odd[0]!r})"
+    if numbered and _numbered(keys):
+        return f"keys look like ids ({', '.join(keys[:3])}, ...)"
+    if len(keys) > _MAX_RECORD_KEYS:
+        return f"{len(keys)} keys (more than {_MAX_RECORD_KEYS})"
+    return None
+
+
+def _numbered(keys: list[str]) -> bool:
+    """Three or more keys that differ only in a trailing number (``user_1``, ``user_2``)."""
+    if len(keys) < 3:
         return False
-    return len(props) <= _MAX_RECORD_KEYS and all(_RECORD_KEY.match(k) for k in props)
+    stems = {m.group(1) if (m := re.fullmatch(r"(.*?)[_\-]?\d+", k)) else None for k in keys}
+    return len(stems) == 1 and None not in stems
 
 
-def _fields(
-    schema: dict[str, Any], classes: list[ModelClass], namer: _Namer, owner: str
-) -> tuple[ModelField, ...]:
-    required = set(schema.get("required", []))
-    taken: set[str] = set()
-    fields = []
-    for key, sub in schema["properties"].items():
-        annotation = _annotation(sub, classes, namer, key)
-        is_required = key in required
-        if not is_required and not annotation.endswith("| None") and annotation != "Any":
-            annotation += " | None"
-        fields.append(ModelField(key, safe_attr(key, taken), annotation, is_required))
-    return tuple(fields)
+def _homogeneous(values: Any) -> bool:
+    """Whether every value has the same JSON type (integers counting as numbers)."""
+    kinds = set()
+    for sub in values:
+        kind = sub.get("type", "any") if "anyOf" not in sub else "any"
+        names = kind if isinstance(kind, list) else [kind]
+        kinds.add(tuple(sorted({"number" if k == "integer" else k for k in names})))
+    return len(kinds) == 1
 
 
-def _annotation(schema: dict[str, Any], classes: list[ModelClass], namer: _Namer, hint: str) -> str:
-    if "anyOf" in schema:
-        return _union([_annotation(s, classes, namer, hint) for s in schema["anyOf"]])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return _union([_annotation({**schema, "type": k}, classes, namer, hint) for k in kind])
-    if kind == "object":
-        if _is_record(schema):
-            name = namer.new(hint)
-            fields = _fields(schema, classes, namer, name)
-            classes.append(ModelClass(name, fields, f"The `{hint}` object of the response."))
-            return name
-        values = [
-            _annotation(s, classes, namer, hint) for s in schema.get("properties", {}).values()
-        ]
-        return f"dict[str, {_union(values) if values else 'Any'}]"
-    if kind == "array":
-        items = schema.get("items")
-        if not items:
-            return "list[Any]"
-        item_hint = hint if hint in ("Row", "Item") else f"{hint} item"
-        return f"list[{_annotation(items, classes, namer, item_hint)}]"
-    return {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}.get(
-        str(kind), "None" if kind == "null" else "Any"
-    )
+def _trimmed(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_trimmed(v) for v in value[:_EXAMPLE_ITEMS]]
+    if isinstance(value, dict):  # more keys than a record may have: a map, cut too
+        kept = list(value.items())[:_MAX_RECORD_KEYS]
+        return {k: _trimmed(v) for k, v in kept}
+    return value
 
 
 def _union(parts: list[str]) -> str:

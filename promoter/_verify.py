@@ -1,8 +1,9 @@
 """Prove the generated pipeline reproduces the notebook (the fidelity guarantee).
 
 The built service is imported in a fresh Python process: each notebook's ``setup()`` runs, then
-``run()`` with the default request; the JSON answer is compared with what the papermill-executed
-notebook returned, and validated against the generated response model.
+``run()`` with the default request and with each example request; every JSON answer is compared
+with what the papermill-executed notebook returned for it, and validated against the generated
+response model.
 """
 
 from __future__ import annotations
@@ -27,19 +28,22 @@ import json, sys, traceback
 sys.path.insert(0, sys.argv[1])
 from app.jsonable import to_jsonable
 results = {}
-for package, slug, model in json.loads(sys.argv[2]):
+for package, slug, model, requests in json.loads(sys.argv[2]):
     try:
         pipeline = __import__(package + ".pipeline", fromlist=["pipeline"])
         models = __import__(package + ".models", fromlist=["models"])
         pipeline.setup()
         request_class = [v for k, v in vars(models).items() if k.endswith("Request")][0]
-        answer = to_jsonable(pipeline.run(request_class()))
-        problem = None
-        try:
-            getattr(models, model).model_validate(answer)
-        except Exception as exc:
-            problem = str(exc)
-        results[slug] = {"answer": answer, "model_error": problem}
+        answers, problems = [], []
+        for request in requests:
+            answer = to_jsonable(pipeline.run(request_class.model_validate(request)))
+            try:
+                getattr(models, model).model_validate(answer)
+                problems.append(None)
+            except Exception as exc:
+                problems.append(str(exc))
+            answers.append(answer)
+        results[slug] = {"answers": answers, "model_errors": problems}
     except BaseException:
         results[slug] = {"error": traceback.format_exc(limit=-6)}
 print(MARKER + json.dumps(results))
@@ -57,20 +61,29 @@ class Fidelity:
 
 
 def verify_service(
-    folder: Path, notebooks: list[tuple[Notebook, str, str, Any]], timeout: float = 600
+    folder: Path,
+    notebooks: list[tuple[Notebook, str, str, Any]],
+    timeout: float = 600,
+    *,
+    examples: dict[str, list[tuple[dict[str, Any], Any]]] | None = None,
 ) -> list[Fidelity]:
-    """Run every generated pipeline with its defaults and compare with the notebook.
+    """Run every generated pipeline with its defaults (and examples) and compare with the notebook.
 
     Args:
         folder: The built service folder.
         notebooks: ``(notebook, package, response model name, expected JSON)`` per notebook.
         timeout: Seconds the whole check may take.
+        examples: ``(request, expected JSON)`` per example parameter set, by notebook stem.
 
     Raises:
         VerificationError: A generated pipeline raised (naming the notebook cell), or the check
             could not run.
     """
-    spec = [[package, nb.stem, model] for nb, package, model, _ in notebooks]
+    examples = examples or {}
+    spec = [
+        [package, nb.stem, model, [{}, *(r for r, _ in examples.get(nb.stem, []))]]
+        for nb, package, model, _ in notebooks
+    ]
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _SCRIPT, str(folder), json.dumps(spec)],
@@ -96,8 +109,13 @@ def verify_service(
         result = results[nb.stem]
         if "error" in result:
             raise _pipeline_error(folder, package, nb, result["error"])
-        difference = first_difference(result["answer"], expected)
-        checks.append(Fidelity(nb.stem, difference is None, difference, result["model_error"]))
+        wanted = [expected, *(answer for _, answer in examples.get(nb.stem, []))]
+        names = ["response", *(f"response to example {n}" for n in range(1, len(wanted)))]
+        found = zip(names, result["answers"], wanted, result["model_errors"], strict=True)
+        differences = [first_difference(a, e, name) for name, a, e, _ in found]
+        difference = next((d for d in differences if d is not None), None)
+        problem = next((p for p in result["model_errors"] if p is not None), None)
+        checks.append(Fidelity(nb.stem, difference is None, difference, problem))
     return checks
 
 

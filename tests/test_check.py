@@ -210,6 +210,9 @@ def test_fixture_repository_reports_each_notebook(repo: Path) -> None:
         "2",
         "--timeout",
         "10",
+        # A changing answer warns and passes by default (as in convert, see test_determinism);
+        # --strict makes random_value's fidelity fail.
+        "--strict",
         "--format",
         "github",
         "--junit-xml",

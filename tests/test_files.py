@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pathspec
 import pytest
 
 import promoter
@@ -72,9 +73,11 @@ def test_a_converted_service_carries_its_data_and_answers_after_a_move(
     lock = json.loads((out / "promoter.lock.json").read_text())
     assert {"data/x.csv", "models/m.joblib"} <= set(lock["files"])
     assert "from this folder" in (out / "README.md").read_text()
-    dockerfile = (out / "Dockerfile").read_text()
-    assert 'COPY ["data", "./data"]' in dockerfile
-    assert 'COPY ["models", "./models"]' in dockerfile
+    assert "`data/x.csv`, `models/m.joblib`." in (out / "README.md").read_text()
+    # The image gets the whole folder (`COPY . .`) except what .dockerignore names.
+    assert "\nCOPY . .\n" in (out / "Dockerfile").read_text()
+    ignored = pathspec.PathSpec.from_lines("gitwildmatch", (out / ".dockerignore").open())
+    assert not [f for f in ("data/x.csv", "models/m.joblib") if ignored.match_file(f)]
 
     moved = tmp_path / "elsewhere" / "service"
     moved.parent.mkdir()
