@@ -113,21 +113,10 @@ class Inspection:
             PromoterError: A cell failed, the answer cannot become JSON, or a data file cannot
                 travel; names cell and line.
         """
-        from promoter._execute import execute
-
         notebook = self.notebook
-        names = [p.name for p in self.request.parameters]
-        self._check_examples()
-        execution = execute(
-            notebook,
-            self.expression,
-            names,
-            timeout=timeout,
-            on_progress=on_progress,
-            all_cells=all_cells,
-        )
         settings = notebook.settings
-        runs = self._examples(timeout, on_progress, all_cells)
+        self._check_examples()
+        execution, *runs = self._runs(timeout, on_progress, all_cells)
         observed = execution.files
         for run in runs:  # files only other parameters read
             observed = observed.merged(run.files)
@@ -169,14 +158,23 @@ class Inspection:
                     hint=f"each example sets some of the parameters {names}, with their types",
                 )
 
-    def _examples(
+    def _runs(
         self, timeout: float | None, on_progress: ProgressCallback | None, all_cells: bool
     ) -> list[Execution]:
-        """The runs of ``metadata.promoter.examples``, each its own papermill run."""
+        """The run with the defaults, then those of ``metadata.promoter.examples``."""
         from promoter._execute import execute
 
         names = [p.name for p in self.request.parameters]
-        runs = []
+        runs = [
+            execute(
+                self.notebook,
+                self.expression,
+                names,
+                timeout=timeout,
+                on_progress=on_progress,
+                all_cells=all_cells,
+            )
+        ]
         for index, example in enumerate(self.notebook.settings.examples):
             try:
                 run = execute(
