@@ -12,6 +12,7 @@ The pipeline (DESIGN.md section 2), one module per stage, each arrow a library c
       │            └─ _isolation: what the handler changes that requests share (copy, lock, refuse)
       ▼
     _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
+      │        └─ _files: the data files the run read (audit hook), which travel with the service
       │
       ▼  Inspection (_api.inspect)  ──►  NotebookPlan
     _build: _render (+ _filters, _pins, _resources) ──► staged folder (_output)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
 from promoter._extract import Dropped, Extraction, extract
+from promoter._files import DataFile, data_files
 from promoter._isolation import isolate
 from promoter._notebook import Notebook, Role, read_notebook
 from promoter._parameters import (
@@ -62,6 +63,7 @@ class Inspection:
         execution: The papermill run (``None`` when not executed).
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
+        files: The data files that travel with the service (found when run).
         example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
@@ -73,6 +75,7 @@ class Inspection:
     execution: Execution | None = None
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
+    files: tuple[DataFile, ...] = ()
     example_runs: tuple[Execution, ...] = ()
 
     @property
@@ -88,9 +91,13 @@ class Inspection:
         return self.extraction.dropped
 
     def execute(
-        self, *, timeout: float | None = 600, on_progress: ProgressCallback | None = None
+        self,
+        *,
+        timeout: float | None = 600,
+        on_progress: ProgressCallback | None = None,
+        all_cells: bool = False,
     ) -> Inspection:
-        """Run the notebook with papermill and infer its response schema.
+        """Run the promoted cells with papermill, infer the response schema, find data files.
 
         The notebook runs with its defaults, then once per parameter set in
         ``metadata.promoter.examples``; the response schema is merged from every answer.
@@ -98,23 +105,23 @@ class Inspection:
         Args:
             timeout: Seconds any one cell may run.
             on_progress: Called with (notebook, cells done, cells in all) while it runs.
+            all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
 
         Returns:
             This inspection, completed with the run, the response schema and their warnings.
 
         Raises:
-            PromoterError: A cell failed, or the answer cannot become JSON; names cell and line.
+            PromoterError: A cell failed, the answer cannot become JSON, or a data file cannot
+                travel; names cell and line.
         """
-        from promoter._execute import execute
-
         notebook = self.notebook
-        names = [p.name for p in self.request.parameters]
-        self._check_examples()
-        execution = execute(
-            notebook, self.expression, names, timeout=timeout, on_progress=on_progress
-        )
         settings = notebook.settings
-        runs = self._examples(timeout, on_progress)
+        self._check_examples()
+        execution, *runs = self._runs(timeout, on_progress, all_cells)
+        observed = execution.files
+        for run in runs:  # files only other parameters read
+            observed = observed.merged(run.files)
+        files, file_warnings = data_files(notebook, observed)
         response, found = infer_response(
             execution.response,
             execution.kind,
@@ -130,8 +137,12 @@ class Inspection:
             request=self.request.with_defaults(execution.parameters),
             response=response,
             execution=execution,
-            warnings=(*self.warnings, *(Finding(m, loc) for m, loc in found)),
+            warnings=(
+                *self.warnings,
+                *(Finding(m, loc) for m, loc in (*found, *file_warnings)),
+            ),
             papermill_types=_papermill_types(notebook),
+            files=files,
             example_runs=tuple(runs),
         )
 
@@ -148,14 +159,23 @@ class Inspection:
                     hint=f"each example sets some of the parameters {names}, with their types",
                 )
 
-    def _examples(
-        self, timeout: float | None, on_progress: ProgressCallback | None
+    def _runs(
+        self, timeout: float | None, on_progress: ProgressCallback | None, all_cells: bool
     ) -> list[Execution]:
-        """The runs of ``metadata.promoter.examples``, each its own papermill run."""
+        """The run with the defaults, then those of ``metadata.promoter.examples``."""
         from promoter._execute import execute
 
         names = [p.name for p in self.request.parameters]
-        runs = []
+        runs = [
+            execute(
+                self.notebook,
+                self.expression,
+                names,
+                timeout=timeout,
+                on_progress=on_progress,
+                all_cells=all_cells,
+            )
+        ]
         for index, example in enumerate(self.notebook.settings.examples):
             try:
                 run = execute(
@@ -165,6 +185,7 @@ class Inspection:
                     example,
                     timeout=timeout,
                     on_progress=on_progress,
+                    all_cells=all_cells,
                 )
             except PromoterError as exc:
                 exc.message = f"with metadata.promoter.examples[{index}]: {exc.message}"
@@ -178,7 +199,9 @@ class Inspection:
 
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
-        return NotebookPlan(self.notebook, self.request, self.response, self.extraction)
+        return NotebookPlan(
+            self.notebook, self.request, self.response, self.extraction, files=self.files
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the inspection as JSON-compatible data (``inspect --json``, REST API)."""
@@ -212,6 +235,7 @@ class Inspection:
             "example_responses": list(self.response.samples[1:]) if self.response else [],
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for d in self.dropped],
+            "files": [f.path for f in self.files],
             "kernel_seconds": None if seconds is None else round(seconds, 3),
         }
 
@@ -241,6 +265,11 @@ class Conversion:
     fidelity_warnings: tuple[Finding, ...] = ()
 
     @property
+    def data_files(self) -> list[str]:
+        """The data files copied into the service (relative to ``out_dir``), sorted."""
+        return sorted({f.path for i in self.inspections for f in i.files})
+
+    @property
     def routes(self) -> list[str]:
         """The service's POST routes."""
         return [i.notebook.route for i in self.inspections]
@@ -264,6 +293,7 @@ class Conversion:
         return {
             "out_dir": str(self.out_dir),
             "files": list(self.files),
+            "data_files": self.data_files,
             "routes": self.routes,
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for i in self.inspections for d in i.dropped],
@@ -341,6 +371,7 @@ def convert(
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
     """
     from promoter._build import build_service, service_options
+    from promoter._output import check_destination
 
     begin = time.perf_counter()
     if not paths:
@@ -351,6 +382,8 @@ def convert(
             hint="use lower-case letters, digits and dashes, e.g. churn-score",
         )
     out = Path(out_dir)
+    _check_working_folder()
+    check_destination(out, force=force)  # before any notebook runs
     inspections = [inspect(p, timeout=timeout, on_progress=on_progress) for p in paths]
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
@@ -366,6 +399,18 @@ def convert(
         time.perf_counter() - begin,
         tuple(Finding(m, loc) for m, loc in build.warnings),
     )
+
+
+def _check_working_folder() -> None:
+    """Refuse to run in a working folder that was deleted (``-o .`` regenerated it)."""
+    try:
+        Path.cwd()
+    except FileNotFoundError:
+        raise UsageError(
+            "the working folder no longer exists: regenerating a service in place (-o .) "
+            "replaces its folder, so a shell inside it is left in the old, deleted one",
+            hint='enter the folder again (cd "$PWD") and rerun',
+        ) from None
 
 
 def _check_routes(notebooks: list[Notebook]) -> None:
@@ -404,10 +449,13 @@ def _papermill_types(notebook: Notebook) -> dict[str, str]:
     """papermill's own view of the parameters (its inspection is the baseline we extend)."""
     from papermill.translators import papermill_translators
 
+    from promoter._execute import quiet_papermill
+
     cell = notebook.node.cells[notebook.parameters_cell.index]
     try:
         translator = papermill_translators.find_translator("python3", "python")
-        found = translator.inspect(cell)
+        with quiet_papermill():  # "Unable to parse line 2" for what its parser does not read
+            found = translator.inspect(cell)
     except Exception:  # papermill's parser is best-effort; ours is authoritative
         return {}
     return {p.name: p.inferred_type_name for p in found}

@@ -15,14 +15,16 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from promoter._determinism import judge
-from promoter._exceptions import Location
+from promoter._exceptions import ContractError, Location
+from promoter._files import DataFile
 from promoter._notebook import Notebook
-from promoter._output import Lock, staged
+from promoter._output import LOCK_NAME, Lock, staged
 from promoter._render import (
     NotebookPlan,
     ServiceOptions,
@@ -79,9 +81,16 @@ def build_service(
             notebook's.
         EditedFileError: The user edited generated files and ``force`` is false.
         OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
+        ContractError: Two notebooks' data files, or a data file and a generated file, share
+            a path.
     """
+    files = _data_files(plans)
+    options = replace(options, data_files=tuple(sorted(f.path for f in files)))
     with staged(out_dir, force=force) as stage:
-        stage.write(render_service(plans, options))
+        rendered = render_service(plans, options)
+        _check_collisions(files, rendered)
+        stage.write(rendered)
+        stage.copy({f.path: f.source for f in files})
         fidelity = verify_service(
             stage.path,
             [_verification(p, len(plans)) for p in plans],
@@ -92,11 +101,39 @@ def build_service(
         warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
         golden = [replace(p, golden=f.matches) for p, f in pairs]
         stage.write(render_tests(golden, options))
-        format_python(stage.path)
+        format_python(stage.path, keep={f.path for f in files})
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup, tuple(warnings))
+
+
+def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
+    """Every notebook's data files; one path may come from two notebooks only if equal."""
+    found: dict[str, tuple[DataFile, Notebook]] = {}
+    for plan in plans:
+        for file in plan.files:
+            seen = found.setdefault(file.path, (file, plan.notebook))
+            if seen[0] is not file and seen[0].source.read_bytes() != file.source.read_bytes():
+                raise ContractError(
+                    f"{seen[1].path.name} and {plan.notebook.path.name} both read a data file "
+                    f"{file.path}, with different contents",
+                    location=plan.notebook.at(),
+                    hint="a service has one folder: rename one of the files",
+                )
+    return [file for file, _ in found.values()]
+
+
+def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
+    for file in files:
+        top = file.path.split("/")[0]
+        # k8s/ and tests/ are also left out of the image by .dockerignore.
+        if file.path in rendered or top in ("app", "tests", "k8s", LOCK_NAME):
+            raise ContractError(
+                f"the notebook reads a data file {file.path}, a path the generated service uses "
+                "for its own files",
+                hint="move the file into a folder of its own (e.g. data/) and read it there",
+            )
 
 
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
@@ -159,9 +196,17 @@ def relative_path(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def format_python(folder: Path) -> None:
-    """Sort imports and format every Python file under ``folder`` with ruff."""
-    files = [str(p) for p in folder.rglob("*.py")]
+def format_python(folder: Path, keep: Collection[str] = ()) -> None:
+    """Sort imports and format every Python file under ``folder`` with ruff.
+
+    Args:
+        folder: The service folder.
+        keep: Relative POSIX paths to leave as they are (data files copied from the notebook's
+            folder stay byte for byte what the notebook read).
+
+    ``--no-cache``: ruff would otherwise leave a ``.ruff_cache`` in the user's working folder.
+    """
+    files = [str(p) for p in folder.rglob("*.py") if p.relative_to(folder).as_posix() not in keep]
     if not files:
         return
     ruff = [sys.executable, "-m", "ruff"]
@@ -169,8 +214,12 @@ def format_python(folder: Path) -> None:
         ["--config", str(folder / "pyproject.toml")] if (folder / "pyproject.toml").exists() else []
     )
     subprocess.run(
-        [*ruff, "check", "--quiet", "--select", "I", "--fix", *config, *files],
+        [*ruff, "check", "--no-cache", "--quiet", "--select", "I", "--fix", *config, *files],
         check=False,
         capture_output=True,
     )
-    subprocess.run([*ruff, "format", "--quiet", *config, *files], check=False, capture_output=True)
+    subprocess.run(
+        [*ruff, "format", "--no-cache", "--quiet", *config, *files],
+        check=False,
+        capture_output=True,
+    )

@@ -198,6 +198,7 @@ def check_notebook(
     services: ServiceIndex | None = None,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
+    all_cells: bool = False,
     strict: bool = False,
     execute: bool = True,
 ) -> NotebookResult:
@@ -213,6 +214,8 @@ def check_notebook(
         timeout: Seconds any one cell may run (a slower cell fails the notebook as timed
             out); the generated service's own run gets the same limit.
         on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
+        all_cells: Run every cell, ``skip`` cells and those after ``response`` too (by
+            default only the promoted cells run).
         strict: Fail the fidelity check when the answer changes from run to run with the same
             parameters (by default a warning, as in ``convert``).
         execute: ``False`` checks the contract and drift only, with no kernel (the fast
@@ -237,7 +240,7 @@ def check_notebook(
         run.outcomes.append(Outcome("contract", Status.PASSED))
         run.warnings = [str(w) for w in static.warnings]
         if execute:
-            _execute_and_build(run, static, timeout, on_progress, strict)
+            _execute_and_build(run, static, timeout, on_progress, strict, all_cells)
         else:
             run.skip(("execute", "fidelity"), "not run (static check)")
     run.outcomes.append(_drift(path, services))
@@ -272,9 +275,10 @@ def _execute_and_build(
     timeout: float | None,
     on_progress: ProgressCallback | None,
     strict: bool,
+    all_cells: bool,
 ) -> None:
     try:
-        inspection = static.execute(timeout=timeout, on_progress=on_progress)
+        inspection = static.execute(timeout=timeout, on_progress=on_progress, all_cells=all_cells)
     except PromoterError as exc:
         run.executed = exc.executed
         run.fail("execute", exc)
@@ -404,6 +408,7 @@ def check(
     exclude: Sequence[str] = (),
     skip_untagged: bool = False,
     execute: bool = True,
+    all_cells: bool = False,
     on_start: Callable[[list[Path]], None] | None = None,
     on_progress: ProgressCallback | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
@@ -418,6 +423,7 @@ def check(
         exclude: gitignore-style globs of files and folders to leave out.
         skip_untagged: Skip named notebooks without promoter tags too (found ones always are).
         execute: ``False`` runs no kernel: only the contract and drift checks.
+        all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
         on_start: Called with the notebooks to check, before any runs.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         on_result: Called with each notebook's result as soon as it is known.
@@ -443,7 +449,7 @@ def check(
             if on_result is not None:
                 on_result(results[path])
     services = find_services([*paths, *_cwd_repository()])
-    job = _Job(Path.cwd(), services, timeout, strict, execute)
+    job = _Job(Path.cwd(), services, timeout, strict, execute, all_cells)
     # Without kernels a notebook takes milliseconds: worker processes would cost more than that.
     workers = jobs if execute else 1
     results.update(_check_all(job, todo, workers, on_progress, on_result))
@@ -460,6 +466,7 @@ class _Job:
     timeout: float | None
     strict: bool = False
     execute: bool = True
+    all_cells: bool = False
 
     def __call__(self, path: Path, on_progress: ProgressCallback | None) -> NotebookResult:
         os.chdir(self.cwd)  # paths are relative to where the user ran the check
@@ -469,6 +476,7 @@ class _Job:
                 services=self.services,
                 timeout=self.timeout,
                 on_progress=on_progress,
+                all_cells=self.all_cells,
                 strict=self.strict,
                 execute=self.execute,
             )

@@ -286,6 +286,9 @@ def _show_conversion(result: Conversion) -> None:
     console.print(f"  the service {status} the notebook's default answer")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
+    if result.data_files:
+        shown = ", ".join(result.data_files)
+        console.print(f"  data files copied (the notebook reads them): {_escape(shown)}")
     console.print(
         f"  {len(result.files)} files in {result.seconds:.1f} s "
         f"({result.kernel_seconds:.1f} s running notebooks)"
@@ -373,6 +376,14 @@ Static = Annotated[
         help="No kernel: check the tags and stale services only (fast; the pre-commit hook).",
     ),
 ]
+AllCells = Annotated[
+    bool,
+    typer.Option(
+        "--all-cells",
+        help="Run every cell, `skip` cells and those after `response` too (by default only "
+        "what is promoted runs).",
+    ),
+]
 JunitXml = Annotated[
     Path | None,
     typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
@@ -396,6 +407,7 @@ def check(
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
     static: Static = False,
+    all_cells: AllCells = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
@@ -423,6 +435,7 @@ def check(
                 timeout=timeout,
                 exclude=exclude or [],
                 skip_untagged=skip_untagged,
+                all_cells=all_cells,
                 strict=strict,
                 execute=not static,
                 **hooks,

@@ -1,20 +1,25 @@
 """Run a notebook with papermill and record the value its response cell produced.
 
-The notebook runs exactly as its author wrote it (all cells, in order), with two cells injected
-into an in-memory copy: one after the parameters cell records the parameter values, one after the
-response cell converts the response value to JSON (with the same converter the generated service
-uses) and emits it as a display output. Errors are mapped back to the original cell and line.
+What runs is what is promoted: an in-memory copy of the notebook without its ``skip`` cells and
+without the cells after ``response`` (``all_cells`` runs every cell), with three cells injected:
+the first installs the audit hook that observes the data files the notebook reads (``_files``),
+one after the parameters cell records the parameter values, one after the response cell converts
+the response value to JSON (with the same converter the generated service uses) and emits it as
+a display output. The copy keeps the cell ids, so errors are mapped back to the original cell
+and line.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,18 +30,26 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter._notebook import Cell, Notebook
+from promoter._files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
+from promoter._notebook import Cell, Notebook, Role
 from promoter._resources import jsonable_source
 from promoter._source import ResponseExpression, prefix_before, source_lines
 
-__all__ = ["CAPTURE_CELL_IDS", "CAPTURE_MIME", "Execution", "ProgressCallback", "execute"]
+__all__ = [
+    "CAPTURE_CELL_IDS",
+    "CAPTURE_MIME",
+    "Execution",
+    "ProgressCallback",
+    "execute",
+    "quiet_papermill",
+]
 
 CAPTURE_MIME = "application/vnd.promoter.capture+json"
 _RESPONSE_VAR = "__promoter_response__"
 _CAPTURE_RESPONSE_ID = "promoter-capture-response"
 _CAPTURE_PARAMS_ID = "promoter-capture-parameters"
 #: The ids of the cells promoter injects into the copy it runs (not the author's cells).
-CAPTURE_CELL_IDS = (_CAPTURE_RESPONSE_ID, _CAPTURE_PARAMS_ID)
+CAPTURE_CELL_IDS = (_CAPTURE_RESPONSE_ID, _CAPTURE_PARAMS_ID, OBSERVER_CELL_ID)
 _KERNEL_START_TIMEOUT = 300
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -57,6 +70,7 @@ class Execution:
         parameters: The runtime values of the parameters, as JSON-native data.
         executed: The executed notebook (nbformat node), for reports.
         seconds: Wall-clock time of the run, kernel start included.
+        files: The files the run opened for reading (seen by the audit hook).
     """
 
     response: Any
@@ -64,6 +78,7 @@ class Execution:
     parameters: dict[str, Any]
     executed: Any
     seconds: float
+    files: Observed = field(default_factory=Observed)
 
 
 def execute(
@@ -74,6 +89,7 @@ def execute(
     *,
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
+    all_cells: bool = False,
 ) -> Execution:
     """Execute ``notebook`` with papermill and capture its response.
 
@@ -84,27 +100,64 @@ def execute(
         parameters: Values to inject (papermill's parameters); ``None`` runs the defaults.
         timeout: Seconds any one cell may run.
         on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
+        all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
 
     Raises:
         ExecutionError: A cell raised, timed out, or the kernel died.
         ResponseError: The response value cannot be turned into JSON.
         ParameterError: papermill could not inject a parameter value.
     """
-    node = _instrumented(notebook, response, parameter_names)
+    node = _instrumented(notebook, response, parameter_names, all_cells)
     cells = _Progress(str(notebook.path), len(node.cells), on_progress)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promoter-run-") as tmp:
         run = _Papermill(notebook, response, node, Path(tmp), timeout)
         executed = run(parameters or {}, cells)
     cells.finished()
-    capture = _captured(executed)
+    capture = _captured(notebook, executed)
+    cells_run = _cells_by_count(notebook, executed)
+    seen = capture["files"]
     return Execution(
         response=capture["response"],
         kind=capture["kind"],
         parameters=capture["parameters"],
         executed=executed,
         seconds=time.perf_counter() - begin,
+        files=Observed(
+            **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
+        ),
     )
+
+
+def _cells_by_count(notebook: Notebook, executed: Any) -> dict[int, int]:
+    """The original cell index of each execution count of the run."""
+    found = {}
+    for cell in executed.cells:
+        original = _original(notebook, cell)
+        count = cell.get("execution_count")
+        if original is not None and isinstance(count, int):
+            found[count] = original.index
+    return found
+
+
+@contextmanager
+def quiet_papermill() -> Iterator[None]:
+    """Keep papermill's and nbclient's log lines off stderr while promoter calls them.
+
+    They log through the ``papermill`` logger ("Unable to parse line 3", "Kernel died while
+    waiting for execute reply"), and with no handler configured Python prints warnings to
+    stderr. promoter reports every failure itself, with the cell.
+    """
+    logger = logging.getLogger("papermill")
+    saved = logger.propagate
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
 
 
 @dataclass
@@ -140,7 +193,7 @@ class _Papermill:
         import papermill
 
         try:
-            with self._stderr.open("w") as stderr:
+            with self._stderr.open("w") as stderr, quiet_papermill():
                 return papermill.execute_notebook(
                     self.node,
                     str(self._output),
@@ -237,21 +290,26 @@ def _kernel_manager_class(stderr: Any) -> Any:
 
 
 def _instrumented(
-    notebook: Notebook, response: ResponseExpression, parameter_names: list[str]
+    notebook: Notebook, response: ResponseExpression, parameter_names: list[str], all_cells: bool
 ) -> Any:
     import nbformat
 
+    new_cell: Callable[..., Any] = nbformat.v4.new_code_cell
     # from_dict: an upgraded nbformat 3 notebook is a different NotebookNode class than papermill
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    capture_params = nbformat.v4.new_code_cell(
-        _capture_parameters_code(parameter_names), id=_CAPTURE_PARAMS_ID
-    )
-    capture_response = nbformat.v4.new_code_cell(_capture_response_code(), id=_CAPTURE_RESPONSE_ID)
-    # Insert the later one first so the earlier index stays valid.
-    node.cells.insert(response.cell.index + 1, capture_response)
-    node.cells.insert(notebook.parameters_cell.index + 1, capture_params)
+    cells = [new_cell(observer_code(), id=OBSERVER_CELL_ID)]
+    for cell, copied in zip(notebook.cells, node.cells, strict=True):
+        if cell.role is Role.SKIP and not all_cells:
+            continue  # what is not promoted does not run
+        cells.append(copied)
+        if cell is notebook.parameters_cell:
+            code = _capture_parameters_code(parameter_names)
+            cells.append(new_cell(code, id=_CAPTURE_PARAMS_ID))
+        elif cell is notebook.response_cell:
+            cells.append(new_cell(_capture_response_code(), id=_CAPTURE_RESPONSE_ID))
+    node.cells = cells
     return node
 
 
@@ -283,11 +341,12 @@ def _capture_response_code() -> str:
         f"+ type({_RESPONSE_VAR}).__qualname__,\n"
         "        'parameters': {k: __promoter_convert__(v, 'parameter ' + k)\n"
         "                       for k, v in __promoter_parameters__.items()},\n"
+        f"        'files': {observed_code()},\n"
         "    }}, raw=True)\n"
     )
 
 
-def _captured(executed: Any) -> dict[str, Any]:
+def _captured(notebook: Notebook, executed: Any) -> dict[str, Any]:
     for cell in executed.cells:
         if cell.get("id") != _CAPTURE_RESPONSE_ID:
             continue
@@ -295,9 +354,45 @@ def _captured(executed: Any) -> dict[str, Any]:
             data = output.get("data", {})
             if CAPTURE_MIME in data:
                 return dict(data[CAPTURE_MIME])
+    stopped = _failed_cell(executed)
+    if stopped:  # `raise SystemExit(0)`: the kernel stops the run without reporting an error
+        error = next(o for o in stopped.outputs if o.get("output_type") == "error")
+        raise _with_executed(
+            _cell_error(notebook, stopped, str(error.get("ename")), str(error.get("evalue"))),
+            executed,
+        )
     raise ExecutionError(
         "the notebook ran but its response was not recorded",
         hint="this is a bug in promoter; please report it with the notebook",
+    )
+
+
+#: Hints for exceptions that are not bugs in the cell's logic.
+_HINTS = {
+    "SystemExit": "the cell ends the run (sys.exit, exit(), raise SystemExit): a promoted cell "
+    "must run to its end; remove the exit, or tag the cell `skip`",
+    "KeyboardInterrupt": "the cell raised KeyboardInterrupt (an interrupted loop, or raised on "
+    "purpose): a promoted cell must run to its end",
+    "UsageError": "an IPython magic failed; fix it, or tag the cell `skip` (magics are not "
+    "promoted)",
+}
+_DEFAULT_HINT = (
+    "the notebook fails when papermill runs it from top to bottom; "
+    "fix the cell (restart the kernel and run all cells in Jupyter to reproduce)"
+)
+
+
+def _cell_error(
+    notebook: Notebook, executed_cell: Any, ename: str, evalue: str, line: int | None = None
+) -> ExecutionError:
+    cell = _original(notebook, executed_cell)
+    evalue = " ".join(evalue.split())[:500]
+    return ExecutionError(
+        f"{ename}: {evalue}" if evalue else ename,
+        location=notebook.at(cell, line) if cell else Location(notebook.path),
+        hint=_HINTS.get(ename, _DEFAULT_HINT),
+        ename=ename,
+        evalue=evalue,
     )
 
 
@@ -329,16 +424,19 @@ def _original(notebook: Notebook, executed_cell: Any) -> Cell | None:
 def _execution_error(
     notebook: Notebook, response: ResponseExpression, executed: Any, exc: Any
 ) -> ExecutionError | Any:
-    executed_cell = _failed_cell(executed)
+    executed_cell = _failed_cell(executed) or _cell_run(executed, exc.exec_count)
     cell = _original(notebook, executed_cell) if executed_cell else None
     traceback = _ANSI.sub("", "\n".join(exc.traceback or []))
     line = _line_in(traceback, exc.exec_count)
-    evalue = " ".join(str(exc.evalue).split())[:500]
+    ename, evalue = str(exc.ename), str(exc.evalue)
+    if ename == "CellExecutionError" and not evalue:
+        # IPython prints a failing magic's UsageError to stderr, not as an error output.
+        ename, evalue = _stderr_error(executed_cell) or (ename, "the cell failed")
     cell_id = executed_cell.get("id")
     if cell_id == _CAPTURE_RESPONSE_ID:
         return _with_executed(
             ResponseError(
-                evalue,
+                " ".join(evalue.split())[:500],
                 location=notebook.at(response.cell, response.last.lineno),
                 hint="return JSON-like data: dicts, lists, numbers, strings, dataclasses, "
                 "pydantic models, numpy or pandas values",
@@ -347,20 +445,32 @@ def _execution_error(
         )
     if cell_id == _CAPTURE_PARAMS_ID or (cell is notebook.parameters_cell and cell_id != cell.id):
         return ParameterError(
-            f"papermill could not set the parameters: {exc.ename}: {evalue}",
+            f"papermill could not set the parameters: {ename}: {' '.join(evalue.split())[:500]}",
             location=notebook.at(notebook.parameters_cell),
         )
-    return _with_executed(
-        ExecutionError(
-            f"{exc.ename}: {evalue}",
-            location=notebook.at(cell, line) if cell else Location(notebook.path),
-            hint="the notebook fails when papermill runs it from top to bottom; "
-            "fix the cell (restart the kernel and run all cells in Jupyter to reproduce)",
-            ename=exc.ename,
-            evalue=evalue,
-        ),
-        executed,
+    return _with_executed(_cell_error(notebook, executed_cell, ename, evalue, line), executed)
+
+
+def _cell_run(executed: Any, count: int | None) -> Any:
+    """The executed cell with execution count ``count`` (``{}`` when none)."""
+    for cell in executed.cells if executed is not None and count is not None else []:
+        if cell.get("execution_count") == count:
+            return cell
+    return {}
+
+
+def _stderr_error(executed_cell: Any) -> tuple[str, str] | None:
+    """``(ename, evalue)`` from the last ``Name: text`` line the cell wrote to stderr."""
+    text = "".join(
+        str(out.get("text", ""))
+        for out in executed_cell.get("outputs", [])
+        if out.get("name") == "stderr"
     )
+    for line in reversed(_ANSI.sub("", text).splitlines()):
+        match = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$", line)
+        if match:
+            return match.group(1), match.group(2)
+    return None
 
 
 def _failed_cell(executed: Any) -> Any:

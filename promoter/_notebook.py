@@ -54,6 +54,8 @@ _SETTINGS = {
     "examples",
     "maps",
     "records",
+    "files",
+    "max_file_mb",
 }
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
@@ -107,6 +109,11 @@ class Settings:
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
     #: "process": in worker processes (pebble) that are killed past the timeout.
     execution: str = "thread"
+    #: Globs (relative to the notebook's folder) of data files that travel with the service
+    #: besides those the default run was seen reading (files only other parameters read).
+    files: tuple[str, ...] = ()
+    #: The largest data file that may travel with the service, in megabytes.
+    max_file_mb: float = 200.0
     #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
     #: request examples).
     examples: tuple[dict[str, Any], ...] = ()
@@ -453,20 +460,7 @@ def _settings(path: Path, node: Any) -> Settings:
             location=where,
             hint=f"known keys: {sorted(_SETTINGS)}",
         )
-    route = raw.get("route")
-    if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
-        raise ContractError(
-            f"metadata.promoter.route {route!r} is not a valid route",
-            location=where,
-            hint="use a path like /churn_score (letters, digits, _ and -)",
-        )
-    name = raw.get("name")
-    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
-        raise ContractError(
-            f"metadata.promoter.name {name!r} is not a valid service name",
-            location=where,
-            hint="use lower-case letters, digits and dashes, e.g. churn-score",
-        )
+    route, name = _route_and_name(raw, where)
     version = raw.get("version", "0.1.0")
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ContractError(
@@ -494,11 +488,58 @@ def _settings(path: Path, node: Any) -> Settings:
         version=version,
         timeout=float(timeout),
         execution=execution,
+        files=_file_globs(raw.get("files", []), where),
+        max_file_mb=_max_file_mb(raw.get("max_file_mb", 200.0), where),
         examples=_examples(raw.get("examples", []), where),
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
         shared=_shared(raw.get("shared", []), where),
     )
+
+
+def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, str | None]:
+    route = raw.get("route")
+    if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
+        raise ContractError(
+            f"metadata.promoter.route {route!r} is not a valid route",
+            location=where,
+            hint="use a path like /churn_score (letters, digits, _ and -)",
+        )
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
+        raise ContractError(
+            f"metadata.promoter.name {name!r} is not a valid service name",
+            location=where,
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
+    return route, name
+
+
+def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise ContractError(
+            f"metadata.promoter.files {globs!r} must be a list of glob strings",
+            location=where,
+            hint='e.g. ["data/*.csv", "models/**/*.joblib"], relative to the notebook\'s folder',
+        )
+    for glob in globs:
+        if glob.startswith(("/", "\\")) or ".." in Path(glob).parts:
+            raise ContractError(
+                f"metadata.promoter.files glob {glob!r} leaves the notebook's folder",
+                location=where,
+                hint="only files under the notebook's folder travel with the service; read "
+                "others from a mounted volume or object storage",
+            )
+    return tuple(globs)
+
+
+def _max_file_mb(limit: Any, where: Location) -> float:
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+        raise ContractError(
+            f"metadata.promoter.max_file_mb {limit!r} must be a positive number of megabytes",
+            location=where,
+        )
+    return float(limit)
 
 
 def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:

@@ -24,7 +24,16 @@ from typing import Any
 
 from promoter._exceptions import EditedFileError, OutputError
 
-__all__ = ["LOCK_NAME", "Lock", "Staging", "edited_files", "read_lock", "sha256", "staged"]
+__all__ = [
+    "LOCK_NAME",
+    "Lock",
+    "Staging",
+    "check_destination",
+    "edited_files",
+    "read_lock",
+    "sha256",
+    "staged",
+]
 
 LOCK_NAME = "promoter.lock.json"
 _RENAME_EXCHANGE = 2
@@ -94,6 +103,16 @@ class Staging:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
 
+    def copy(self, files: dict[str, Path]) -> None:
+        """Copy files (data the notebook reads), keyed by relative POSIX path, into the folder.
+
+        They are hashed into the lock at ``commit`` like generated files, so edits are noticed.
+        """
+        for rel, source in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
     def commit(self, lock_for: Callable[[dict[str, str]], Lock]) -> Path | None:
         """Record the lock, carry the user's own files over, and swap the folder in.
 
@@ -129,12 +148,14 @@ def staged(out_dir: Path, *, force: bool = False) -> Iterator[Staging]:
         OutputError: ``out_dir`` is not a folder promoter generated, or cannot be written.
     """
     out_dir = out_dir.resolve()
-    previous = _check_destination(out_dir, force)
+    previous = check_destination(out_dir, force=force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(out_dir)
     build = Path(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.building-{os.getpid()}-", dir=out_dir.parent)
     )
+    # mkdtemp makes the folder private (0700); the service folder gets the user's usual mode.
+    build.chmod(0o777 & ~_umask())
     try:
         yield Staging(build, out_dir, previous, force)
     finally:
@@ -170,7 +191,26 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _check_destination(out_dir: Path, force: bool) -> Lock | None:
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask sets it, for every thread)
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+        return int(next(ln for ln in status.splitlines() if ln.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def check_destination(out_dir: Path, *, force: bool = False) -> Lock | None:
+    """Whether promoter may write the service folder ``out_dir``: its lock, if it has one.
+
+    ``convert`` calls it before any notebook runs, and ``staged`` again before writing.
+
+    Raises:
+        EditedFileError: The user edited generated files and ``force`` is false.
+        OutputError: ``out_dir`` is not a folder promoter generated.
+    """
+    out_dir = out_dir.resolve()
     if not out_dir.exists():
         return None
     if not out_dir.is_dir():

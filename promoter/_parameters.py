@@ -12,6 +12,7 @@ import builtins
 import io
 import keyword
 import tokenize
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,7 +20,7 @@ from promoter._exceptions import Location, ParameterError
 from promoter._notebook import Cell, Notebook, Role
 from promoter._source import parse_cell
 from promoter._types import (
-    annotation_value,
+    build_type,
     imports_for,
     names_in,
     safe_annotation,
@@ -125,6 +126,7 @@ def infer_request(notebook: Notebook) -> RequestSchema:
             )
         found[target] = param
     _check_shadowing(notebook, found)
+    _check_buildable(notebook, found.values())
     return RequestSchema(
         parameters=tuple(found.values()),
         private=tuple(private),
@@ -282,16 +284,36 @@ def request_error(request: RequestSchema, values: dict[str, Any]) -> str | None:
 def _request_model(request: RequestSchema) -> Any:
     import pydantic
 
-    fields: dict[str, Any] = {}
     try:
-        for p in request.parameters:
-            # Built from the checked syntax tree, never evaluated: no notebook text runs here.
-            fields[p.name] = (
-                annotation_value(p.annotation),
-                pydantic.Field(default=p.default, description=p.description),
-            )
-        return pydantic.create_model(
-            "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-        )
+        return _model(request.parameters)
     except (pydantic.PydanticUserError, TypeError, ValueError, NameError):
         return None
+
+
+def _check_buildable(notebook: Notebook, parameters: Iterable[Parameter]) -> None:
+    """Refuse a field pydantic cannot build (``Field(ge="a")``), naming it, before any run."""
+    for p in parameters:
+        try:
+            _model([p]).model_json_schema()
+        except Exception as exc:  # pydantic raises several types, some from its Rust core
+            problem = " ".join(str(exc).split())[:300]
+            raise ParameterError(
+                f"pydantic cannot build the request field `{p.name}: {p.annotation}`: {problem}",
+                location=notebook.at(notebook.parameters_cell, p.line),
+                hint="check the type's arguments (Field(ge=1), conlist(int, min_length=1), ...)",
+            ) from None
+
+
+def _model(parameters: Iterable[Parameter]) -> Any:
+    import pydantic
+
+    fields: dict[str, Any] = {
+        p.name: (
+            build_type(p.annotation),
+            pydantic.Field(default=p.default, description=p.description),
+        )
+        for p in parameters
+    }
+    return pydantic.create_model(
+        "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )

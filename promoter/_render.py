@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from promoter._extract import Extraction
+from promoter._files import DataFile
 from promoter._filters import FILTERS
 from promoter._notebook import Cell, Notebook
 from promoter._parameters import RequestSchema
@@ -46,6 +47,7 @@ class NotebookPlan:
 
     Attributes:
         golden: Whether the notebook's answer is reproducible (the golden test compares it).
+        files: The data files that travel with the service.
     """
 
     notebook: Notebook
@@ -53,6 +55,7 @@ class NotebookPlan:
     response: ResponseSchema
     extraction: Extraction
     golden: bool = True
+    files: tuple[DataFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class ServiceOptions:
     version: str
     command: str
     k8s: bool = False
+    #: The data files copied into the service (relative POSIX paths; the README lists them).
+    data_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class ServiceView:
     version: str
     command: str
     k8s: bool
+    data_files: tuple[str, ...]
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str

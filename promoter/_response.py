@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._types import TYPE_NAMES, safe_annotation
+from promoter._types import TYPE_NAMES, build_type, safe_annotation
 
 __all__ = [
     "ModelClass",
@@ -201,12 +201,9 @@ def infer_response(
         warnings.append((_NONE_WARNING, where))
     model = f"{prefix}Response"
     common = {"json_schema": schema, "sample": sample, "kind": kind, "samples": samples}
-    if annotation is not None:
-        try:
-            root = safe_annotation(_parse_expr(annotation), where)
-            return ResponseSchema(root, model, (), annotated=True, **common), warnings
-        except ParameterError as exc:
-            warnings.append((f"{exc.message}; the response type is inferred instead", where))
+    declared = _declared(annotation, where, warnings)
+    if declared is not None:
+        return ResponseSchema(declared, model, (), annotated=True, **common), warnings
     shapes = _Shapes(prefix, len(samples), maps, records)
     root = shapes.annotation(schema, "$", "Item", name=model)
     for key, paths in (("maps", maps), ("records", records)):
@@ -216,6 +213,26 @@ def infer_response(
     classes, decisions = tuple(shapes.classes), tuple(shapes.decisions)
     inferred = ResponseSchema(root, model, classes, annotated=False, shapes=decisions, **common)
     return inferred, warnings
+
+
+def _declared(
+    annotation: str | None, where: Location, warnings: list[tuple[str, Location]]
+) -> str | None:
+    """The response cell's own annotation when it is safe and pydantic builds it, else a warning."""
+    if annotation is None:
+        return None
+    try:
+        root = safe_annotation(_parse_expr(annotation), where)
+        build_type(root)
+    except ParameterError as exc:
+        warnings.append((f"{exc.message}; the response type is inferred instead", where))
+        return None
+    except Exception as exc:  # pydantic raises several types, some from its Rust core
+        problem = " ".join(str(exc).split())[:300]
+        message = f"pydantic cannot build the response annotation `{annotation}`: {problem}"
+        warnings.append((f"{message}; the response type is inferred instead", where))
+        return None
+    return root
 
 
 _NONE_WARNING = (

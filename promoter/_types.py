@@ -17,6 +17,7 @@ __all__ = [
     "CALLABLES",
     "TYPE_NAMES",
     "annotation_value",
+    "build_type",
     "imports_for",
     "model_imports",
     "names_in",
@@ -239,6 +240,22 @@ def annotation_value(text: str) -> Any:
         ValueError: ``text`` uses something ``safe_annotation`` would have refused.
     """
     return _build(ast.parse(text, mode="eval").body, _namespace())
+
+
+def build_type(annotation: str) -> Any:
+    """The type of a checked annotation (``annotation_value``), once pydantic has built it.
+
+    Building the JSON schema is what makes pydantic check the type's arguments
+    (``Field(ge="a")`` passes the allow-list and fails only here).
+
+    Raises:
+        Exception: Whatever pydantic raises for a type it cannot build.
+    """
+    import pydantic
+
+    built = annotation_value(annotation)
+    pydantic.TypeAdapter(built).json_schema()
+    return built
 
 
 def _build(node: ast.expr, names: dict[str, Any]) -> Any:

@@ -1,0 +1,223 @@
+"""The data files a notebook reads, which travel with its service.
+
+They are observed, not guessed: the copy of the notebook that papermill runs starts with a cell
+that installs a PEP 578 audit hook (``sys.addaudithook``) in the kernel. The hook sees every
+``open`` event, whatever library opens the file (``pd.read_csv(path + "x.csv")``, ``np.load``,
+``joblib.load``, ``Path.read_text``), and records the files under the notebook's folder opened
+for reading, and relative paths that leave it. ``metadata.promoter.files`` adds globs for files
+that only other parameters read. The files are copied into the service under the same relative
+layout; the service runs with its folder as working directory. Python sources (local modules),
+notebooks and hidden files (``.env``: often secrets) are not data and are left out unless a glob
+names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promoter._exceptions import ContractError, Location
+from promoter._notebook import Cell, Notebook
+
+__all__ = [
+    "OBSERVER_CELL_ID",
+    "DataFile",
+    "Observed",
+    "data_files",
+    "observed_code",
+    "observer_code",
+]
+
+#: The id of the injected first cell that installs the audit hook.
+OBSERVER_CELL_ID = "promoter-observe-files"
+_STATE = "__promoter_files__"
+_IGNORED_PARTS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
+_IGNORED_SUFFIXES = frozenset({".py", ".pyc", ".ipynb"})
+_ELSEWHERE = (
+    "a service carries only the files under its notebook's folder: move the file there, or "
+    "read it at run time from a mounted volume or object storage (a path or URL from a setting)"
+)
+
+# Runs in the kernel. The hook must be cheap (it sees every import) and must never raise.
+# A path first opened for writing is the notebook's own output, not an input. Readers that open
+# files in C without an audit event (pyarrow's parquet reader) are not seen: a `files` glob
+# names what they read.
+_OBSERVER = """\
+# Injected by promoter: record the data files the notebook reads (not part of the notebook).
+def __promoter_observe__():
+    import os, sys
+    root = os.getcwd()
+    prefix = os.path.join(root, "")
+    creates = os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    seen, outside = {}, {}
+    shell = get_ipython()  # its execution_count is already the next cell's while a cell runs
+
+    def hook(event, args):
+        if event == "open":
+            flags = args[2] or 0
+        elif event == "sqlite3.connect":  # SQLite opens its file in C, without an open event
+            flags = 0
+        else:
+            return
+        if isinstance(args[0], int):
+            return
+        try:
+            given = os.fsdecode(args[0])
+            full = os.path.normpath(os.path.join(os.getcwd(), given))
+            reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
+            if full.startswith(prefix):
+                cell = (reading, shell.execution_count - 1, os.path.isabs(given))
+                seen.setdefault(os.path.relpath(full, root), cell)
+            elif reading and not os.path.isabs(given):
+                outside.setdefault(given, shell.execution_count - 1)
+        except Exception:
+            pass
+
+    sys.addaudithook(hook)
+    return seen, outside
+
+
+STATE = __promoter_observe__()
+del __promoter_observe__
+""".replace("STATE", _STATE)
+
+
+def observer_code() -> str:
+    """The source of the injected first cell that installs the audit hook."""
+    return _OBSERVER
+
+
+def observed_code() -> str:
+    """An expression (in the kernel) of what was observed: JSON-native data for the capture."""
+    return (
+        f"{{'read': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r}}, "
+        f"'absolute': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r and a}}, "
+        f"'outside': dict({_STATE}[1])}}"
+    )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the audit hook saw: paths, each with the index of the cell that first opened it.
+
+    Attributes:
+        read: Files under the notebook's folder opened for reading (relative POSIX paths).
+        outside: Relative paths read that lead outside the notebook's folder, as written.
+        absolute: Those of ``read`` the notebook opened by an absolute path.
+    """
+
+    read: dict[str, int | None] = field(default_factory=dict)
+    outside: dict[str, int | None] = field(default_factory=dict)
+    absolute: dict[str, int | None] = field(default_factory=dict)
+
+    def merged(self, other: Observed) -> Observed:
+        """Both runs' observations (another parameter set may read other files)."""
+        return Observed(
+            {**other.read, **self.read},
+            {**other.outside, **self.outside},
+            {**other.absolute, **self.absolute},
+        )
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file that travels with the service.
+
+    Attributes:
+        path: Where it is, relative to the notebook's folder and to the service folder (POSIX).
+        source: The file on disk.
+        size: Its size in bytes.
+    """
+
+    path: str
+    source: Path
+    size: int
+
+
+def data_files(
+    notebook: Notebook, observed: Observed
+) -> tuple[tuple[DataFile, ...], list[tuple[str, Location]]]:
+    """The data files of ``notebook``: those its run read, plus its ``files`` globs.
+
+    Args:
+        notebook: The notebook (its folder is the root of the layout).
+        observed: What the run read.
+
+    Returns:
+        The files, sorted by path, and warnings with their places.
+
+    Raises:
+        ContractError: A file is outside the notebook's folder, too large, or a glob matches
+            nothing.
+    """
+    if observed.outside:
+        given, cell_index = next(iter(observed.outside.items()))
+        raise ContractError(
+            f"the notebook reads {given!r}, which is outside its folder "
+            f"{notebook.path.parent.resolve()}",
+            location=notebook.at(_cell(notebook, cell_index)),
+            hint=_ELSEWHERE,
+        )
+    root = notebook.path.parent.resolve()
+    found: dict[str, tuple[Path, int | None]] = {}
+    for rel, cell_index in observed.read.items():
+        source = root / rel
+        if _travels(rel) and source.is_file():
+            found.setdefault(Path(rel).as_posix(), (source, cell_index))
+    for rel, source in _globbed(notebook, root):
+        found.setdefault(rel, (source, None))
+    files = tuple(
+        _sized(notebook, rel, source, cell) for rel, (source, cell) in sorted(found.items())
+    )
+    warnings = [
+        (
+            f"the notebook opens {rel} by an absolute path: the service copies it but would "
+            "read the original path, which its image or another machine does not have; use "
+            "a path relative to the notebook's folder",
+            notebook.at(_cell(notebook, cell_index)),
+        )
+        for rel, cell_index in observed.absolute.items()
+        if Path(rel).as_posix() in found
+    ]
+    return files, warnings
+
+
+def _sized(notebook: Notebook, rel: str, source: Path, cell_index: int | None) -> DataFile:
+    size = source.stat().st_size
+    limit = notebook.settings.max_file_mb
+    if size > limit * 1024 * 1024:
+        raise ContractError(
+            f"the data file {rel} is {size / 1048576:.0f} MB, over the {limit:g} MB a service "
+            "carries",
+            location=notebook.at(_cell(notebook, cell_index)),
+            hint="read it at run time from a mounted volume or object storage, or raise "
+            "metadata.promoter.max_file_mb",
+        )
+    return DataFile(rel, source, size)
+
+
+def _travels(rel: str) -> bool:
+    # Hidden files are configuration, often secret (python-dotenv reads `.env` from the
+    # notebook's folder): they travel only when a `files` glob names them.
+    path = Path(rel)
+    hidden = any(part.startswith(".") for part in path.parts)
+    return not (hidden or _IGNORED_PARTS & set(path.parts) or path.suffix in _IGNORED_SUFFIXES)
+
+
+def _globbed(notebook: Notebook, root: Path) -> list[tuple[str, Path]]:
+    matches = []
+    for glob in notebook.settings.files:
+        hits = [p for p in sorted(root.glob(glob)) if p.is_file()]
+        hits = [p for p in hits if p.resolve() != notebook.path.resolve()]
+        if not hits:
+            raise ContractError(
+                f"metadata.promoter.files glob {glob!r} matches no file",
+                location=notebook.at(),
+                hint=f"globs are relative to the notebook's folder {root}",
+            )
+        matches += [(p.relative_to(root).as_posix(), p) for p in hits]
+    return matches
+
+
+def _cell(notebook: Notebook, index: int | None) -> Cell | None:
+    return next((c for c in notebook.cells if c.index == index), None)

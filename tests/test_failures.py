@@ -1,0 +1,145 @@
+"""Clear failures: each way a notebook can fail names the cell and the exception, never a
+traceback, and "bug in promoter" is kept for promoter's bugs (issue 11)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, run_cli, write_notebook
+
+FAILURES = FIXTURES / "failures"
+
+# fixture -> (the cell that fails, text the message must show)
+RUN_FAILURES = {
+    "sys_exit": (3, "SystemExit: x is too large for this demo"),
+    "exit_zero": (2, "SystemExit: 0"),
+    "line_magic_fails": (2, "No module named 'no_such_extension_xyz'"),
+    "unknown_magic": (2, "UsageError: Line magic function `%no_such_magic_xyz` not found"),
+    "kernel_dies": (3, "the kernel died while running this cell"),
+    "keyboard_interrupt": (2, "KeyboardInterrupt: stopped by the author"),
+}
+ANNOTATIONS = {
+    "nonetype_annotation": "NoneType",
+    "forward_reference": "Widget",
+}
+
+
+PAPERMILL_LOG_LINES = ("Unable to parse line", "Kernel died while", "Passed unknown parameter")
+
+
+def _assert_clear(output: str) -> None:
+    assert "Traceback" not in output
+    assert "bug in promoter" not in output
+    assert "internal error" not in output
+    for line in PAPERMILL_LOG_LINES:  # papermill's and nbclient's own logging
+        assert line not in output
+
+
+@pytest.mark.parametrize("name", sorted(RUN_FAILURES))
+def test_a_failing_run_names_the_cell_and_the_exception(name: str) -> None:
+    cell, text = RUN_FAILURES[name]
+
+    result = run_cli("inspect", FAILURES / f"{name}.ipynb")
+
+    assert result.returncode in (1, 2), result.output
+    assert f"cell {cell} " in result.stderr, result.output
+    assert text in result.stderr, result.output
+    _assert_clear(result.output)
+
+
+@pytest.mark.parametrize("name", sorted(RUN_FAILURES))
+def test_check_reports_the_same_failure(name: str) -> None:
+    cell, text = RUN_FAILURES[name]
+
+    result = run_cli("check", FAILURES / f"{name}.ipynb", "--json")
+
+    assert result.returncode == 1, result.output
+    checks = json.loads(result.stdout)["notebooks"][0]["checks"]
+    execute = next(o for o in checks if o["check"] == "execute")
+    assert execute["status"] == "failed"
+    assert execute["cell_index"] == cell
+    assert text in execute["message"]
+    _assert_clear(result.stderr)
+
+
+@pytest.mark.parametrize("name", sorted(ANNOTATIONS))
+def test_an_annotation_pydantic_cannot_build_is_clear(name: str) -> None:
+    notebook = FAILURES / f"{name}.ipynb"
+
+    for args in (("inspect",), ("inspect", "--json")):
+        result = run_cli(*args, notebook)
+        _assert_clear(result.output)
+        if result.returncode == 0:  # mapped to a type pydantic builds
+            assert name == "nonetype_annotation"
+            continue
+        assert result.returncode in (1, 2), result.output
+        assert ANNOTATIONS[name] in result.stderr and "cell 1" in result.stderr
+
+
+def test_papermill_parse_warnings_do_not_leak(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field", []),
+        ("code", "top_k: Annotated[int, Field(ge=1,\n    le=10)] = 3", ["parameters"]),
+        ("code", "{'k': top_k}", ["response"]),
+    )
+
+    result = run_cli("inspect", notebook)
+
+    assert result.returncode == 0, result.output
+    assert result.stderr == ""
+
+
+def test_none_type_maps_to_none() -> None:
+    result = run_cli("inspect", FAILURES / "nonetype_annotation.ipynb", "--json")
+
+    assert result.returncode == 0, result.output
+    fields = {p["name"]: p["type"] for p in json.loads(result.stdout)["parameters"]}
+    assert fields["c"] == "None"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "shown"),
+    [
+        ('Annotated[int, Field(ge="a")] = 3', "'ge' must be coercible to an integer"),
+        ('conlist(int, min_length="x") = [1]', "not supported between"),
+    ],
+)
+def test_a_field_pydantic_cannot_build_is_refused_before_the_run(
+    tmp_path: Path, annotation: str, shown: str
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field, conlist", []),
+        ("code", f"n = 1\nx: {annotation}", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+    )
+
+    result = run_cli("inspect", notebook, "--json")
+
+    assert result.returncode == 1, result.output
+    assert "pydantic cannot build the request field `x: " in result.stderr
+    assert shown in result.stderr and "cell 1" in result.stderr and "line 2" in result.stderr
+    _assert_clear(result.output)
+
+
+def test_a_response_annotation_pydantic_cannot_build_falls_back_to_inference(
+    tmp_path: Path,
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field", []),
+        ("code", "x = 1", ["parameters"]),
+        ("code", "result: Annotated[int, Field(ge='a')] = x", ["response"]),
+    )
+
+    result = run_cli("inspect", notebook, "--json")
+
+    assert result.returncode == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["response_type"] == "int"
+    assert any("pydantic cannot build the response" in w["message"] for w in shown["warnings"])
+    _assert_clear(result.output)
