@@ -165,7 +165,7 @@ def test_a_file_outside_the_notebook_folder_is_refused_naming_it(tmp_path: Path)
 
     assert result.returncode in (1, 2), result.output
     assert "../shared.csv" in result.stderr and "outside its folder" in result.stderr
-    assert "mounted volume" in result.stderr and "cell 1" in result.stderr
+    assert "mounted volume" in result.stderr and "cell 2" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
 
