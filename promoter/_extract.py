@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import symtable
 import sys
 from dataclasses import dataclass, field
@@ -156,8 +157,8 @@ def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpres
         modules=tuple(modules),
         request_arg=_free_name(["request", "req", "promoter_request"], all_code, params),
         dropped=tuple(dropped),
-        is_async=any(_awaits(c) for c in handler),
-        setup_is_async=any(_awaits(c) for c in setup),
+        is_async=_awaits(handler, "\n".join([*private, response_src])),
+        setup_is_async=_awaits(setup),
     )
     _check_names(notebook, extraction, handler, setup, params)
     return extraction
@@ -682,10 +683,13 @@ def _shared_lines(statements: list[_Statement]) -> dict[int, set[int]]:
     return shared
 
 
-def _awaits(code: _CellCode) -> bool:
-    """Whether the kept code of a cell awaits at top level (not inside a ``def`` or lambda)."""
+def _awaits(cells: list[_CellCode], expression: str = "") -> bool:
+    """Whether the kept code (or ``expression``) awaits at top level, not inside a ``def``."""
     scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-    todo: list[ast.AST] = [s for s in code.tree.body if s.lineno in code.keep_lines]
+    todo: list[ast.AST] = [s for c in cells for s in c.tree.body if s.lineno in c.keep_lines]
+    if expression:
+        with contextlib.suppress(SyntaxError):  # reported by the verify step
+            todo.append(ast.parse(f"(\n{expression}\n)"))
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):

@@ -24,19 +24,21 @@ __all__ = ["Fidelity", "first_difference", "verify_service"]
 
 _MARKER = "__PROMOTER_VERIFY__"
 _SCRIPT = """
-import json, sys, traceback
+import asyncio, inspect, json, sys, traceback
 sys.path.insert(0, sys.argv[1])
+loop = asyncio.new_event_loop()  # one loop for an async setup() and every async run()
+wait = lambda value: loop.run_until_complete(value) if inspect.isawaitable(value) else value
 from app.jsonable import to_jsonable
 results = {}
 for package, slug, model, requests in json.loads(sys.argv[2]):
     try:
         pipeline = __import__(package + ".pipeline", fromlist=["pipeline"])
         models = __import__(package + ".models", fromlist=["models"])
-        pipeline.setup()
+        wait(pipeline.setup())
         request_class = [v for k, v in vars(models).items() if k.endswith("Request")][0]
         answers, problems = [], []
         for request in requests:
-            answer = to_jsonable(pipeline.run(request_class.model_validate(request)))
+            answer = to_jsonable(wait(pipeline.run(request_class.model_validate(request))))
             try:
                 getattr(models, model).model_validate(answer)
                 problems.append(None)

@@ -8,6 +8,7 @@ carries an error id, with the traceback in the log only.
 """
 
 import asyncio
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -51,10 +52,10 @@ class Readiness:
 readiness = Readiness()
 
 
-def run_setup() -> None:
+async def run_setup() -> None:
     """Run each notebook's setup cells; the service is ready when all have finished."""
     try:
-        pipeline.setup()
+        await setup_one(pipeline.setup)
     except Exception:
         error_id = uuid.uuid4().hex
         logger.exception("setup failed (error id %s)", error_id)
@@ -63,10 +64,18 @@ def run_setup() -> None:
     readiness.ready = True
 
 
+async def setup_one(setup: Callable[[], Any]) -> None:
+    """An async setup (top-level ``await``) runs on the event loop, any other in a thread."""
+    if inspect.iscoroutinefunction(setup):
+        await setup()
+    else:
+        await asyncio.to_thread(setup)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the setup in a thread so /health answers while a model loads."""
-    setup = asyncio.create_task(asyncio.to_thread(run_setup))
+    """Start the setup in a task so /health answers while a model loads."""
+    setup = asyncio.create_task(run_setup())
     yield
     await setup
 
@@ -159,7 +168,11 @@ async def answer(
     if not readiness.ready:
         return JSONResponse({"detail": "the service is starting"}, 503, {"Retry-After": "1"})
     try:
-        if timeout is None:
+        if inspect.iscoroutinefunction(run):
+            # top-level `await` in the notebook: run on the event loop, so awaits overlap
+            async with asyncio.timeout(timeout):
+                result = await run(request)
+        elif timeout is None:
             result = run(request)
         else:
             async with asyncio.timeout(timeout):
