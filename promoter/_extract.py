@@ -47,6 +47,7 @@ _READING_METHODS = {
     *("to_dict", "to_numpy", "to_list", "nunique", "unique", "value_counts", "groupby"),
     *("join", "split", "strip", "upper", "lower", "startswith", "endswith", "agg", "isna"),
 }
+_HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
 # Calls that write into the objects passed to them (``plt.savefig(buf)``).
 _WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
 # `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
@@ -403,6 +404,18 @@ def _bound(body: list[ast.stmt], keep: set[int]) -> set[str]:
     return names
 
 
+_NESTED_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
 def _walk_scope(node: ast.AST) -> list[ast.AST]:
     """Like ``ast.walk``, but not into nested scopes (functions, classes, lambdas, ...)."""
     nested = (
@@ -521,6 +534,7 @@ class _Statement:
     code: _CellCode
     node: ast.stmt
     defines: frozenset[str]
+    kills: frozenset[str]
     reads: frozenset[str]
     mutates: frozenset[str]
 
@@ -563,11 +577,57 @@ def _slice(
 
 
 def _statement(code: _CellCode, node: ast.stmt) -> _Statement:
-    reads = {
-        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-    }
     defines = _bound([node], {node.lineno})
-    return _Statement(code, node, frozenset(defines), frozenset(reads), frozenset(_mutated(node)))
+    kills: set[str] = set()  # names the statement always rebinds before anything after it
+    if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        kills = {
+            n.id
+            for t in targets
+            if _plain_target(t)
+            for n in ast.walk(t)
+            if isinstance(n, ast.Name)
+        }
+    return _Statement(
+        code,
+        node,
+        frozenset(defines),
+        frozenset(kills),
+        frozenset(_reads(node)),
+        frozenset(_mutated(node)),
+    )
+
+
+def _reads(node: ast.AST) -> set[str]:
+    """The names ``node`` reads from outside itself (a ``for`` loop's own target excluded)."""
+    if isinstance(node, _NESTED_SCOPES):
+        return _scope_reads(node)
+    if isinstance(node, ast.For):
+        inner = set().union(*(_reads(n) for n in [*node.body, *node.orelse]))
+        own = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        return _reads(node.iter) | _reads(node.target) | (inner - own)
+    found: set[str] = set()
+    for sub in _walk_scope(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            found.add(sub.id)
+        elif sub is not node and isinstance(sub, _NESTED_SCOPES):
+            found |= _scope_reads(sub)
+    return found
+
+
+def _scope_reads(scope: ast.AST) -> set[str]:
+    """The free names of a function, class, lambda or comprehension (a safe over-estimate)."""
+    loads: set[str] = set()
+    bound: set[str] = set()
+    shared: set[str] = set()  # `global` / `nonlocal` names are the outer ones
+    for sub in ast.walk(scope):
+        if isinstance(sub, ast.Name):
+            (loads if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
+        elif isinstance(sub, ast.arg):
+            bound.add(sub.arg)
+        elif isinstance(sub, ast.Global | ast.Nonlocal):
+            shared.update(sub.names)
+    return loads - (bound - shared)
 
 
 def _removable(
@@ -581,12 +641,20 @@ def _removable(
         if not affects & needed and _only_draws(statement.node, drawing, keep_drawings):
             removable.add(id(statement))
             continue
-        needed |= statement.reads
+        needed = (needed - statement.kills) | statement.reads
     return removable
 
 
 def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
-    """Whether ``node`` is a call (or an assignment of one) that only draws or prints."""
+    """Whether ``node`` is a call (or an assignment of one) that only draws or prints.
+
+    A ``for`` loop or an ``if`` counts too when every statement in it only draws or prints and
+    its loop iterable or condition calls nothing but harmless builtins.
+    """
+    if isinstance(node, ast.For | ast.If):
+        head = node.iter if isinstance(node, ast.For) else node.test
+        body = [*node.body, *node.orelse]
+        return _harmless(head) and all(_only_draws(n, drawing, keep_drawings) for n in body)
     value = node.value if isinstance(node, ast.Expr | ast.Assign) else None
     if isinstance(node, ast.Assign) and not all(_plain_target(t) for t in node.targets):
         return False
@@ -601,6 +669,21 @@ def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
         return False
     chain = _attribute_chain(func)
     return bool(set(chain[1:]) & _DRAWING_METHODS) or chain[0] in drawing
+
+
+def _harmless(expr: ast.expr) -> bool:
+    """Whether ``expr`` calls only builtins that change nothing (``enumerate``, ``zip``, ...)."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
+            return False
+        if isinstance(node, ast.Call):
+            func = node.func
+            named = isinstance(func, ast.Name) and func.id in _HARMLESS_BUILTINS
+            if not named and not (
+                isinstance(func, ast.Attribute) and func.attr in {"items", "keys", "values"}
+            ):
+                return False
+    return True
 
 
 def _plain_target(target: ast.expr) -> bool:
@@ -646,26 +729,29 @@ def _mutated(node: ast.stmt) -> set[str]:
 
 
 def _drawing_names(cells: list[_CellCode]) -> set[str]:
-    """Names bound to drawing modules, and names a drawing call's result was assigned to."""
+    """Names bound to drawing modules, to a drawing call's result, or looping over those."""
     names = {
         _binding(alias)
         for code in cells
         for stmt in code.imports
         for alias in stmt.names
-        if (stmt.module if isinstance(stmt, ast.ImportFrom) and stmt.module else alias.name).split(
-            "."
-        )[0]
-        in _DRAWING_MODULES
+        if _module_of(stmt, alias).split(".")[0] in _DRAWING_MODULES
     }
     for code in cells:
-        for node in code.tree.body:
+        for node in ast.walk(code.tree):
+            targets: list[ast.expr] = []
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 chain = _attribute_chain(node.value.func)
                 if chain[0] in names or set(chain[1:]) & {"plot", "hist", "boxplot"}:
-                    names |= {
-                        n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)
-                    }
+                    targets = node.targets
+            elif isinstance(node, ast.For) and _used_names([ast.unparse(node.iter)]) & names:
+                targets = [node.target]  # `for ax in axes.flat:`
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
     return names
+
+
+def _module_of(stmt: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
+    return stmt.module if isinstance(stmt, ast.ImportFrom) and stmt.module else alias.name
 
 
 def _shared_lines(statements: list[_Statement]) -> dict[int, set[int]]:

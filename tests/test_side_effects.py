@@ -202,3 +202,54 @@ def test_plotting_handler_serves_without_drawing(tmp_path: Path, serve_folder) -
     print(f"16 concurrent connections, 640 requests: {errors} errors")
     assert errors == 0
     assert len(bodies) == 7  # one answer per distinct `n`, none mixed up
+
+
+def test_loops_and_ifs_that_only_draw_are_dropped(tmp_path: Path) -> None:
+    ex = _extract(
+        tmp_path,
+        ("code", "import matplotlib.pyplot as plt\nverbose = True", []),
+        ("code", "cols = ['a', 'b']", ["parameters"]),
+        (
+            "code",
+            "data = {c: len(c) for c in cols}\nfig, axes = plt.subplots(1, 2)\n"
+            "for ax, c in zip(axes, cols):\n    ax.bar([c], [data[c]])\n    ax.set_title(c)\n"
+            "if verbose:\n    print(data)\nelse:\n    display(data)\n"
+            "for c in cols:\n    data[c] += 1\n    print(c)\n"
+            "for c in make_cols():\n    print(c)",
+            [],
+        ),
+        ("code", "def make_cols():\n    return []", ["setup"]),
+        ("code", "data", ["response"]),
+    )
+    code = _code(ex)
+    assert "plt" not in code and "ax." not in code and "display" not in code
+    assert "data[c] += 1" in code and "print(c)" in code  # the loop changes `data`
+    assert "for c in make_cols():" in code  # an unknown call in the iterable: kept
+    assert "for ax, c in zip(axes, cols):" in _sliced(ex)
+    assert "if verbose:" in _sliced(ex)
+    assert ex.imports == ()
+
+
+def test_names_read_only_inside_their_own_scope_do_not_keep_a_drawing(tmp_path: Path) -> None:
+    ex = _extract(
+        tmp_path,
+        ("code", "import matplotlib.pyplot as plt", []),
+        ("code", "n = 2", ["parameters"]),
+        (
+            "code",
+            "fig = plt.figure()\nsquares = [fig * 2 for fig in range(n)]\n"
+            "def total():\n    global fig\n    return fig\n",
+            [],
+        ),
+        ("code", "{'s': squares, 't': total()}", ["response"]),
+    )
+    # `total` reads the global `fig` (declared `global`): the figure is kept.
+    assert "fig = plt.figure()" in _code(ex)
+    ex = _extract(
+        tmp_path,
+        ("code", "import matplotlib.pyplot as plt", []),
+        ("code", "n = 2", ["parameters"]),
+        ("code", "fig = plt.figure()\nsquares = [fig * 2 for fig in range(n)]", []),
+        ("code", "{'s': squares}", ["response"]),
+    )
+    assert _sliced(ex) == ["fig = plt.figure()"]
