@@ -9,6 +9,7 @@ The pipeline (DESIGN.md section 2), one module per stage, each arrow a library c
     Notebook ──► _parameters ──► RequestSchema        (types checked by _types' allow-list)
       │                              │
       ├────────► _extract ◄──────────┘ ──► Extraction (setup and handler code, per cell)
+      │            └─ _isolation: what the handler changes that requests share (copy, lock, refuse)
       ▼
     _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
       │
@@ -31,6 +32,8 @@ The front-ends call that API and nothing below it::
 
 ``_exceptions`` holds the one error tree; ``_lazy`` keeps ``import nbformat`` fast.
 """
+
+from importlib import metadata as _metadata
 
 from promoter._api import Conversion, Finding, Inspection, convert, inspect
 from promoter._build import Build
@@ -57,7 +60,12 @@ from promoter._parameters import Parameter, RequestSchema
 from promoter._response import ModelClass, ModelField, ResponseSchema
 from promoter._verify import Fidelity
 
-__version__ = "0.1.0"
+# One place for the version: pyproject.toml, read back from the installed metadata (an editable
+# install included), so the CLI, lock files and the package cannot disagree.
+try:
+    __version__ = _metadata.version("promoter")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # The library functions, the error tree (all of ``_api.__all__`` and ``_exceptions.__all__``),
 # and the types reachable from their results: an Inspection's, a Conversion's and a

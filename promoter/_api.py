@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
 from promoter._extract import Dropped, Extraction, extract
+from promoter._isolation import isolate
 from promoter._notebook import Notebook, Role, read_notebook
 from promoter._parameters import (
     RequestSchema,
@@ -296,7 +297,17 @@ def inspect(
     request = infer_request(notebook)
     expression = response_expression(notebook)
     extraction = extract(notebook, request, expression)
-    warnings = [Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings)]
+    isolation = isolate(notebook, extraction, [p.name for p in request.parameters])
+    extraction = replace(
+        extraction,
+        copied=isolation.copied,
+        serialised=isolation.serialised,
+        restored=isolation.restored,
+        rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
+    )
+    warnings = [
+        Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings, *isolation.findings)
+    ]
     warnings += _role_warnings(notebook)
     static = Inspection(notebook, request, extraction, expression, warnings=tuple(warnings))
     return static.execute(timeout=timeout, on_progress=on_progress) if execute else static

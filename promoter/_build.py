@@ -23,7 +23,13 @@ from promoter._determinism import judge
 from promoter._exceptions import Location
 from promoter._notebook import Notebook
 from promoter._output import Lock, staged
-from promoter._render import NotebookPlan, ServiceOptions, render_service, render_tests
+from promoter._render import (
+    NotebookPlan,
+    ServiceOptions,
+    notebook_package,
+    render_service,
+    render_tests,
+)
 from promoter._verify import Fidelity, verify_service
 
 __all__ = ["Build", "build_service", "format_python", "relative_path", "service_options"]
@@ -94,7 +100,7 @@ def build_service(
 
 
 def _verification(plan: NotebookPlan, count: int) -> tuple[Notebook, str, str, Any]:
-    package = "app" if count == 1 else f"app.{plan.notebook.stem}"
+    package = notebook_package(plan.notebook.stem, count == 1)
     return plan.notebook, package, plan.response.model, plan.response.sample
 
 

@@ -75,7 +75,8 @@ class Outcome:
         message: Why it failed or was skipped (empty when it passed).
         location: Where in the notebook, as precisely as known.
         hint: How to fix it.
-        file_line: The line of the ``.ipynb`` file where the failing cell starts.
+        file_line: The line of the ``.ipynb`` file of the failing source line (where the
+            failing cell starts when the line is not known).
         command: The command that fixes it (the regenerate command of a stale service).
     """
 
@@ -198,6 +199,7 @@ def check_notebook(
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
     strict: bool = False,
+    execute: bool = True,
 ) -> NotebookResult:
     """Run every check on one notebook.
 
@@ -213,6 +215,8 @@ def check_notebook(
         on_progress: Called with (notebook, cells done, cells in all) while the kernel runs.
         strict: Fail the fidelity check when the answer changes from run to run with the same
             parameters (by default a warning, as in ``convert``).
+        execute: ``False`` checks the contract and drift only, with no kernel (the fast
+            pre-commit hook); execute and fidelity are then skipped.
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
@@ -232,7 +236,10 @@ def check_notebook(
     else:
         run.outcomes.append(Outcome("contract", Status.PASSED))
         run.warnings = [str(w) for w in static.warnings]
-        _execute_and_build(run, static, timeout, on_progress, strict)
+        if execute:
+            _execute_and_build(run, static, timeout, on_progress, strict)
+        else:
+            run.skip(("execute", "fidelity"), "not run (static check)")
     run.outcomes.append(_drift(path, services))
     return NotebookResult(
         path,
@@ -292,7 +299,7 @@ def _failure(check: str, exc: PromoterError, path: Path) -> Outcome:
         exc.message,
         location,
         exc.hint,
-        file_line=cell_file_line(path, location.cell_index),
+        file_line=cell_file_line(path, location.cell_index, location.line),
     )
 
 
@@ -396,6 +403,7 @@ def check(
     timeout: float | None = 600,
     exclude: Sequence[str] = (),
     skip_untagged: bool = False,
+    execute: bool = True,
     on_start: Callable[[list[Path]], None] | None = None,
     on_progress: ProgressCallback | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
@@ -409,6 +417,7 @@ def check(
         timeout: Seconds any one cell may run.
         exclude: gitignore-style globs of files and folders to leave out.
         skip_untagged: Skip named notebooks without promoter tags too (found ones always are).
+        execute: ``False`` runs no kernel: only the contract and drift checks.
         on_start: Called with the notebooks to check, before any runs.
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         on_result: Called with each notebook's result as soon as it is known.
@@ -433,8 +442,11 @@ def check(
             )
             if on_result is not None:
                 on_result(results[path])
-    job = _Job(Path.cwd(), find_services([*paths, *_cwd_repository()]), timeout, strict)
-    results.update(_check_all(job, todo, jobs, on_progress, on_result))
+    services = find_services([*paths, *_cwd_repository()])
+    job = _Job(Path.cwd(), services, timeout, strict, execute)
+    # Without kernels a notebook takes milliseconds: worker processes would cost more than that.
+    workers = jobs if execute else 1
+    results.update(_check_all(job, todo, workers, on_progress, on_result))
     ordered = tuple(results[p] for p, _ in found)
     return CheckReport(ordered, time.perf_counter() - begin, jobs)
 
@@ -447,6 +459,7 @@ class _Job:
     services: ServiceIndex
     timeout: float | None
     strict: bool = False
+    execute: bool = True
 
     def __call__(self, path: Path, on_progress: ProgressCallback | None) -> NotebookResult:
         os.chdir(self.cwd)  # paths are relative to where the user ran the check
@@ -457,6 +470,7 @@ class _Job:
                 timeout=self.timeout,
                 on_progress=on_progress,
                 strict=self.strict,
+                execute=self.execute,
             )
         except Exception as exc:  # a promoter bug must not hide the other notebooks' results
             return _internal_error(path, exc)

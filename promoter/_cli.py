@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,8 +29,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    # Rich help: option panels, and argument names shown as NOTEBOOKS... (not {notebooks}...).
+    rich_markup_mode="rich",
 )
+
+
+class _Command(TyperCommand):
+    """A command whose usage line reads as click writes it: ``NOTEBOOK...``, ``[PATH]...``.
+
+    Typer wraps required arguments in braces (``{NOTEBOOK}...``), which reads like a template
+    placeholder left unfilled.
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage pieces, required arguments without braces."""
+        pieces = super().collect_usage_pieces(ctx)
+        return [re.sub(r"^\{(.*)\}", r"\1", piece) for piece in pieces]
+
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks on errors.")]
 Timeout = Annotated[
@@ -67,7 +85,11 @@ def _root(
 
 
 def _run(debug: bool, action: Callable[[], T]) -> T:
-    """Call the library; render its errors as one clear message (tracebacks only with --debug)."""
+    """Call the library; render its errors as one clear message (tracebacks only with --debug).
+
+    Any live progress display must be opened inside ``action``: it is then closed (and erased)
+    before the message prints, so the message starts on a line of its own.
+    """
     from promoter._exceptions import PromoterError
 
     try:
@@ -96,6 +118,18 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _run_with_progress(
+    debug: bool, enabled: bool, action: Callable[[Callable[[str, int, int], None] | None], T]
+) -> T:
+    """``_run`` with a live progress bar (on a terminal) around ``action``, not around errors."""
+
+    def run() -> T:
+        with _progress(enabled) as progress:
+            return action(progress)
+
+    return _run(debug, run)
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """A live progress bar on a terminal, while kernels run."""
@@ -122,9 +156,11 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
-@app.command()
+@app.command(cls=_Command)
 def inspect(
-    notebook: Annotated[Path, typer.Argument(help="The notebook (.ipynb) to inspect.")],
+    notebook: Annotated[
+        Path, typer.Argument(metavar="NOTEBOOK", help="The notebook (.ipynb) to inspect.")
+    ],
     as_json: JsonOut = False,
     static: Annotated[
         bool,
@@ -136,13 +172,13 @@ def inspect(
     """Show cell roles, request fields, the response schema and warnings."""
     import promoter
 
-    with _progress(not as_json and not static and sys.stderr.isatty()) as progress:
-        result = _run(
-            debug,
-            lambda: promoter.inspect(
-                notebook, execute=not static, timeout=timeout, on_progress=progress
-            ),
-        )
+    result = _run_with_progress(
+        debug,
+        not as_json and not static and sys.stderr.isatty(),
+        lambda progress: promoter.inspect(
+            notebook, execute=not static, timeout=timeout, on_progress=progress
+        ),
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -161,7 +197,10 @@ def _show_inspection(result: Inspection) -> None:
     # Plain fixed-width lines, not a Table: a long notebook would spend most of the command's
     # time in table layout (0.2 s for 500 cells).
     console.print("[bold]Cells[/]")
-    rows = [f"  {c.index:>4}  {c.id:<12.12}  {c.role.value:<10}  {c.preview()}" for c in nb.cells]
+    # Numbered from 1, as JupyterLab's status bar counts cells.
+    rows = [
+        f"  {c.index + 1:>4}  {c.id:<12.12}  {c.role.value:<10}  {c.preview()}" for c in nb.cells
+    ]
     console.print(Text("\n".join(rows)))
     fields = Table("field", "type", "default", "description", title="Request", title_justify="left")
     for p in result.request.parameters:
@@ -186,9 +225,12 @@ def _show_findings(console: Console, warnings: Any, dropped: Any) -> None:
         console.print(f"[dim]dropped {_escape(drop.why)}: {_escape(drop.what)}  {where}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def convert(
-    notebooks: Annotated[list[Path], typer.Argument(help="One or more notebooks; one route each.")],
+    notebooks: Annotated[
+        list[Path],
+        typer.Argument(metavar="NOTEBOOK", help="One or more notebooks; one route each."),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The service folder to write.")],
     force: Annotated[
         bool,
@@ -209,20 +251,20 @@ def convert(
     """Generate a FastAPI service (app, models, tests, Dockerfile) from notebooks."""
     import promoter
 
-    with _progress(not as_json and sys.stderr.isatty()) as progress:
-        result = _run(
-            debug,
-            lambda: promoter.convert(
-                notebooks,
-                out,
-                force=force,
-                k8s=k8s,
-                name=name,
-                timeout=timeout,
-                on_progress=progress,
-                strict=strict,
-            ),
-        )
+    result = _run_with_progress(
+        debug,
+        not as_json and sys.stderr.isatty(),
+        lambda progress: promoter.convert(
+            notebooks,
+            out,
+            force=force,
+            k8s=k8s,
+            name=name,
+            timeout=timeout,
+            on_progress=progress,
+            strict=strict,
+        ),
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -252,9 +294,9 @@ def _show_conversion(result: Conversion) -> None:
     console.print(f"  next: cd {_escape(str(result.out_dir))} && uvicorn app.main:app")
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve(
-    notebook: Annotated[Path, typer.Argument(help="The notebook to serve.")],
+    notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="The notebook to serve.")],
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     reload: Annotated[
@@ -280,8 +322,8 @@ def serve(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also of ``python -m promoter``, whose usage says promoter)."""
+    app(prog_name="promoter")
 
 
 # --- promoter check ---------------------------------------------------------------------------
@@ -290,6 +332,7 @@ def main() -> None:
 CheckPaths = Annotated[
     list[Path] | None,
     typer.Argument(
+        metavar="PATH",
         help="Notebooks, or folders searched recursively for *.ipynb (default: here).",
         show_default=False,
     ),
@@ -323,6 +366,13 @@ OutputFormat = Annotated[
         help="text: summary table; github: GitHub Actions annotations, then the table.",
     ),
 ]
+Static = Annotated[
+    bool,
+    typer.Option(
+        "--static",
+        help="No kernel: check the tags and stale services only (fast; the pre-commit hook).",
+    ),
+]
 JunitXml = Annotated[
     Path | None,
     typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report."),
@@ -337,7 +387,7 @@ ReportDir = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     paths: CheckPaths = None,
     jobs: Jobs = None,
@@ -345,6 +395,7 @@ def check(
     strict: Strict = False,
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
+    static: Static = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
@@ -353,7 +404,8 @@ def check(
 ) -> None:
     """Check notebooks for CI: tags, a papermill run, service fidelity, stale services.
 
-    Exit status: 0 all clean, 1 findings, 2 usage error.
+    Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
+    Actions), a Markdown summary is appended to that file.
     """
     from promoter import _check
 
@@ -362,19 +414,21 @@ def check(
             f"[bold red]error:[/] --format must be text or github, not {_escape(output_format)}"
         )
         raise typer.Exit(2)
-    with _check_progress(live=not as_json and sys.stderr.isatty()) as hooks:
-        result = _run(
-            debug,
-            lambda: _check.check(
+
+    def run() -> _check.CheckReport:
+        with _check_progress(live=not as_json and sys.stderr.isatty()) as hooks:
+            return _check.check(
                 paths or [Path(".")],
                 jobs=jobs,
                 timeout=timeout,
                 exclude=exclude or [],
                 skip_untagged=skip_untagged,
                 strict=strict,
+                execute=not static,
                 **hooks,
-            ),
-        )
+            )
+
+    result = _run(debug, run)
     _write_reports(result, junit_xml, report, debug)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -396,6 +450,10 @@ def _write_reports(result: Any, junit_xml: Path | None, report: Path | None, deb
         junit_xml.write_text(_reports.junit_xml(result), encoding="utf-8")
     if report is not None:
         _run(debug, lambda: _reports.write_html_reports(result, report))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # GitHub Actions shows this file on the run's summary page
+        with open(summary, "a", encoding="utf-8") as file:
+            file.write(_reports.markdown_summary(result))
 
 
 @contextmanager
@@ -442,23 +500,18 @@ def _check_line(result: Any) -> str:
 
 
 def _show_check(result: Any, report: Path | None) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
-    from promoter._check import CHECKS
+    from promoter._reports import summary_lines
 
     console = _console()
-    marks = {"passed": "[green]ok[/]", "failed": "[bold red]FAIL[/]", "skipped": "[dim]-[/]"}
-    table = Table(title="promoter check", title_justify="left")
-    table.add_column("notebook", overflow="fold")
-    for name in (*CHECKS, "seconds"):
-        table.add_column(name, no_wrap=True)
-    for nb in result.results:
-        if nb.skipped is not None:
-            table.add_row(_escape(nb.path.as_posix()), "[dim]untagged[/]", *[""] * len(CHECKS))
-            continue
-        cells = [marks[o.status.value] if (o := nb.outcome(c)) else "" for c in CHECKS]
-        table.add_row(_escape(nb.path.as_posix()), *cells, f"{nb.seconds:.1f}")
-    console.print(table)
+    console.print("[bold]promoter check[/]")
+    # Plain lines, the name last: a long name continues after a `/`, never mid-word.
+    for line in summary_lines(result, width=console.width):
+        text = Text(line)
+        text.highlight_words(["FAIL"], "bold red")
+        text.highlight_regex(r"(?<!\S)ok(?!\S)", "green")
+        console.print(text)
     for nb in result.results:
         for warning in nb.warnings:
             console.print(f"[yellow]warning:[/] {_escape(warning)}")

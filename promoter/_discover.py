@@ -28,8 +28,9 @@ __all__ = [
 
 #: Folders never searched for notebooks or services (besides hidden ones).
 IGNORED_DIRS = frozenset({".ipynb_checkpoints", ".venv", "venv", "node_modules", "build"})
-#: Tags that make a notebook one ``check`` looks at when it scans a folder.
-PROMOTER_TAGS = frozenset({"parameters", "setup", "response", "skip"})
+#: Tags that make a notebook one ``check`` looks at when it scans a folder. ``parameters`` alone
+#: is papermill's tag, used by many notebooks that are not meant to become services.
+PROMOTER_TAGS = frozenset({"setup", "response", "skip"})
 
 
 def find_notebooks(
@@ -98,7 +99,8 @@ def _ignored_dir(name: str) -> bool:
 def has_promoter_tags(path: Path) -> bool:
     """Whether any cell carries a promoter tag (or the notebook has ``metadata.promoter``).
 
-    A file that cannot be parsed counts as tagged: the check then reports why it is broken.
+    Papermill's ``parameters`` tag alone does not count (DESIGN.md section 6). A file that
+    cannot be parsed counts as tagged: the check then reports why it is broken.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

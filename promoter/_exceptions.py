@@ -1,7 +1,8 @@
 """The single exception hierarchy of promoter.
 
 Every error a user can cause is a ``PromoterError``; each one renders as one readable message
-naming the notebook, the cell (index and id) and the line, plus a hint on how to fix it::
+naming the notebook, the cell (numbered from 1, as people count, with its id) and the line,
+plus a hint on how to fix it::
 
     PromoterError
     ├── UsageError              bad arguments (CLI exit code 2)
@@ -42,7 +43,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Location:
-    """Where in a notebook something is: the file, the cell (index and id) and the line."""
+    """Where in a notebook something is: the file, the cell (index and id) and the line.
+
+    ``cell_index`` counts from 0, as nbformat's ``cells`` list does; people see cells numbered
+    from 1, as JupyterLab's status bar counts them, so messages say ``cell_number``.
+    """
 
     notebook: Path | None = None
     cell_index: int | None = None
@@ -54,7 +59,7 @@ class Location:
         if self.notebook is not None:
             parts.append(str(self.notebook))
         if self.cell_index is not None:
-            cell = f"cell {self.cell_index}"
+            cell = f"cell {self.cell_number}"
             if self.cell_id:
                 cell += f" (id {self.cell_id})"
             parts.append(cell)
@@ -62,11 +67,20 @@ class Location:
             parts.append(f"line {self.line}")
         return ", ".join(parts)
 
+    @property
+    def cell_number(self) -> int | None:
+        """The cell as people count it: 1-based ("cell 3" is the third cell)."""
+        return None if self.cell_index is None else self.cell_index + 1
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the location as JSON-compatible data."""
+        """Return the location as JSON-compatible data.
+
+        ``cell_index`` counts from 0 (nbformat's list), ``cell_number`` from 1 (as shown).
+        """
         return {
             "notebook": str(self.notebook) if self.notebook is not None else None,
             "cell_index": self.cell_index,
+            "cell_number": self.cell_number,
             "cell_id": self.cell_id,
             "line": self.line,
         }

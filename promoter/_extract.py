@@ -92,6 +92,12 @@ class Extraction:
         dropped: Everything not promoted.
         is_async: The handler awaits at top level (IPython autoawait): ``run`` is ``async def``.
         setup_is_async: The setup awaits at top level: ``setup`` is ``async def``.
+        copied: Setup names ``run()`` deep-copies first, because the handler changes them
+            (decided by ``_isolation``).
+        serialised: Why the route runs one request at a time (``_isolation``; empty: it
+            does not).
+        restored: Global random generators each request resets to their state after setup
+            (``_isolation``).
     """
 
     imports: tuple[str, ...]
@@ -106,6 +112,9 @@ class Extraction:
     dropped: tuple[Dropped, ...] = field(default=())
     is_async: bool = False
     setup_is_async: bool = False
+    copied: tuple[str, ...] = ()
+    serialised: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
 
 
 @dataclass

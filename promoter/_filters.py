@@ -13,6 +13,7 @@ import math
 import re
 import shlex
 import tokenize
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,16 @@ from promoter._source import source_lines
 if TYPE_CHECKING:
     from promoter._notebook import Cell
 
-__all__ = ["FILTERS", "cellref", "codeindent", "doctext", "global_lines", "pyrepr"]
+__all__ = [
+    "FILTERS",
+    "cellref",
+    "codeindent",
+    "doctext",
+    "global_lines",
+    "mdtext",
+    "pyrepr",
+    "visible",
+]
 
 _CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _WRAP = 72
@@ -79,9 +89,27 @@ def global_lines(names: list[str] | tuple[str, ...]) -> list[str]:
     return lines
 
 
+def visible(text: object) -> str:
+    """``text`` without invisible characters: controls (DEL included), bidi and other format
+    characters, line and paragraph separators, lone surrogates; each becomes ``_``.
+
+    A heading or file name reaches README files, docstrings and comments only through this, so
+    it can neither break a line nor reorder what a reader sees (a "Trojan Source" bidi override).
+    """
+    return "".join("_" if unicodedata.category(c) in _INVISIBLE else c for c in str(text))
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def doctext(text: object) -> str:
     """Text safe inside a docstring, comment or TOML comment: one line, no quotes or escapes."""
-    return re.sub(r"[\\\"'\x00-\x1f\x7f]", "_", str(text))
+    return re.sub(r"[\\\"']", "_", visible(text))
+
+
+def mdtext(text: object) -> str:
+    """Text safe in a Markdown paragraph, heading or table cell: visible, one line, no `|`."""
+    return visible(text).replace("|", "\\|")
 
 
 def codeindent(code: str, width: int) -> str:
@@ -106,14 +134,25 @@ def _string_continuation_lines(code: str) -> set[int]:
 
 
 def cellref(cell: Cell) -> str:
-    """``cell 3 (id 9f1c...)``, the marker that ties generated code to its notebook cell."""
+    """``cell 3 (id 9f1c...)``, the marker that ties generated code to its notebook cell.
+
+    Cells are numbered from 1, as JupyterLab's status bar counts them (``_verify`` reads the
+    number back to name the cell of a failing line).
+    """
     if _CELL_ID.fullmatch(cell.id):
-        return f"cell {cell.index} (id {cell.id})"
-    return f"cell {cell.index}"
+        return f"cell {cell.index + 1} (id {cell.id})"
+    return f"cell {cell.index + 1}"
 
 
 def _tojson(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON (also a valid TOML string) with invisible characters escaped as ``\\uXXXX``."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(
+        (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else "\\ufffd")
+        if unicodedata.category(c) in _INVISIBLE
+        else c
+        for c in text
+    )
 
 
 #: Every filter the templates use, by name.
@@ -121,6 +160,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "pyrepr": pyrepr,
     "global_lines": global_lines,
     "doctext": doctext,
+    "mdtext": mdtext,
+    "visible": visible,
     "codeindent": codeindent,
     "cellref": cellref,
     "tojson": _tojson,

@@ -545,9 +545,11 @@ class _PromoterHandler(APIHandler):
             raise _RequestError(400, UsageError('"action" must be "inspect" or "convert"'))
         raw_out = body.get("out_dir")
         if raw_out is None:
-            out_dir = notebook.parent / f"{notebook.stem}_service"
-        else:
-            out_dir = self._resolve(raw_out, "out_dir")
+            # The default is resolved like an explicit path, so a `<stem>_service` symlink
+            # that leads outside the root is refused (403) rather than followed.
+            parent = self._api_path(notebook.parent)
+            raw_out = PurePosixPath(parent, f"{notebook.stem}_service").as_posix()
+        out_dir = self._resolve(raw_out, "out_dir")
         if out_dir == self.root:
             raise _RequestError(
                 400, UsageError('"out_dir" must be a folder inside the server root, not the root')

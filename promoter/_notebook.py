@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,12 +38,27 @@ TAG_RESPONSE = "response"
 TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
-_ROUTE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-_SETTINGS = {"route", "name", "version", "timeout", "execution", "examples", "maps", "records"}
+# Validators use fullmatch: with re.match, `$` also matches before a trailing newline.
+_ROUTE = re.compile(r"/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
+_NAME = re.compile(r"[a-z][a-z0-9\-]*")
+_VERSION = re.compile(r"[0-9A-Za-z.\-+]+")
+_CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_SHARED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SETTINGS = {
+    "route",
+    "name",
+    "version",
+    "timeout",
+    "execution",
+    "shared",
+    "examples",
+    "maps",
+    "records",
+}
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
-JSON_PATH = re.compile(r'^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*$')
-_EXECUTION_MODES = ("thread", "inline")
+JSON_PATH = re.compile(r'\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*')
+_EXECUTION_MODES = ("thread", "inline", "process")
 
 
 class Role(StrEnum):
@@ -89,6 +105,7 @@ class Settings:
     timeout: float = 30.0
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
+    #: "process": in worker processes (pebble) that are killed past the timeout.
     execution: str = "thread"
     #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
     #: request examples).
@@ -96,6 +113,9 @@ class Settings:
     #: JSON paths of response objects to read as maps (``dict[str, T]``) / as records (models).
     maps: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
+    #: Setup names (or modules, e.g. "random") that requests share on purpose: promoter
+    #: neither copies them per request nor refuses handlers that change them.
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,8 @@ def snake_case(text: str) -> str:
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     words = re.findall(r"[A-Za-z0-9]+", text)
     name = "_".join(words).lower() or "notebook"
+    if keyword.iskeyword(name):
+        return f"{name}_nb"  # `class` cannot name a module, a function or an argument
     return f"nb_{name}" if name[0].isdigit() else name
 
 
@@ -175,11 +197,17 @@ def read_notebook(path: str | Path) -> Notebook:
         The notebook with its cells, roles and settings.
 
     Raises:
-        UsageError: The file does not exist.
+        UsageError: The file does not exist, or is a folder.
         NotebookReadError: The file is not a valid nbformat 4 notebook.
         ContractError: The cell tags break the contract.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a folder, not a notebook",
+            hint=f"name the notebooks (`{path}/*.ipynb`: one service, a route per notebook); "
+            f"`promoter check {path}` checks every notebook in it",
+        )
     if not path.is_file():
         raise UsageError(f"no such notebook: {path}", hint="check the path")
     raw = path.read_bytes()
@@ -233,6 +261,7 @@ def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
             f"(jupyter nbconvert --to notebook --inplace {path})"
         )
     _ensure_cell_ids(node)
+    _check_cell_ids(node, where)
     try:
         nbformat.validate(node)
     except nbformat.ValidationError as exc:
@@ -285,6 +314,19 @@ def _ensure_cell_ids(node: Any) -> None:
     for index, cell in enumerate(node.cells):
         if not cell.get("id"):
             cell["id"] = f"cell-{index}"
+
+
+def _check_cell_ids(node: Any, where: Location) -> None:
+    # nbformat's schema checks ids with `^...$` through re.search, which lets "abc\n" pass.
+    for index, cell in enumerate(node.cells):
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not _CELL_ID.fullmatch(cell_id):
+            raise NotebookReadError(
+                f"cell {index} has the invalid id {cell_id!r} "
+                "(1 to 64 letters, digits, `-` or `_`)",
+                location=Location(where.notebook, index),
+                hint="open and save the notebook in Jupyter, or delete the id to have one made",
+            )
 
 
 def _assign_roles(path: Path, node: Any) -> tuple[Cell, ...]:
@@ -358,7 +400,7 @@ def _check_contract(nb: Notebook) -> None:
         if len(tagged) > 1:
             raise ContractError(
                 f"more than one cell is tagged `{tag}` (cells "
-                + ", ".join(str(c.index) for c in tagged)
+                + ", ".join(str(c.index + 1) for c in tagged)
                 + ")",
                 location=nb.at(tagged[1]),
                 hint=f"keep the `{tag}` tag on exactly one cell",
@@ -377,7 +419,7 @@ def _summary(cells: tuple[Cell, ...]) -> dict[str, str | None]:
             continue
         lines = cell.source.splitlines()
         for i, line in enumerate(lines):
-            match = re.match(r"^#{1,6}\s+(.+?)\s*#*\s*$", line)
+            match = re.fullmatch(r"#{1,6}\s+(.+?)\s*#*\s*", line)
             if match:
                 paragraph = _first_paragraph(lines[i + 1 :])
                 return {"summary": match.group(1), "description": paragraph}
@@ -412,23 +454,21 @@ def _settings(path: Path, node: Any) -> Settings:
             hint=f"known keys: {sorted(_SETTINGS)}",
         )
     route = raw.get("route")
-    if route is not None and (not isinstance(route, str) or not _ROUTE.match(route)):
+    if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
         raise ContractError(
             f"metadata.promoter.route {route!r} is not a valid route",
             location=where,
             hint="use a path like /churn_score (letters, digits, _ and -)",
         )
     name = raw.get("name")
-    if name is not None and (
-        not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9\-]*$", name)
-    ):
+    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
         raise ContractError(
             f"metadata.promoter.name {name!r} is not a valid service name",
             location=where,
             hint="use lower-case letters, digits and dashes, e.g. churn-score",
         )
     version = raw.get("version", "0.1.0")
-    if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z.\-+]+$", version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ContractError(
             f"metadata.promoter.version {version!r} is not a valid version",
             location=where,
@@ -445,7 +485,8 @@ def _settings(path: Path, node: Any) -> Settings:
         raise ContractError(
             f"metadata.promoter.execution {execution!r} is not one of {list(_EXECUTION_MODES)}",
             location=where,
-            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code',
+            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code; '
+            '"process" runs the code in worker processes that a timeout kills',
         )
     return Settings(
         route=route,
@@ -456,6 +497,7 @@ def _settings(path: Path, node: Any) -> Settings:
         examples=_examples(raw.get("examples", []), where),
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
+        shared=_shared(raw.get("shared", []), where),
     )
 
 
@@ -474,7 +516,7 @@ def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
 def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
     paths = raw.get(key, [])
     if not isinstance(paths, list) or not all(
-        isinstance(p, str) and JSON_PATH.match(p) for p in paths
+        isinstance(p, str) and JSON_PATH.fullmatch(p) for p in paths
     ):
         raise ContractError(
             f"metadata.promoter.{key} must be a list of JSON paths into the response",
@@ -484,11 +526,25 @@ def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ..
     return tuple(paths)
 
 
-def cell_file_line(path: Path, cell_index: int | None) -> int | None:
-    """The line of the ``.ipynb`` file where cell ``cell_index`` starts (its ``{``).
+def _shared(shared: object, where: Location) -> tuple[str, ...]:
+    if not isinstance(shared, list) or not all(
+        isinstance(n, str) and _SHARED.fullmatch(n) for n in shared
+    ):
+        raise ContractError(
+            f"metadata.promoter.shared {shared!r} must be a list of names",
+            location=where,
+            hint='list the setup names requests share on purpose, e.g. "shared": ["cache"]',
+        )
+    return tuple(shared)
 
-    Found by scanning the raw JSON text, so annotations point at the cell in a diff view.
-    ``None`` when the index is unknown or the file is not nbformat 4 JSON.
+
+def cell_file_line(path: Path, cell_index: int | None, line: int | None = None) -> int | None:
+    """The line of the ``.ipynb`` file where cell ``cell_index`` (or its source ``line``) is.
+
+    Found by scanning the raw JSON text, so annotations point at the cell in a diff view: with
+    ``line`` (1-based, within the cell's source) the JSON line of that element of the cell's
+    ``source`` array, else the cell's ``{``. ``None`` when the index is unknown or the file is
+    not nbformat 4 JSON.
     """
     if cell_index is None:
         return None
@@ -496,40 +552,73 @@ def cell_file_line(path: Path, cell_index: int | None) -> int | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    starts = _cell_starts(text)
-    return starts[cell_index] if 0 <= cell_index < len(starts) else None
+    cells = _CellScanner(text).scan()
+    if not 0 <= cell_index < len(cells):
+        return None
+    start, source = cells[cell_index]
+    if line is None or not source:
+        return start
+    if isinstance(source, int):  # source saved as one string: every line is on that JSON line
+        return source
+    return source[line - 1] if 0 < line <= len(source) else start
 
 
-def _cell_starts(text: str) -> list[int]:
-    """Lines of the objects in the top-level ``cells`` array of a JSON document."""
-    starts: list[int] = []
-    stack: list[str] = []
-    line = 1
-    key: str | None = None  # the last string at depth 1 (a top-level key)
-    in_cells = False
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\n":
-            line += 1
-        elif char == '"':
-            end = index + 1
-            while end < len(text) and text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            if len(stack) == 1:
-                key = text[index + 1 : end]
-            line += text.count("\n", index, end)
-            index = end
-        elif char in "[{":
-            stack.append(char)
-            if len(stack) == 2 and char == "[":
-                in_cells = key == "cells"
-            elif len(stack) == 3 and char == "{" and in_cells:
-                starts.append(line)
-        elif char in "]}":
-            if stack:
-                stack.pop()
-            if len(stack) == 1:
-                in_cells = False
-        index += 1
-    return starts
+@dataclass
+class _CellScanner:
+    """Lines of the cells of a notebook's JSON text: where each starts, where its source is.
+
+    Not a JSON parser: it follows strings and brackets, enough for valid notebook JSON.
+    """
+
+    text: str
+    line: int = 1
+    # The open containers: (bracket, the key it is the value of).
+    stack: list[tuple[str, str | None]] = field(default_factory=list)
+    # Per cell: its start line, and the lines of its source elements (or of its source string).
+    cells: list[tuple[int, list[int] | int]] = field(default_factory=list)
+
+    def scan(self) -> list[tuple[int, list[int] | int]]:
+        index, key = 0, None
+        while index < len(self.text):
+            char = self.text[index]
+            if char == "\n":
+                self.line += 1
+            elif char == '"':
+                end = self._string_end(index)
+                if self._is_key(end):
+                    key = self.text[index + 1 : end]
+                else:
+                    self._value_string(key)
+                index = end
+            elif char in "[{":
+                self._open(char, key)
+            elif char in "]}" and self.stack:
+                self.stack.pop()
+            index += 1
+        return self.cells
+
+    def _string_end(self, index: int) -> int:
+        end = index + 1
+        while end < len(self.text) and self.text[end] != '"':
+            end += 2 if self.text[end] == "\\" else 1
+        return end
+
+    def _is_key(self, end: int) -> bool:
+        rest = self.text[end + 1 : end + 64].lstrip()
+        return bool(self.stack) and self.stack[-1][0] == "{" and rest.startswith(":")
+
+    def _open(self, char: str, key: str | None) -> None:
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append((char, key if parent is not None and parent[0] == "{" else None))
+        if char == "{" and len(self.stack) == 3 and self.stack[1] == ("[", "cells"):
+            self.cells.append((self.line, []))
+
+    def _value_string(self, key: str | None) -> None:
+        depth = len(self.stack)
+        in_cell = depth >= 3 and self.stack[1] == ("[", "cells") and self.cells
+        if in_cell and depth == 4 and self.stack[3] == ("[", "source"):
+            source = self.cells[-1][1]
+            if isinstance(source, list):
+                source.append(self.line)
+        elif in_cell and depth == 3 and key == "source":
+            self.cells[-1] = (self.cells[-1][0], self.line)

@@ -18,7 +18,13 @@ from typing import Any
 from promoter._exceptions import Location, ParameterError
 from promoter._notebook import Cell, Notebook, Role
 from promoter._source import parse_cell
-from promoter._types import TYPE_NAMES, imports_for, names_in, safe_annotation, type_of_value
+from promoter._types import (
+    annotation_value,
+    imports_for,
+    names_in,
+    safe_annotation,
+    type_of_value,
+)
 
 __all__ = [
     "Parameter",
@@ -247,7 +253,7 @@ def _check_shadowing(notebook: Notebook, params: dict[str, Parameter]) -> None:
                     f"parameter `{name}` shadows the builtin `{name}()`, which this cell calls",
                     location=notebook.at(cell, node.lineno),
                     hint=f"rename the parameter (e.g. `{name}_value`) in the parameters cell "
-                    f"(cell {notebook.parameters_cell.index}, line {params[name].line})",
+                    f"(cell {notebook.parameters_cell.index + 1}, line {params[name].line})",
                 )
 
 
@@ -274,33 +280,16 @@ def request_error(request: RequestSchema, values: dict[str, Any]) -> str | None:
 
 
 def _request_model(request: RequestSchema) -> Any:
-    import datetime
-    import decimal
-    import typing
-    import uuid
-
     import pydantic
 
-    modules = {
-        "typing": typing,
-        "pydantic": pydantic,
-        "datetime": datetime,
-        "decimal": decimal,
-        "uuid": uuid,
-    }
-    namespace: dict[str, Any] = {
-        name: getattr(modules[module], name) if module else getattr(builtins, name)
-        for name, module in TYPE_NAMES.items()
-    }
     fields: dict[str, Any] = {}
-    for p in request.parameters:
-        # Safe: the annotation passed the allow-list and was re-emitted from its syntax tree.
-        annotation = eval(p.annotation, {"__builtins__": {}}, namespace)
-        fields[p.name] = (
-            annotation,
-            pydantic.Field(default=p.default, description=p.description),
-        )
     try:
+        for p in request.parameters:
+            # Built from the checked syntax tree, never evaluated: no notebook text runs here.
+            fields[p.name] = (
+                annotation_value(p.annotation),
+                pydantic.Field(default=p.default, description=p.description),
+            )
         return pydantic.create_model(
             "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )

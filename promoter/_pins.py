@@ -12,7 +12,16 @@ from importlib import metadata
 
 __all__ = ["installed_version", "service_dependencies", "testing_dependencies"]
 
-_SERVICE_DEPS = ("fastapi", "pydantic", "uvicorn")
+_SERVICE_DEPS = (
+    "fastapi",
+    "fastapi-offline",
+    "orjson",
+    "pebble",
+    "prometheus-client",
+    "pydantic",
+    "pydantic-settings",
+    "uvicorn",
+)
 # httpx2 is what Starlette's TestClient wants now (it warns about plain httpx).
 _TEST_DEPS = ("pytest", "httpx2", "ruff")
 _UNKNOWN = "0+unknown"

@@ -1,9 +1,11 @@
-"""The pytest plugin: ``pytest --promoter PATH`` checks notebooks beside the unit tests.
+"""The pytest plugin: ``pytest --promoter PATH`` checks notebooks as test items.
 
-Each promotable notebook under PATH becomes one test item that runs the checks of
-``promoter check`` (contract, execute, fidelity, drift). A failure is reported as promoter's
-one-line messages, never as a traceback of promoter's internals. Items are plain pytest items,
-so ``-k``, ``--junit-xml`` and ``pytest-xdist``'s ``-n auto`` work as for any test.
+Like ``pytest --nbmake``: ``pytest --promoter notebooks/`` collects the notebooks under PATH
+only; ``pytest tests/ --promoter notebooks/`` collects them beside the unit tests. Each
+promotable notebook under PATH (named, or with promoter tags) becomes one test item that runs
+the checks of ``promoter check`` (contract, execute, fidelity, drift). A failure is reported
+as promoter's one-line messages, never as a traceback of promoter's internals. Items are plain
+pytest items, so ``-k``, ``--junit-xml`` and ``pytest-xdist``'s ``-n auto`` work as for any test.
 
 Registered through the ``pytest11`` entry point, so it loads in every pytest run of an
 environment where promoter is installed: without ``--promoter`` it only adds its options, and
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from promoter._discover import ServiceIndex
 
 __all__ = ["NotebookFile", "NotebookItem", "PromoterCheckFailed"]
+
+#: The notebooks ``--promoter`` selects, found once per pytest run (or xdist worker).
+_SELECTED = pytest.StashKey[frozenset[Path]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,24 +62,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    """Append one item per promotable notebook (before ``-k`` and friends deselect)."""
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Make each ``--promoter PATH`` a path to collect, as if given as an argument.
+
+    ``pytest --promoter notebooks/`` then collects the notebooks only (as ``pytest --nbmake
+    notebooks/`` does), not the ``testpaths`` of the project's configuration; with other paths
+    (``pytest tests/ --promoter notebooks/``) it collects both. Runs before pytest decides what
+    to collect (and in each pytest-xdist worker, which parses the same command line).
+    """
+    namespace = early_config.known_args_namespace
+    paths = [p for p in getattr(namespace, "promoter_paths", []) if p not in namespace.file_or_dir]
+    if paths:
+        args.extend(paths)  # parsed again by pytest right after this hook
+        namespace.file_or_dir = [*namespace.file_or_dir, *paths]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> NotebookFile | None:
+    """One ``NotebookFile`` for each notebook ``--promoter`` selects."""
+    if file_path.suffix != ".ipynb" or not parent.config.getoption("promoter_paths"):
+        return None
+    if file_path.resolve() not in _selected(parent.config):
+        return None
+    result: NotebookFile = NotebookFile.from_parent(parent, path=file_path)
+    return result
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say how many notebooks ``--promoter`` collects, and from where."""
     paths = config.getoption("promoter_paths")
     if not paths:
-        return
+        return None
+    found = len(_selected(config))
+    return f"promoter: {found} notebook{'s' if found != 1 else ''} to check in {', '.join(paths)}"
+
+
+def _selected(config: pytest.Config) -> frozenset[Path]:
+    """The notebooks to check: as ``promoter check`` finds them (named, or tagged in folders)."""
+    cached = config.stash.get(_SELECTED, None)
+    if cached is not None:
+        return cached
     from promoter._discover import find_notebooks, has_promoter_tags
     from promoter._exceptions import PromoterError
 
     try:
-        found = find_notebooks(paths, config.getoption("promoter_exclude"))
+        found = find_notebooks(
+            config.getoption("promoter_paths"), config.getoption("promoter_exclude")
+        )
     except PromoterError as exc:
         raise pytest.UsageError(f"--promoter: {exc}") from None
-    for path, named in found:
-        if named or has_promoter_tags(path):
-            collector = NotebookFile.from_parent(session, path=path.resolve())
-            items.extend(collector.collect())
+    selected = frozenset(p.resolve() for p, named in found if named or has_promoter_tags(p))
+    config.stash[_SELECTED] = selected
+    return selected
 
 
 class NotebookFile(pytest.File):

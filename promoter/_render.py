@@ -8,10 +8,12 @@ depend on the verification of the rendered code; ``render_tests`` renders it aft
 
 from __future__ import annotations
 
+import builtins
 import json
+import keyword
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +22,7 @@ from promoter._filters import FILTERS
 from promoter._notebook import Cell, Notebook
 from promoter._parameters import RequestSchema
 from promoter._pins import installed_version, service_dependencies, testing_dependencies
-from promoter._resources import jsonable_source, template_dir
+from promoter._resources import jsonable_source, runtime_source, template_dir
 from promoter._response import ResponseSchema, safe_attr
 from promoter._types import TYPE_NAMES, model_imports
 
@@ -30,6 +32,7 @@ __all__ = [
     "ParameterView",
     "ServiceOptions",
     "ServiceView",
+    "notebook_package",
     "render_service",
     "render_tests",
 ]
@@ -62,7 +65,6 @@ class ServiceOptions:
     version: str
     command: str
     k8s: bool = False
-    max_body_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class NotebookView:
     """One notebook (one route) as the templates see it."""
 
     slug: str
+    #: The name of the route's function in ``app/main.py`` (clear of every other name there).
+    function: str
     route: str
     method_route: str
     summary: str
@@ -109,6 +113,12 @@ class NotebookView:
     extraction: Extraction
     #: ``None``: "inline" execution, on the event loop, without a timeout.
     timeout: float | None
+    #: "thread", "inline" or "process" (``metadata.promoter.execution``).
+    execution: str
+    #: The notebook's ``metadata.promoter.timeout`` (the route's default; settings override it).
+    settings_timeout: float
+    #: The notebook file's sha256 (served by ``GET /version``).
+    sha256: str
     golden: bool
     #: A field whose type rejects a JSON object (for the generated 422 test), if any.
     typed_probe: str | None
@@ -124,7 +134,6 @@ class ServiceView:
     version: str
     command: str
     k8s: bool
-    max_body_bytes: int
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str
@@ -145,6 +154,7 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
         "app/__init__.py": _render("app/__init__.py.j2", service),
         "app/main.py": _render("app/main.py.j2", service),
         "app/jsonable.py": jsonable_source(),
+        "app/runtime.py": runtime_source(),
     }
     for nb in service.notebooks:
         if not single:
@@ -177,7 +187,7 @@ def render_tests(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str
 def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceView:
     """The view of the whole service the templates render."""
     single = len(plans) == 1
-    notebooks = tuple(notebook_view(plan, single) for plan in plans)
+    notebooks = _clear_functions(tuple(notebook_view(plan, single) for plan in plans))
     modules = [m for plan in plans for m in plan.extraction.modules]
     return ServiceView(
         **{f.name: getattr(options, f.name) for f in fields(options)},
@@ -201,7 +211,7 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         + [f.annotation for cls in plan.response.classes for f in cls.fields]
     )
     example = plan.request.defaults()
-    package = "app" if single else f"app.{slug}"
+    package = notebook_package(slug, single)
     return NotebookView(
         slug=slug,
         route=nb.route,
@@ -226,11 +236,55 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         models_module=f"{package}.models",
         models_alias="models" if single else f"{slug}_models",
         pipeline_alias="pipeline" if single else f"{slug}_pipeline",
+        function=slug,
         extraction=plan.extraction,
-        timeout=nb.settings.timeout if nb.settings.execution == "thread" else None,
+        timeout=nb.settings.timeout if nb.settings.execution != "inline" else None,
+        execution=nb.settings.execution,
+        settings_timeout=nb.settings.timeout,
+        sha256=nb.content_hash,
         golden=plan.golden,
         typed_probe=_typed_probe(parameters),
     )
+
+
+#: Module names ``app/`` holds besides the notebook packages.
+_APP_MODULES = frozenset({"main", "jsonable", "runtime", "models", "pipeline", "tests"})
+
+
+def notebook_package(slug: str, single: bool) -> str:
+    """The notebook's package: ``app`` alone, else ``app.<slug>`` clear of ``app``'s modules."""
+    if single:
+        return "app"
+    return f"app.{slug}_notebook" if slug in _APP_MODULES else f"app.{slug}"
+
+
+def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView, ...]:
+    """Name each route function so it replaces nothing ``app/main.py`` defines or imports.
+
+    Every word of the main template (its helpers, imports, the module aliases) and every
+    builtin is taken: a notebook named ``answer``, ``app``, ``asyncio`` or ``dict`` gets
+    ``answer_route``, ... instead.
+    """
+    taken = set(_main_words()) | {n.models_alias for n in notebooks}
+    taken |= {n.pipeline_alias for n in notebooks}
+    views = []
+    for nb in notebooks:
+        name = nb.slug
+        while name in taken:
+            name += "_route"
+        taken.add(name)
+        views.append(replace(nb, function=name))
+    return tuple(views)
+
+
+@lru_cache(maxsize=1)
+def _main_words() -> frozenset[str]:
+    # main.py's own template, and the modules it may import names from.
+    app = template_dir() / "service" / "app"
+    sources = [app / "main.py.j2", app / "runtime.py", app / "runtime.py.j2"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sources if p.is_file())
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
+    return frozenset(words | set(dir(builtins)) | set(keyword.kwlist))
 
 
 def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:

@@ -1,4 +1,5 @@
-"""The reports of ``promoter check``: GitHub Actions annotations, JUnit XML and HTML notebooks.
+"""The reports of ``promoter check``: the summary table, GitHub Actions annotations and step
+summary, JUnit XML and HTML notebooks.
 
 Formatting only: the check itself (``_check``) produces a ``CheckReport``; the CLI and CI
 integrations choose how to show it.
@@ -12,13 +13,90 @@ from typing import Any
 from promoter._check import CHECKS, CheckReport, NotebookResult, Outcome, Status
 from promoter._execute import CAPTURE_CELL_IDS
 
-__all__ = ["github_annotations", "junit_xml", "write_html_reports"]
+__all__ = [
+    "github_annotations",
+    "junit_xml",
+    "markdown_summary",
+    "summary_lines",
+    "write_html_reports",
+]
+
+_MARKS = {Status.PASSED: "ok", Status.FAILED: "FAIL", Status.SKIPPED: "-"}
+_MD_MARKS = {Status.PASSED: "✅", Status.FAILED: "❌", Status.SKIPPED: "-"}
+
+
+def summary_lines(report: CheckReport, width: int = 80) -> list[str]:
+    """The summary table as plain lines that fit ``width`` columns.
+
+    One row per notebook: a mark per check (``ok``, ``FAIL``, ``-``), the seconds, then the
+    notebook. The name comes last so it is never cut: one too long for the line continues on
+    the next, broken after a ``/``.
+    """
+    widths = [len(c) for c in CHECKS]
+    head = " ".join([*CHECKS, "seconds"]) + "  "
+    lines = [head + "notebook"]
+    for result in report.results:
+        if result.skipped is not None:
+            cells = ["untagged".ljust(sum(widths) + len(widths) - 1), " " * len("seconds")]
+        else:
+            marks = [_MARKS[o.status] if (o := result.outcome(c)) else "" for c in CHECKS]
+            cells = [m.ljust(w) for m, w in zip(marks, widths, strict=True)]
+            cells.append(f"{result.seconds:>{len('seconds')}.1f}")
+        prefix = " ".join(cells) + "  "
+        name = _wrapped(result.path.as_posix(), max(width - len(prefix), 20))
+        lines.append(prefix + name[0])
+        lines.extend(" " * len(prefix) + rest for rest in name[1:])
+    return lines
+
+
+def _wrapped(path: str, width: int) -> list[str]:
+    """``path`` in lines of at most ``width``, broken only after a ``/``."""
+    parts = [p + "/" for p in path.split("/")[:-1]] + [path.rsplit("/", 1)[-1]]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return lines
+
+
+def markdown_summary(report: CheckReport) -> str:
+    """A Markdown summary for GitHub Actions' ``$GITHUB_STEP_SUMMARY``: table, then failures."""
+    lines = [
+        "### promoter check",
+        "",
+        "| notebook | " + " | ".join(CHECKS) + " | seconds |",
+        "|---|" + "---|" * len(CHECKS) + "---:|",
+    ]
+    for result in report.results:
+        name = f"`{_md(result.path.as_posix())}`"
+        if result.skipped is not None:
+            lines.append(f"| {name} | untagged |" + " |" * len(CHECKS))
+            continue
+        marks = [_MD_MARKS[o.status] if (o := result.outcome(c)) else "" for c in CHECKS]
+        lines.append(f"| {name} | " + " | ".join(marks) + f" | {result.seconds:.1f} |")
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+    lines += ["", f"**{counts or 'no notebooks'}** in {report.seconds:.1f} s", ""]
+    for result in report.failed:
+        for outcome in result.failures:
+            where = str(outcome.location) or result.path.as_posix()
+            lines.append(f"- **{outcome.check}** `{_md(where)}`: {_md(outcome.message)}")
+            if outcome.hint:
+                lines.append(f"  <br>hint: {_md(outcome.hint)}")
+    return "\n".join(lines).rstrip() + "\n\n"
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell or list item (one line, no table breaks, no HTML)."""
+    text = " ".join(text.split())
+    return text.replace("|", "\\|").replace("<", "&lt;").replace("`", "'")
 
 
 def github_annotations(report: CheckReport) -> list[str]:
     """GitHub Actions workflow commands: one ``::error`` per failed check, pointing at the file.
 
-    The line is the line of the ``.ipynb`` file where the failing cell starts, when known.
+    The line is the line of the ``.ipynb`` file that holds the failing source line (the element
+    of the cell's ``source`` array), else where the failing cell starts, when known.
     """
     lines = []
     for result in report.results:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["jsonable_source", "template_dir"]
+__all__ = ["jsonable_source", "runtime_source", "template_dir"]
 
 
 def template_dir() -> Path:
@@ -22,3 +22,8 @@ def template_dir() -> Path:
 def jsonable_source() -> str:
     """The source of the JSON converter shared by the kernel capture and the service."""
     return (template_dir() / "service" / "app" / "jsonable.py").read_text(encoding="utf-8")
+
+
+def runtime_source() -> str:
+    """The source of the service's plumbing module, shipped verbatim into every service."""
+    return (template_dir() / "service" / "app" / "runtime.py").read_text(encoding="utf-8")

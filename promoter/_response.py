@@ -35,10 +35,10 @@ __all__ = [
 
 _MAX_RECORD_KEYS = 30
 _EXAMPLE_ITEMS = 3
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Hexadecimal ids and UUIDs (``"3f2a9c1e"``, ``"a1b2c3d4-..."``): at least 8 characters, a digit.
-_ID_KEY = re.compile(r"^(?=.*[0-9])[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*$")
-_RECORD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,63}$")
+_ID_KEY = re.compile(r"(?=.*[0-9])[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*")
+_RECORD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ \-]{0,63}")
 # Attribute names a Pydantic model field must not take (BaseModel's own API and our imports).
 _RESERVED = {
     "model_config",
@@ -249,7 +249,7 @@ def child_path(path: str, key: str) -> str:
     """The JSON path of ``key`` under the object at ``path`` (``$.a``, ``$["a b"]``)."""
     import json
 
-    return f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
+    return f"{path}.{key}" if _IDENTIFIER.fullmatch(key) else f"{path}[{json.dumps(key)}]"
 
 
 class _Shapes:
@@ -366,7 +366,7 @@ def _data_keys(keys: list[str], numbered: bool) -> str | None:
     """
     if not keys:
         return "no keys in any answer"
-    odd = [k for k in keys if not _RECORD_KEY.match(k) or _ID_KEY.match(k)]
+    odd = [k for k in keys if not _RECORD_KEY.fullmatch(k) or _ID_KEY.fullmatch(k)]
     if odd:
         return f"keys are data, not field names (e.g. {odd[0]!r})"
     if numbered and _numbered(keys):

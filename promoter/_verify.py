@@ -24,19 +24,22 @@ __all__ = ["Fidelity", "first_difference", "verify_service"]
 
 _MARKER = "__PROMOTER_VERIFY__"
 _SCRIPT = """
-import asyncio, inspect, json, sys, traceback
+import asyncio, importlib, inspect, json, sys, time, traceback
 sys.path.insert(0, sys.argv[1])
 loop = asyncio.new_event_loop()  # one loop for an async setup() and every async run()
 wait = lambda value: loop.run_until_complete(value) if inspect.isawaitable(value) else value
 from app.jsonable import to_jsonable
 results = {}
-for package, slug, model, requests in json.loads(sys.argv[2]):
+pipelines = []
+for package, slug, model, route, requests in json.loads(sys.argv[2]):
     try:
-        pipeline = __import__(package + ".pipeline", fromlist=["pipeline"])
-        models = __import__(package + ".models", fromlist=["models"])
+        pipeline = importlib.import_module(package + ".pipeline")
+        models = importlib.import_module(package + ".models")
         wait(pipeline.setup())
+        pipelines.append(pipeline)
         request_class = [v for k, v in vars(models).items() if k.endswith("Request")][0]
         answers, problems = [], []
+        begin = time.monotonic()
         for request in requests:
             answer = to_jsonable(wait(pipeline.run(request_class.model_validate(request))))
             try:
@@ -45,11 +48,50 @@ for package, slug, model, requests in json.loads(sys.argv[2]):
             except Exception as exc:
                 problems.append(str(exc))
             answers.append(answer)
-        results[slug] = {"answers": answers, "model_errors": problems}
+        seconds = (time.monotonic() - begin) / len(requests)
+        results[slug] = {
+            "answers": answers,
+            "model_errors": problems,
+            "answer": answers[0],
+            "route": route,
+            "seconds": seconds,
+        }
     except BaseException:
         results[slug] = {"error": traceback.format_exc(limit=-6)}
-print(MARKER + json.dumps(results))
-""".replace("MARKER", repr(_MARKER))
+app_error = None
+if all("error" not in r for r in results.values()):
+    # The whole app, as uvicorn loads it: a name of the notebook that replaces one of the
+    # generated code's shows here. Its setup already ran above, so the app's start-up only
+    # marks it ready; each route then answers the default request a second time.
+    try:
+        main = importlib.import_module("app.main")
+        for pipeline in pipelines:
+            if not inspect.iscoroutinefunction(pipeline.run):
+                # An async run's objects (an httpx.AsyncClient) belong to the event loop
+                # they were made on: the app's loop sets them up again for itself.
+                pipeline.setup = lambda: None
+        from fastapi.testclient import TestClient
+        with TestClient(main.app, raise_server_exceptions=False) as client:
+            routes = {getattr(r, "path", None) for r in main.app.routes}
+            for slug, result in results.items():
+                if result["route"] not in routes:
+                    raise LookupError("app.main serves no route " + result["route"])
+                if result["seconds"] > SLOW:
+                    continue  # a second run would double a slow notebook's verification
+                begin = time.monotonic()
+                reply = client.post(result["route"], json={})
+                while reply.status_code == 503 and time.monotonic() - begin < 30:
+                    time.sleep(0.05)
+                    reply = client.post(result["route"], json={})
+                try:
+                    body = reply.json()
+                except ValueError:
+                    body = reply.text[:300]
+                result["http"] = {"status": reply.status_code, "body": body}
+    except BaseException:
+        app_error = traceback.format_exc(limit=-6)
+print(MARKER + json.dumps({"results": results, "app_error": app_error}))
+""".replace("MARKER", repr(_MARKER)).replace("SLOW", "10.0")
 
 
 @dataclass(frozen=True)
@@ -83,9 +125,32 @@ def verify_service(
     """
     examples = examples or {}
     spec = [
-        [package, nb.stem, model, [{}, *(r for r, _ in examples.get(nb.stem, []))]]
+        [package, nb.stem, model, nb.route, [{}, *(r for r, _ in examples.get(nb.stem, []))]]
         for nb, package, model, _ in notebooks
     ]
+    found = _run_script(folder, spec, timeout)
+    results = found["results"]
+    checks = []
+    for nb, package, _, expected in notebooks:
+        result = results[nb.stem]
+        if "error" in result:
+            raise _pipeline_error(folder, package, nb, result["error"])
+        wanted = [expected, *(answer for _, answer in examples.get(nb.stem, []))]
+        names = ["response", *(f"response to example {n}" for n in range(1, len(wanted)))]
+        compared = zip(names, result["answers"], wanted, strict=True)
+        differences = [first_difference(a, e, name) for name, a, e in compared]
+        difference = next((d for d in differences if d is not None), None)
+        problem = next((p for p in result["model_errors"] if p is not None), None)
+        checks.append(Fidelity(nb.stem, difference is None, difference, problem))
+    if found["app_error"]:
+        raise _app_error(found["app_error"])
+    for (nb, _, _, _), check in zip(notebooks, checks, strict=True):
+        _check_second_answer(nb, results[nb.stem], check)
+    return checks
+
+
+def _run_script(folder: Path, spec: list[Any], timeout: float) -> Any:
+    """Run the verification script in a fresh interpreter; its JSON report."""
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _SCRIPT, str(folder), json.dumps(spec)],
@@ -105,20 +170,52 @@ def verify_service(
             f"the generated service could not be imported: {tail}",
             hint="this is likely a promoter bug; please report it with the notebook",
         )
-    results = json.loads(line[len(_MARKER) :])
-    checks = []
-    for nb, package, _, expected in notebooks:
-        result = results[nb.stem]
-        if "error" in result:
-            raise _pipeline_error(folder, package, nb, result["error"])
-        wanted = [expected, *(answer for _, answer in examples.get(nb.stem, []))]
-        names = ["response", *(f"response to example {n}" for n in range(1, len(wanted)))]
-        found = zip(names, result["answers"], wanted, result["model_errors"], strict=True)
-        differences = [first_difference(a, e, name) for name, a, e, _ in found]
-        difference = next((d for d in differences if d is not None), None)
-        problem = next((p for p in result["model_errors"] if p is not None), None)
-        checks.append(Fidelity(nb.stem, difference is None, difference, problem))
-    return checks
+    return json.loads(line[len(_MARKER) :])
+
+
+def _app_error(trace: str) -> VerificationError:
+    lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
+    return VerificationError(
+        f"the generated app (app/main.py) cannot start: {lines[-1] if lines else trace}",
+        hint="a name in the notebook may clash with the generated code; rename the notebook "
+        "or the name, and please report it with the notebook",
+    )
+
+
+#: Statuses of the app's second answer that say nothing about the notebook's code: no API key
+#: (settings from the environment), still starting, over the route's timeout.
+_INCONCLUSIVE = {401, 403, 503, 504}
+
+
+def _check_second_answer(nb: Notebook, result: dict[str, Any], check: Fidelity) -> None:
+    """The app's answer to a second default request must be the first one (isolation)."""
+    http = result.get("http")
+    if http is None or http["status"] in _INCONCLUSIVE:
+        return
+    where = nb.at(nb.response_cell)
+    if http["status"] != 200:
+        raise VerificationError(
+            f"the generated service answers its second default request with "
+            f"{http['status']} ({_short(http['body'])}), though the first one succeeded",
+            location=where,
+            hint="the handler likely changes state the requests share (see DESIGN.md: "
+            "requests never see each other), or a notebook name clashes with the generated "
+            "code",
+        )
+    second = first_difference(http["body"], result["answer"])
+    if second is not None and check.matches and not nb.settings.shared:
+        raise VerificationError(
+            f"a second request with the same parameters answered differently ({second}): "
+            "the handler keeps state between requests",
+            location=where,
+            hint="keep per-request values in local variables, or declare the setup names "
+            'requests share on purpose in metadata.promoter.shared (e.g. "shared": ["cache"])',
+        )
+
+
+def _short(body: Any) -> str:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def first_difference(actual: Any, expected: Any, path: str = "response") -> str | None:
@@ -167,10 +264,11 @@ def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
     source = pipeline.read_text(encoding="utf-8").splitlines()
     statement = source[line - 1].strip() if 0 < line <= len(source) else ""
     for number in range(min(line, len(source)), 0, -1):
-        match = re.search(r"# .*cell (\d+)", source[number - 1])
+        match = re.search(r"# .*cell (\d+)(?: \(id ([^)]+)\))?", source[number - 1])
         if match:
-            index = int(match.group(1))
-            cell = next((c for c in nb.cells if c.index == index), None)
+            # ``cellref`` markers count cells from 1 and carry the id when it is printable.
+            index, cell_id = int(match.group(1)) - 1, match.group(2)
+            cell = next((c for c in nb.cells if c.index == index or c.id == cell_id), None)
             if cell is not None:
                 offset = _line_in_cell(cell.source, statement)
                 return nb.at(cell, offset), statement

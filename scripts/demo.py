@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -44,13 +45,19 @@ def main() -> int:
     )
     try:
         _wait_ready(base, server)
-        print(f"$ curl -X POST {base}{route} -d '{json.dumps(request)}'", flush=True)
+        print(f"$ {curl_command(base + route, request)}", flush=True)
         response = httpx.post(base + route, json=request, timeout=30)
         print(json.dumps(response.json(), indent=2))
         return 0 if response.status_code == 200 else 1
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def curl_command(url: str, request: object) -> str:
+    """The ``curl`` line a reader can paste: a JSON body needs its Content-Type (else 422)."""
+    body = shlex.quote(json.dumps(request))
+    return f"curl -X POST {url} -H 'Content-Type: application/json' -d {body}"
 
 
 def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:

@@ -34,7 +34,8 @@ def test_runtime_problems_leave_no_output(stem: str, tmp_path: Path) -> None:
     result = run_cli("convert", notebook, "-o", tmp_path / "service")
     assert result.returncode == 1, result.output
     assert "Traceback" not in result.output
-    assert f"{notebook}, cell 3" in result.stderr or f"{notebook}, cell 4" in result.stderr
+    # Cells as people count them (1-based): the handler is the 4th cell, the response the 5th.
+    assert f"{notebook}, cell 4" in result.stderr or f"{notebook}, cell 5" in result.stderr
     assert "line" in result.stderr
     assert list(tmp_path.iterdir()) == []
 

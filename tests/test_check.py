@@ -7,7 +7,10 @@ non-deterministic and stale) and run the real console script on it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,8 +23,8 @@ from promoter._cli import app
 from promoter._discover import find_notebooks, has_promoter_tags
 from promoter._exceptions import Location, UsageError
 from promoter._notebook import cell_file_line
-from promoter._reports import github_annotations, junit_xml
-from tests.helpers import EXAMPLES, FIXTURES, git, run_cli
+from promoter._reports import github_annotations, junit_xml, markdown_summary, summary_lines
+from tests.helpers import EXAMPLES, FIXTURES, git, run_cli, write_notebook
 
 BAD = FIXTURES / "bad"
 
@@ -75,7 +78,8 @@ def repo(tmp_path: Path) -> Path:
 def test_help() -> None:
     result = CliRunner().invoke(app, ["check", "--help"])
     assert result.exit_code == 0
-    for option in ("--jobs", "--timeout", "--exclude", "--format", "--junit-xml", "--report"):
+    options = ("--jobs", "--timeout", "--exclude", "--format", "--junit-xml", "--report")
+    for option in (*options, "--static"):
         assert option in result.output
 
 
@@ -129,6 +133,134 @@ def test_cell_file_line_points_at_the_cell_in_the_json() -> None:
     assert cell_file_line(BAD / "invalid_json.ipynb", 99) is None
 
 
+def test_cell_file_line_points_at_a_source_line_inside_the_cell(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("markdown", "# Title", []),
+        ("code", "a = 1\nb = 2\nc = a / 0  # third\nd = 4", []),
+    )
+    lines = path.read_text().splitlines()
+    third = cell_file_line(path, 1, 3)
+    assert third is not None and '"c = a / 0  # third\\n"' in lines[third - 1]
+    assert cell_file_line(path, 1) == cell_file_line(path, 1, 99)  # unknown line: the cell
+    assert lines[(cell_file_line(path, 1) or 0) - 1].strip() == "{"
+    # A source saved as one string (nbformat allows it) is on one JSON line.
+    data = json.loads(path.read_text())
+    data["cells"][1]["source"] = "a = 1\nb = 2\nc = a / 0"
+    path.write_text(json.dumps(data, indent=1))
+    line = cell_file_line(path, 1, 3)
+    assert line is not None and '"source": "a = 1' in path.read_text().splitlines()[line - 1]
+
+
+def test_a_papermill_parameters_tag_alone_is_not_a_promoter_notebook(tmp_path: Path) -> None:
+    papermill = write_notebook(tmp_path / "report.ipynb", ("code", "day = 1", ["parameters"]))
+    assert not has_promoter_tags(papermill)
+    result = run_cli("check", tmp_path, "--json")
+    assert result.returncode == 0, result.output
+    [found] = json.loads(result.stdout)["notebooks"]
+    assert found["status"] == "skipped"
+
+
+def test_location_numbers_cells_from_one() -> None:
+    location = Location(Path("nb.ipynb"), 2, "abc", 4)
+    assert str(location) == "nb.ipynb, cell 3 (id abc), line 4"
+    data = location.to_dict()
+    assert (data["cell_index"], data["cell_number"]) == (2, 3)
+    assert Location(Path("nb.ipynb")).to_dict()["cell_number"] is None
+
+
+def _third_cell_breaks_the_contract(folder: Path) -> Path:
+    return write_notebook(
+        folder / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "y = x + 1", []),
+        ("code", "z = (", []),  # the third cell, as JupyterLab's status bar counts
+        ("code", "{'y': y}", ["response"]),
+    )
+
+
+def test_the_cli_says_cell_3_for_the_third_cell(tmp_path: Path) -> None:
+    notebook = _third_cell_breaks_the_contract(tmp_path)
+    cell_id = nbformat.read(notebook, as_version=4).cells[2].id
+    inspect = run_cli("inspect", "--static", notebook)
+    assert inspect.returncode == 1
+    assert f"{notebook}, cell 3 (id {cell_id}), line 1" in inspect.stderr
+    checked = run_cli("check", "--static", notebook, "--format", "github")
+    assert checked.returncode == 1, checked.output
+    assert f"cell 3 (id {cell_id}), line 1" in checked.stdout
+    data = json.loads(run_cli("check", "--static", notebook, "--json").stdout)
+    contract = data["notebooks"][0]["checks"][0]
+    assert (contract["cell_index"], contract["cell_number"]) == (2, 3)
+
+
+def test_static_check_runs_no_kernel(tmp_path: Path) -> None:
+    good = write_notebook(
+        tmp_path / "good.ipynb",
+        ("code", "import sys\nsys.exit(3)", ["setup"]),  # would fail if it ran
+        ("code", "x = 1", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+    )
+    result = run_cli("check", "--static", good, "--json")
+    assert result.returncode == 0, result.output
+    checks = {c["check"]: c for c in json.loads(result.stdout)["notebooks"][0]["checks"]}
+    assert checks["contract"]["status"] == "passed"
+    assert checks["execute"]["status"] == checks["fidelity"]["status"] == "skipped"
+    assert "static" in checks["execute"]["message"]
+
+
+def test_summary_fits_80_columns_and_never_cuts_a_name(tmp_path: Path) -> None:
+    deep = tmp_path / "team_notebooks" / "customer_lifetime_value" / "experiments_2026"
+    notebook = write_notebook(
+        deep / "churn_probability_model.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "{'x': x}", ["response"]),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "promoter", "check", "--static", "team_notebooks"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), proc.stdout
+    # The name continues on the next lines, broken only after a `/`.
+    first = next(i for i, line in enumerate(lines) if "team_notebooks/" in line)
+    rest = [line.strip() for line in lines[first + 1 :] if line.startswith(" " * 20)]
+    name = lines[first].split()[-1] + "".join(rest)
+    assert name == notebook.relative_to(tmp_path).as_posix(), proc.stdout
+    assert all(part.endswith("/") for part in [lines[first].split()[-1], *rest][:-1])
+
+
+def test_summary_lines_break_long_names_after_a_slash() -> None:
+    lines = summary_lines(_report(), width=64)
+    assert lines[0].split() == ["contract", "execute", "fidelity", "drift", "seconds", "notebook"]
+    assert lines[1].split() == ["ok", "FAIL", "-", "-", "1.5", "nbs/bad.ipynb"]
+    assert lines[3].split() == ["untagged", "nbs/plain.ipynb"]
+    name = "reports/quarterly/customer_lifetime_value_2026.ipynb"
+    long = CheckReport((NotebookResult(Path(name), (Outcome("contract", Status.PASSED),)),), 1, 1)
+    [_, first, *rest] = summary_lines(long, width=64)
+    assert all(len(line) <= 64 for line in [first, *rest[:-1]])
+    assert first.endswith(" reports/quarterly/") and [r.strip() for r in rest] == [name[18:]]
+
+
+def test_github_step_summary_is_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    markdown = markdown_summary(_report())
+    assert "| `nbs/bad.ipynb` | ✅ | ❌ | - | - | 1.5 |" in markdown
+    assert "**1 passed, 1 failed, 1 skipped**" in markdown
+    assert "- **execute** `nbs/bad.ipynb, cell 4 (id handler), line 2`: ValueError" in markdown
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    notebook = _third_cell_breaks_the_contract(tmp_path)
+    assert run_cli("check", "--static", notebook).returncode == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### promoter check")
+    assert "cell 3 (id " in text and "❌" in text
+
+
 def _report() -> CheckReport:
     failed = NotebookResult(
         Path("nbs/bad.ipynb"),
@@ -166,7 +298,7 @@ def test_junit_xml_shape() -> None:
     assert (failed.get("classname"), failed.get("name")) == ("nbs.bad", "execute")
     failure = failed.find("failure")
     assert failure is not None and failure.get("message") == "ValueError: no, 100%"
-    assert "cell 3 (id handler), line 2" in (failure.text or "")
+    assert "cell 4 (id handler), line 2" in (failure.text or "")
     for case in cases:
         assert {"name", "classname", "time"} <= set(case.attrib)
 
@@ -175,7 +307,7 @@ def test_github_annotations_escape_and_point_at_the_line() -> None:
     [line] = github_annotations(_report())
     assert line.startswith("::error file=nbs/bad.ipynb,line=44,title=promoter check%3A ")
     message = line.split("::", 2)[2]
-    assert "cell 3 (id handler), line 2: ValueError: no, 100%25%0Ahint: fix it" in message
+    assert "cell 4 (id handler), line 2: ValueError: no, 100%25%0Ahint: fix it" in message
 
 
 def test_bad_format_and_missing_path_are_usage_errors(tmp_path: Path) -> None:
@@ -249,8 +381,9 @@ def test_fixture_repository_reports_each_notebook(repo: Path) -> None:
     raises_text = (repo / "notebooks" / "raises.ipynb").read_text().splitlines()
     [raises] = [a for a in annotations if "file=notebooks/raises.ipynb" in a]
     line = int(raises.split("line=")[1].split(",")[0])
-    assert '"id": "handler"' in "\n".join(raises_text[line : line + 10])
-    assert "cell 3 (id handler), line 2: ValueError: x must be non-negative" in raises
+    # At the failing source line (the handler's 2nd), not where the cell's JSON starts.
+    assert raises_text[line - 1].strip().startswith('"    raise ValueError(')
+    assert "cell 4 (id handler), line 2: ValueError: x must be non-negative" in raises
     [slow] = [a for a in annotations if "file=notebooks/slow.ipynb" in a]
     assert "did not finish within 10 s" in slow
     [drift] = [a for a in annotations if "file=notebooks/stale.ipynb" in a]
@@ -258,6 +391,7 @@ def test_fixture_repository_reports_each_notebook(repo: Path) -> None:
 
     html = (repo / "out" / "html" / "notebooks__raises.html").read_text()
     assert "celltag_promoter-failed" in html and "x must be non-negative" in html
+    assert "raises.ipynb, cell 4 (id handler), line 2" in html  # the banner counts from 1
     assert not (repo / "out" / "html" / "notebooks__untagged.html").exists()
 
     # Regenerating with the printed command makes the service current again.
@@ -277,6 +411,26 @@ def test_fixture_repository_reports_each_notebook(repo: Path) -> None:
     assert (data["passed"], data["failed"], data["skipped"]) == (2, 0, 1)
     [stale_result] = [n for n in data["notebooks"] if n["notebook"].endswith("stale.ipynb")]
     assert {c["check"]: c["status"] for c in stale_result["checks"]}["drift"] == "passed"
+
+
+@pytest.mark.slow
+def test_annotation_points_at_the_failing_line_inside_the_cell(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "a = x\nb = a + 1\nc = b / 0\nd = c", []),
+        ("code", "{'d': d}", ["response"]),
+    )
+    result = run_cli("check", notebook, "--format", "github", "--junit-xml", tmp_path / "j.xml")
+    assert result.returncode == 1, result.output
+    [annotation] = [ln for ln in result.stdout.splitlines() if ln.startswith("::error ")]
+    line = int(annotation.split("line=")[1].split(",")[0])
+    assert notebook.read_text().splitlines()[line - 1].strip() == '"c = b / 0\\n",'
+    assert ", cell 2 (id " in annotation and "), line 3: ZeroDivisionError" in annotation
+    [case] = [
+        c for c in ET.parse(tmp_path / "j.xml").iter("testcase") if c.get("name") == "execute"
+    ]
+    assert case.get("line") == str(line)
 
 
 def test_named_untagged_notebook_is_checked(tmp_path: Path) -> None:

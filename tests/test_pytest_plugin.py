@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci_repo import PROMOTABLE, make_repository
 from tests.helpers import EXAMPLES, FIXTURES
 
 
@@ -73,7 +74,34 @@ def test_broken_notebook_fails_with_a_readable_report(tmp_path: Path) -> None:
     out = result.stdout
     assert "2 failed" in out and "empty_notebook" not in out
     assert "nbs/cell_raises.ipynb::promoter-check" in out
-    assert "execute: nbs/cell_raises.ipynb, cell 3 (id handler), line 2: ValueError" in out
-    assert "contract: nbs/two_response_cells.ipynb, cell 5 (id response-2)" in out
+    assert "execute: nbs/cell_raises.ipynb, cell 4 (id handler), line 2: ValueError" in out
+    assert "contract: nbs/two_response_cells.ipynb, cell 6 (id response-2)" in out
     assert "hint:" in out
     assert "Traceback" not in out and "_check.py" not in out
+
+
+def test_only_the_named_notebooks_are_collected(tmp_path: Path) -> None:
+    """Like `pytest --nbmake notebooks/`: not the `testpaths` of the project's configuration."""
+    repo = make_repository(tmp_path / "team", service=False)
+    result = _pytest("--promoter", "notebooks/", "--collect-only", cwd=repo)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "promoter: 2 notebooks to check in notebooks/" in out
+    assert out.count("<NotebookItem promoter-check>") == 2
+    for notebook in PROMOTABLE:
+        assert f"<NotebookFile {Path(notebook).name}>" in out
+    assert "test_unit" not in out and "exploration" not in out and "papermill_report" not in out
+    both = _pytest("tests", "--promoter", "notebooks/", "--collect-only", cwd=repo).stdout
+    assert both.count("<NotebookItem promoter-check>") == 2
+    assert "<Function test_unit_tests_are_not_collected>" in both
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_notebooks_only_in_a_team_repository(tmp_path: Path, workers: list[str]) -> None:
+    repo = make_repository(tmp_path / "team")
+    result = _pytest("--promoter", "notebooks/", *workers, cwd=repo)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "promoter: 2 notebooks to check in notebooks/" in out
+    assert "2 passed" in out and "failed" not in out and "test_unit" not in out

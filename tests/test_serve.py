@@ -60,3 +60,24 @@ def test_serve_reloads_on_save(tmp_path: Path) -> None:
             os.killpg(server.pid, signal.SIGKILL)
             _, stderr = server.communicate()
     assert b"Traceback" not in stderr
+
+
+def test_a_busy_port_is_a_usage_error_before_the_notebook_runs(tmp_path: Path) -> None:
+    import socket
+
+    from tests.helpers import run_cli
+
+    notebook = write_notebook(
+        tmp_path / "greeter.ipynb",
+        ("code", "name = 'world'", ["parameters"]),
+        ("code", "{'greeting': f'hello {name}'}", ["response"]),
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", notebook, "--port", port, timeout=60)
+    assert result.returncode == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}: another program uses the port" in result.stderr
+    assert "--port" in result.stderr  # the hint
+    assert "serving" not in result.output and "Traceback" not in result.output

@@ -28,7 +28,17 @@ def _service(tmp_path: Path, body: str) -> Path:
         "class NbResponse(RootModel[dict[str, int]]):\n    pass\n"
     )
     (folder / "app/pipeline.py").write_text(
-        "def setup():\n    pass\n\n\ndef run(request):\n    # cell 1 (id c1)\n" + body
+        "def setup():\n    pass\n\n\ndef run(request):\n    # cell 2 (id c1)\n" + body
+    )
+    # Verification imports the whole app, as uvicorn does, and asks the route a second time.
+    (folder / "app/main.py").write_text(
+        "from typing import Any\n"
+        "from fastapi import FastAPI\n"
+        "from app import models, pipeline\n"
+        "app = FastAPI()\n"
+        "@app.post('/nb')\n"
+        "def nb(request: models.NbRequest) -> Any:\n"
+        "    return pipeline.run(request)\n"
     )
     return folder
 
@@ -60,3 +70,18 @@ def test_a_failing_pipeline_names_the_cell(tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="ZeroDivisionError") as caught:
         verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
     assert caught.value.location.cell_index == 1
+
+
+def test_cell_markers_count_cells_from_one(tmp_path: Path) -> None:
+    from promoter._filters import cellref
+
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "x = 1", ["parameters"]),
+            ("code", "y = x", []),
+            ("code", "{'y': y}", ["response"]),
+        )
+    )
+    third = nb.cells[2]
+    assert cellref(third) == f"cell 3 (id {third.id})"

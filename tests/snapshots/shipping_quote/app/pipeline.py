@@ -16,7 +16,7 @@ def setup() -> None:
     global BASE_RATE, COUPONS, DELIVERY_DAYS, INSURANCE_RATE, INSURED_VALUE_PER_ITEM, PER_KG
     global RESTRICTED_ITEMS, ZONE_FACTOR
 
-    # cell 3 (id e7051abc)
+    # cell 4 (id e7051abc)
     BASE_RATE = {"standard": 4.90, "express": 9.90, "overnight": 19.90}
     PER_KG = {"standard": 0.80, "express": 1.40, "overnight": 2.60}
     ZONE_FACTOR = {1: 1.0, 2: 1.15, 3: 1.3, 4: 1.5, 5: 1.8, 6: 2.2, 7: 2.7, 8: 3.3}
@@ -29,7 +29,7 @@ def setup() -> None:
 
 def run(request: ShippingQuoteRequest) -> Any:
     """Answer one request: the notebook's cells from parameters to response."""
-    # parameters: cell 6 (id 5acbe21f)
+    # parameters: cell 7 (id 5acbe21f)
     weight_kg = request.weight_kg
     service = request.service
     destination_zone = request.destination_zone
@@ -37,7 +37,7 @@ def run(request: ShippingQuoteRequest) -> Any:
     insured = request.insured
     coupon = request.coupon
 
-    # cell 8 (id eda78d1a)
+    # cell 9 (id eda78d1a)
     warnings = []
     billable_kg = math.ceil(weight_kg)
     base = BASE_RATE[service] * ZONE_FACTOR[destination_zone]
@@ -45,7 +45,7 @@ def run(request: ShippingQuoteRequest) -> Any:
     insurance = INSURANCE_RATE * INSURED_VALUE_PER_ITEM * len(items) if insured else 0.0
     subtotal = base + weight_charge + insurance
 
-    # cell 9 (id 3299a7b5)
+    # cell 10 (id 3299a7b5)
     discount = 0.0
     if coupon is not None:
         rate = COUPONS.get(coupon.strip().upper())
@@ -63,7 +63,7 @@ def run(request: ShippingQuoteRequest) -> Any:
     if not items:
         warnings.append("no items declared")
 
-    # response: the last expression of cell 12 (id 5a7fc588)
+    # response: the last expression of cell 13 (id 5a7fc588)
     return {
         "quote": {
             "currency": "EUR",

@@ -16,14 +16,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import models
-from app.main import app
+from app.main import app, service
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
-    with TestClient(app) as client:
+    keys = service.settings.api_keys  # SERVICE_API_KEYS set here: the tests use the first
+    headers = {"X-API-Key": keys[0].get_secret_value()} if keys else {}
+    with TestClient(app, headers=headers) as client:
         deadline = time.monotonic() + 300
         while client.get("/ready").status_code != 200:
             assert client.get("/health").status_code == 200, "setup failed"
@@ -51,6 +53,15 @@ def assert_json_close(actual: Any, expected: Any, path: str = "response") -> Non
 def test_health(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
+
+
+def test_operations(client: TestClient) -> None:
+    version = client.get("/version").json()
+    assert version["version"] == "0.1.0"
+    assert set(version["notebooks"]) == {"shipping_quote.ipynb"}
+    traced = client.get("/health", headers={"X-Request-ID": "test-trace-1"})
+    assert traced.headers["x-request-id"] == "test-trace-1"
+    assert "http_requests_total" in client.get("/metrics").text
 
 
 @pytest.mark.parametrize("name", ["shipping_quote.json"])

@@ -1,0 +1,435 @@
+"""The generated service's runtime (templates/service/app/runtime.py, shipped verbatim).
+
+Fast tests import runtime.py from the templates; the slow ones convert a notebook with the real
+CLI and call the service under uvicorn over real HTTP: hung code and overload, process mode,
+logs, metrics, request ids, API keys, /version, and /docs in headless Chromium with no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from promoter._resources import template_dir
+from tests.helpers import free_port, run_cli, wait_ready, write_notebook
+
+APP = template_dir() / "service" / "app"
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[types.ModuleType]:
+    """app/runtime.py imported as it is shipped, beside app/jsonable.py."""
+    mine = [name for name in sys.modules if name == "app" or name.startswith("app.")]
+    saved = {name: sys.modules.pop(name) for name in mine}
+    package = types.ModuleType("app")
+    package.__path__ = [str(APP)]
+    sys.modules["app"] = package
+    modules = {}
+    for name in ("jsonable", "runtime"):
+        spec = importlib.util.spec_from_file_location(f"app.{name}", APP / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"app.{name}"] = module
+        spec.loader.exec_module(module)
+        modules[name] = module
+    yield modules["runtime"]
+    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast: the pieces
+
+
+def test_settings_from_environment_and_dotenv(
+    runtime: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SERVICE_QUEUE_TIMEOUT=2.5\nSERVICE_LOG_LEVEL=debug\n")
+    monkeypatch.setenv("SERVICE_API_KEYS", "k1, k2")
+    monkeypatch.setenv("SERVICE_CORS_ORIGINS", '["https://a.example", "https://b.example"]')
+    monkeypatch.setenv("SERVICE_TIMEOUTS", '{"/slow": 5}')
+    monkeypatch.setenv("SERVICE_TIMEOUT", "7")
+    settings = runtime.Settings()
+    assert settings.queue_timeout == 2.5
+    assert settings.log_level == "DEBUG"
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1", "k2"]
+    assert "k1" not in repr(settings)  # keys are secrets: never printed
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.timeout_for("/slow", 30.0) == 5
+    assert settings.timeout_for("/other", 30.0) == 7
+    monkeypatch.delenv("SERVICE_TIMEOUT")
+    assert runtime.Settings().timeout_for("/other", 30.0) == 30.0
+
+
+def test_settings_refuse_nonsense(
+    runtime: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    for name, value in [("CONCURRENCY", "0"), ("LOG_FORMAT", "xml"), ("TIMEOUT", "-1")]:
+        monkeypatch.setenv(f"SERVICE_{name}", value)
+        with pytest.raises(ValidationError):
+            runtime.Settings()
+        monkeypatch.delenv(f"SERVICE_{name}")
+
+
+def test_json_formatter_carries_request_id_extras_and_traceback(
+    runtime: types.ModuleType,
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(runtime.JsonFormatter())
+    log = logging.getLogger("test_runtime.formatter")
+    log.addHandler(handler)
+    log.propagate = False
+    token = runtime._request.set(runtime.RequestState("rid-1"))
+    try:
+        log.warning("hello %s", "wörld", extra={"error_id": "e1"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        runtime._request.reset(token)
+        log.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "hello wörld" and first["level"] == "WARNING"
+    assert first["request_id"] == "rid-1" and first["error_id"] == "e1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert "ValueError: boom" in second["traceback"]
+
+
+def test_json_body_matches_json_and_takes_what_orjson_refuses(runtime: types.ModuleType) -> None:
+    value = {"naïve": [1, 2.5, None, True], "big": 2**70, "nan": float("nan"), "e": 1e16}
+    body = runtime.json_body(value)
+    assert json.loads(body) == {**value, "nan": None}
+    small = {"text": "東京", "x": [0.1, -3]}
+    assert json.loads(runtime.json_body(small)) == small
+
+
+def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
+    async def scenario() -> None:
+        slots = runtime.Slots(2, wait=0.05, grace=0.0)
+        await slots.acquire()
+        await slots.acquire()
+        with pytest.raises(runtime.Overloaded):
+            await slots.acquire()  # both held: refused after the wait budget
+        slots.stuck()
+        assert not slots.wedged()  # one slot still does real work
+        slots.stuck()
+        assert slots.wedged() and slots.timed_out_running == 2
+        slots.unstuck()
+        assert not slots.wedged()
+        await slots.acquire()  # the finished thread's slot is free again
+
+    asyncio.run(scenario())
+
+
+def test_api_key_check_accepts_each_key_in_constant_time(runtime: types.ModuleType) -> None:
+    settings = runtime.Settings(api_keys=["first-key", "second-key", "x"])
+    plumbing = runtime.Plumbing(lambda *a: None, settings=settings, metrics=runtime.Metrics())
+    scope = {"path": "/score"}
+    for key in (b"first-key", b"second-key", b"x"):
+        assert plumbing._allowed(key, scope)
+    for key in (None, b"", b"first-ke", b"second-key ", b"X"):
+        assert not plumbing._allowed(key, scope)
+    source = (APP / "runtime.py").read_text()
+    assert "secrets.compare_digest(key, candidate)" in source
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: a real service under uvicorn
+
+HANDLER = """\
+if mode == "raise":
+    raise ValueError("the notebook refuses mode=raise")
+if pidfile:
+    with open(pidfile, "w") as handle:
+        handle.write(str(os.getpid()))
+logging.getLogger("notebook").warning("handling mode %s", mode)
+time.sleep(delay)
+"""
+
+
+def _notebook(folder: Path, name: str, execution: str) -> Path:
+    return write_notebook(
+        folder / f"{name}.ipynb",
+        ("markdown", "# Hung\n\nSleeps on request.", []),
+        ("code", "import logging\nimport os\nimport time", ["setup"]),
+        (
+            "code",
+            'mode = "ok"  # ok, raise or pid\ndelay = 0.0  # Seconds\npidfile = ""  # Path',
+            ["parameters"],
+        ),
+        ("code", HANDLER, []),
+        ("code", '{"mode": mode, "pid": os.getpid() if mode == "pid" else 0}', ["response"]),
+        metadata={"timeout": 30, "execution": execution},
+    )
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same notebook converted twice: thread execution and process execution."""
+    folder = tmp_path_factory.mktemp("runtime")
+    out = {}
+    for name, execution in [("hung", "thread"), ("hung_process", "process")]:
+        service = folder / name
+        result = run_cli("convert", _notebook(folder, name, execution), "-o", service)
+        assert result.returncode == 0, result.output
+        out[name] = service
+    return out
+
+
+@contextmanager
+def serve(folder: Path, log: Path, **settings: object) -> Iterator[str]:
+    """``uvicorn app.main:app`` with SERVICE_* settings; its output goes to ``log``."""
+    port = free_port()
+    env = {**os.environ, **{f"SERVICE_{k.upper()}": str(v) for k, v in settings.items()}}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+            cwd=folder,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _post_many(url: str, route: str, body: dict[str, Any], count: int) -> list[httpx.Response]:
+    with ThreadPoolExecutor(count) as pool:
+        return list(
+            pool.map(lambda _: httpx.post(url + route, json=body, timeout=60), range(count))
+        )
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        if metric == (f"{name}{{{want}}}" if labels else name):
+            return float(value)
+    return 0.0
+
+
+def _until(check: Any, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.1)
+
+
+def _log_lines(log: Path) -> list[dict[str, Any]]:
+    lines = log.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+@pytest.mark.slow
+def test_hung_code_leaves_room_for_other_requests(
+    services: dict[str, Path], tmp_path: Path
+) -> None:
+    """8 requests hang past the timeout; with 10 slots the next request still gets 200."""
+    log = tmp_path / "server.log"
+    with serve(services["hung"], log, concurrency=10, timeout=0.5, wedged_grace=0.5) as url:
+        hung = _post_many(url, "/hung", {"delay": 8.0}, 8)
+        assert [r.status_code for r in hung] == [504] * 8  # they ran, past their timeout
+        assert all(len(r.json()["error_id"]) == 32 for r in hung)
+        for _ in range(3):
+            assert httpx.post(url + "/hung", json={}).status_code == 200
+        assert _metric(url, "notebook_timed_out_running") == 8
+        assert httpx.get(url + "/health").status_code == 200  # two slots still do real work
+        _until(lambda: _metric(url, "notebook_timed_out_running") == 0)
+        assert _metric(url, "notebook_timeouts_total", route="/hung") == 8
+
+
+@pytest.mark.slow
+def test_wedged_worker_fails_health_and_recovers(services: dict[str, Path], tmp_path: Path) -> None:
+    """4 slots, 8 hanging requests: 4 run and time out (504), 4 never start (503, not 504)."""
+    log = tmp_path / "server.log"
+    settings = {"concurrency": 4, "timeout": 0.5, "queue_timeout": 0.3, "wedged_grace": 0.5}
+    with serve(services["hung"], log, **settings) as url:
+        hung = _post_many(url, "/hung", {"delay": 8.0}, 8)
+        assert sorted(r.status_code for r in hung) == [503] * 4 + [504] * 4
+        assert all(r.headers["retry-after"] for r in hung if r.status_code == 503)
+        normal = httpx.post(url + "/hung", json={})
+        assert normal.status_code == 503, normal.text  # every slot is truly held
+        assert normal.headers["retry-after"] == "1"
+        _until(lambda: httpx.get(url + "/health").status_code == 503)
+        assert httpx.get(url + "/health").json()["status"] == "wedged"
+        assert httpx.get(url + "/ready").status_code == 200
+        _until(lambda: httpx.get(url + "/health").status_code == 200)  # the threads finished
+        assert httpx.post(url + "/hung", json={}).status_code == 200
+        assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 5
+
+
+@pytest.mark.slow
+def test_process_mode_kills_hung_work(services: dict[str, Path], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with serve(services["hung_process"], log, concurrency=2, timeout=1) as url:
+        first = httpx.post(url + "/hung_process", json={"mode": "pid"}).json()["pid"]
+        pidfiles = [tmp_path / f"worker{i}.pid" for i in range(2)]
+        with ThreadPoolExecutor(2) as pool:
+            hung = list(
+                pool.map(
+                    lambda f: httpx.post(
+                        url + "/hung_process", json={"delay": 60.0, "pidfile": str(f)}, timeout=30
+                    ),
+                    pidfiles,
+                )
+            )
+        assert [r.status_code for r in hung] == [504, 504]
+        killed = [int(pidfile.read_text()) for pidfile in pidfiles]
+        for pid in killed:
+            _until(lambda pid=pid: not _alive(pid), limit=10)  # killed, not left running
+        answer = httpx.post(url + "/hung_process", json={"mode": "pid"}, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json()["pid"] not in (0, *killed)  # a fresh worker process answered
+        assert first != 0
+        failing = httpx.post(url + "/hung_process", json={"mode": "raise"}, timeout=30)
+        assert failing.status_code == 500 and len(failing.json()["error_id"]) == 32
+    text = log.read_text()
+    assert failing.json()["error_id"] in text and "notebook refuses" in text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child not yet reaped by pebble is a zombie: dead for our purpose.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.slow
+def test_logs_metrics_request_ids_and_api_keys(services: dict[str, Path], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with serve(services["hung"], log, api_keys="first-key,second-key") as url:
+        assert httpx.post(url + "/hung", json={}).status_code == 401
+        wrong = httpx.post(url + "/hung", json={}, headers={"X-API-Key": "first-ke"})
+        assert wrong.status_code == 401
+        for key in ("first-key", "second-key"):
+            ok = httpx.post(url + "/hung", json={}, headers={"X-API-Key": key})
+            assert ok.status_code == 200, ok.text
+        for open_path in ("/health", "/ready", "/metrics", "/docs", "/openapi.json"):
+            assert httpx.get(url + open_path).status_code == 200, open_path
+        assert httpx.get(url + "/version").status_code == 401
+        keyed = {"X-API-Key": "second-key"}
+
+        traced = httpx.post(url + "/hung", json={}, headers={**keyed, "X-Request-ID": "trace-42"})
+        assert traced.headers["x-request-id"] == "trace-42"
+        made = httpx.post(url + "/hung", json={}, headers=keyed).headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made)
+        failed = httpx.post(url + "/hung", json={"mode": "raise"}, headers=keyed)
+        assert failed.status_code == 500
+        error_id = failed.json()["error_id"]
+
+        version = httpx.get(url + "/version", headers=keyed).json()
+        lock = json.loads((services["hung"] / "promoter.lock.json").read_text())
+        assert version["notebooks"] == {"hung.ipynb": lock["notebooks"][0]["sha256"]}
+        assert version["service"] == "hung" and version["promoter"]
+
+        def count(status: str) -> float:
+            return _metric(url, "http_requests_total", method="POST", route="/hung", status=status)
+
+        assert (count("200"), count("401"), count("500")) == (4, 2, 1)
+        assert _metric(url, "http_server_errors_total", route="/hung") == 1
+        assert (
+            _metric(url, "http_request_duration_seconds_count", method="POST", route="/hung") == 7
+        )
+
+    lines = _log_lines(log)
+    traced_lines = [line for line in lines if line.get("request_id") == "trace-42"]
+    request_line = next(line for line in traced_lines if line["logger"] == "app.request")
+    assert {k: request_line[k] for k in ("method", "route", "status")} == {
+        "method": "POST",
+        "route": "/hung",
+        "status": 200,
+    }
+    assert request_line["latency_ms"] >= 0
+    # The notebook's own log line, in a worker thread, carries the request id too.
+    assert any(line["logger"] == "notebook" for line in traced_lines)
+    assert sum(1 for line in lines if line.get("request_id") == made) == 2  # notebook + request
+    error_lines = [line for line in lines if line.get("error_id") == error_id]
+    assert any(
+        "ValueError: the notebook refuses" in line.get("traceback", "") for line in error_lines
+    )
+    assert any(line["logger"] == "app.request" and line["status"] == 500 for line in error_lines)
+    assert not any("API-key auth is off" in line["message"] for line in lines)
+
+
+@pytest.mark.slow
+def test_warns_when_api_keys_are_off(services: dict[str, Path], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with serve(services["hung"], log, log_format="text") as url:
+        assert (
+            httpx.post(url + "/hung", json={}, headers={"X-Request-ID": "t-1"}).status_code == 200
+        )
+    text = log.read_text()
+    assert "WARNING app [-] API-key auth is off" in text
+    assert re.search(r"INFO app\.request \[t-1\] POST /hung 200", text)
+
+
+@pytest.mark.slow
+def test_docs_render_with_the_network_blocked(services: dict[str, Path], tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    log = tmp_path / "server.log"
+    blocked: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith("http://127.0.0.1:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with serve(services["hung"], log) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_local)
+            page.goto(url + "/docs")
+            page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+            assert "Hung" in page.inner_text(".swagger-ui .info .title")
+            page.wait_for_selector(".opblock-summary-path[data-path='/hung']", timeout=30_000)
+            assert blocked == []  # Swagger UI asked for nothing but the service
+            page.goto(url + "/redoc")
+            page.wait_for_selector("redoc h1, [role=main] h1", timeout=30_000)
+        finally:
+            browser.close()
+    # ReDoc's bundle links its "powered by" logo from its CDN: cosmetic, the page renders.
+    assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
