@@ -154,3 +154,28 @@ def test_awaited_io_of_concurrent_requests_overlaps(
         f"{elapsed:.2f} s vs {serial:.0f} s serial (factor {factor:.3f})"
     )
     assert factor < 0.25
+
+
+@pytest.mark.slow
+def test_an_async_run_past_the_timeout_is_a_504(
+    tmp_path: Path, serve_folder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_notebook(
+        tmp_path / "sleepy.ipynb",
+        ("code", "import asyncio", []),
+        ("code", "delay = 0.0  # Seconds to wait", ["parameters"]),
+        ("code", "await asyncio.sleep(delay)", []),
+        ("code", "{'slept': delay}", ["response"]),
+    )
+    out = tmp_path / "svc"
+    result = run_cli("convert", path, "-o", out)
+    assert result.returncode == 0, result.output
+    monkeypatch.setenv("SERVICE_TIMEOUT", "0.5")
+    server = serve_folder(out)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        slow = client.post("/sleepy", json={"delay": 30})
+        assert slow.status_code == 504, slow.text
+        assert "error_id" in slow.json()
+        fast = client.post("/sleepy", json={"delay": 0.01})
+        assert fast.status_code == 200, fast.text
+        assert fast.json() == {"slept": 0.01}
