@@ -179,3 +179,20 @@ def test_an_async_run_past_the_timeout_is_a_504(
         fast = client.post("/sleepy", json={"delay": 0.01})
         assert fast.status_code == 200, fast.text
         assert fast.json() == {"slept": 0.01}
+
+
+@pytest.mark.slow
+def test_a_serialised_async_route_takes_an_asyncio_lock(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "serial.ipynb",
+        ("code", "import asyncio\nimport random", []),
+        ("code", "seed = 1", ["parameters"]),
+        ("code", "random.seed(seed)\nawait asyncio.sleep(0)\nvalue = random.random()", []),
+        ("code", "{'value': value}", ["response"]),
+    )
+    result = run_cli("convert", path, "-o", tmp_path / "svc")
+    assert result.returncode == 0, result.output
+    pipeline = (tmp_path / "svc" / "app" / "pipeline.py").read_text()
+    assert "promoter_lock = promoter_asyncio.Lock()" in pipeline  # a thread lock would block
+    assert "async with promoter_lock:\n        return await promoter_run(" in pipeline
+    assert _functions(pipeline)["promoter_run"] is ast.AsyncFunctionDef
