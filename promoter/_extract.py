@@ -4,12 +4,19 @@ Code is read the way nbconvert's Python exporter reads it (IPython syntax transl
 split statement by statement: imports are hoisted to the module, magics and shell escapes are
 dropped, display-only expressions are dropped, and everything else is kept as written, line for
 line, under a comment naming its cell.
+
+Statements that only draw or print (``plt.scatter(...)``, ``print(...)``, ``display(...)``) are
+then dropped by a backward slice from the names the response expression reads (see ``_slice``):
+a statement is kept when it defines or mutates a name the kept code reads, or when it might have
+an effect the service needs (any call not known to only draw or print). Imports only the dropped
+statements used go too, so a service that never draws does not depend on matplotlib.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import symtable
 import sys
 from dataclasses import dataclass, field
@@ -21,8 +28,28 @@ from promoter._source import ResponseExpression, parse_cell, source_lines
 
 __all__ = ["Block", "Dropped", "Extraction", "extract"]
 
-_DISPLAY_METHODS = {"head", "tail", "describe", "info", "sample", "plot", "hist", "show", "style"}
+# Drawing methods (`plot`, `hist`, `show`) are left to the slice, which keeps them when the
+# service's answer is a drawing.
+_DISPLAY_METHODS = {"head", "tail", "describe", "info", "sample", "style"}
 _DISPLAY_FUNCTIONS = {"display"}
+# Calls that only draw or print: functions by name, methods by name on any object, and
+# anything reached through a name a drawing module or a drawing call bound.
+_PRINTING_FUNCTIONS = {"print", "display", "pprint"}
+_DRAWING_METHODS = {"head", "tail", "describe", "info", "plot", "hist", "show", "style", "boxplot"}
+_DRAWING_MODULES = {"matplotlib", "seaborn", "plotly", "bokeh", "altair", "IPython", "pprint"}
+# Methods that read their object without changing it (a call of any other method on a name the
+# response needs counts as a mutation of that name, so the statement is kept).
+_READING_METHODS = {
+    *_DISPLAY_METHODS,
+    *("plot", "hist", "show", "boxplot"),
+    *("predict", "predict_proba", "score", "transform", "mean", "sum", "std", "min", "max"),
+    *("count", "get", "keys", "values", "items", "copy", "format", "round", "tolist"),
+    *("to_dict", "to_numpy", "to_list", "nunique", "unique", "value_counts", "groupby"),
+    *("join", "split", "strip", "upper", "lower", "startswith", "endswith", "agg", "isna"),
+}
+_HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
+# Calls that write into the objects passed to them (``plt.savefig(buf)``).
+_WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
 # `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
 _TRANSPARENT_MAGICS = {"time", "capture"}
 
@@ -63,6 +90,8 @@ class Extraction:
         modules: Top-level modules the promoted code imports (for dependency pinning).
         request_arg: The name of ``run()``'s argument (free of clashes with notebook names).
         dropped: Everything not promoted.
+        is_async: The handler awaits at top level (IPython autoawait): ``run`` is ``async def``.
+        setup_is_async: The setup awaits at top level: ``setup`` is ``async def``.
         copied: Setup names ``run()`` deep-copies first, because the handler changes them
             (decided by ``_isolation``).
         serialised: Why the route runs one request at a time (``_isolation``; empty: it
@@ -81,6 +110,8 @@ class Extraction:
     modules: tuple[str, ...]
     request_arg: str
     dropped: tuple[Dropped, ...] = field(default=())
+    is_async: bool = False
+    setup_is_async: bool = False
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
@@ -115,6 +146,7 @@ def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpres
         for stmt in request.private
     )
     all_code = [*setup, *handler]
+    _slice(notebook, all_code, [*private, response_src], dropped)
     # run() binds the parameters first, so inside it they shadow module-level imports.
     used = _used_names([_kept(c) for c in setup]) | (
         _used_names([_kept(c) for c in handler] + list(private) + [response_src])
@@ -135,6 +167,8 @@ def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpres
         modules=tuple(modules),
         request_arg=_free_name(["request", "req", "promoter_request"], all_code, params),
         dropped=tuple(dropped),
+        is_async=_awaits(handler, "\n".join([*private, response_src])),
+        setup_is_async=_awaits(setup),
     )
     _check_names(notebook, extraction, handler, setup, params)
     return extraction
@@ -170,7 +204,6 @@ def _split(
                 dropped.append(Dropped(text, "display-only expression", where))
             continue
         _refuse_nested_magic(notebook, cell, stmt)
-        _refuse_top_level_await(notebook, cell, stmt)
         keep |= span
     code = _CellCode(cell, source, tree, keep, imports)
     _unwrap_transparent(notebook, code)
@@ -216,21 +249,6 @@ def _refuse_nested_magic(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None
                 location=notebook.at(cell, node.lineno),
                 hint="move it out of the block into its own line (it is then dropped), "
                 "or tag the cell `skip`",
-            )
-
-
-def _refuse_top_level_await(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None:
-    # IPython runs top-level `await` in its event loop; in a plain function it is a SyntaxError.
-    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return
-    for node in _walk_scope(stmt):
-        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
-            raise CellSyntaxError(
-                "top-level `await` (IPython autoawait) cannot be promoted: the service runs "
-                "the cell as a plain function",
-                location=notebook.at(cell, node.lineno),
-                hint="make the cell synchronous (the kernel's event loop is not there in the "
-                "service), or tag it `skip`",
             )
 
 
@@ -395,6 +413,18 @@ def _bound(body: list[ast.stmt], keep: set[int]) -> set[str]:
     return names
 
 
+_NESTED_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
 def _walk_scope(node: ast.AST) -> list[ast.AST]:
     """Like ``ast.walk``, but not into nested scopes (functions, classes, lambdas, ...)."""
     nested = (
@@ -437,21 +467,7 @@ def _check_names(
     """Refuse code that uses a name only skipped cells define (it would fail in the service)."""
     if any(line.endswith("import *") for line in extraction.imports):
         return  # a star import may define any name; the verify step runs the code instead
-    module = "\n".join(extraction.imports)
-    global_names = ", ".join(extraction.setup_globals)
-    setup_body = "\n".join(_indent(b.code) for b in extraction.setup)
-    run_body = "\n".join(
-        [*(f"    {p} = None" for p in params)]
-        + [_indent(p) for p in extraction.private]
-        + [_indent(b.code) for b in extraction.handler]
-        + [f"    return ({extraction.response})"]
-    )
-    skeleton = (
-        f"{module}\n"
-        f"def setup():\n    {'global ' + global_names if global_names else 'pass'}\n"
-        f"{setup_body or '    pass'}\n\n"
-        f"def run():\n{run_body}\n"
-    )
+    skeleton = _skeleton(extraction, params)
     try:
         table = symtable.symtable(skeleton, "pipeline", "exec")
     except SyntaxError:
@@ -466,6 +482,26 @@ def _check_names(
             name = symbol.get_name()
             if symbol.is_global() and symbol.is_referenced() and name not in defined:
                 _undefined(notebook, name, scope)
+
+
+def _skeleton(extraction: Extraction, params: list[str]) -> str:
+    """The pipeline module in outline, for the symbol table of ``_check_names``."""
+    module = "\n".join(extraction.imports)
+    global_names = ", ".join(extraction.setup_globals)
+    setup_body = "\n".join(_indent(b.code) for b in extraction.setup)
+    run_body = "\n".join(
+        [*(f"    {p} = None" for p in params)]
+        + [_indent(p) for p in extraction.private]
+        + [_indent(b.code) for b in extraction.handler]
+        + [f"    return ({extraction.response})"]
+    )
+    return (
+        f"{module}\n"
+        f"{'async ' if extraction.setup_is_async else ''}def setup():\n"
+        f"    {'global ' + global_names if global_names else 'pass'}\n"
+        f"{setup_body or '    pass'}\n\n"
+        f"{'async ' if extraction.is_async else ''}def run():\n{run_body}\n"
+    )
 
 
 def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
@@ -498,3 +534,263 @@ def _defined_in_skipped(notebook: Notebook, name: str) -> Cell | None:
         if name in _bound(tree.body, set(range(1, cell.source.count("\n") + 2))):
             return cell
     return None
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One kept top-level statement, as the slice sees it."""
+
+    code: _CellCode
+    node: ast.stmt
+    defines: frozenset[str]
+    kills: frozenset[str]
+    reads: frozenset[str]
+    mutates: frozenset[str]
+
+
+def _slice(
+    notebook: Notebook, cells: list[_CellCode], roots: list[str], dropped: list[Dropped]
+) -> None:
+    """Drop the statements that only draw or print and that the response does not depend on.
+
+    A backward pass over the kept top-level statements (setup, then handler cells) from the
+    names ``roots`` (the response expression and the private parameters) read. If the kept code
+    itself draws (it reads ``plt`` or a figure), every drawing statement is kept: the service's
+    answer is then a drawing, and matplotlib's current figure ties those statements together.
+    """
+    statements = [
+        _statement(code, node)
+        for code in cells
+        for node in code.tree.body
+        if node.lineno in code.keep_lines
+    ]
+    drawing = _drawing_names(cells)
+    removable = _removable(statements, roots, drawing, keep_drawings=False)
+    kept_reads = set().union(
+        _used_names(roots), *(s.reads for s in statements if id(s) not in removable)
+    )
+    if kept_reads & drawing:
+        removable = _removable(statements, roots, drawing, keep_drawings=True)
+    shared = _shared_lines(statements)
+    for statement in statements:
+        if id(statement) not in removable:
+            continue
+        code, node = statement.code, statement.node
+        span = set(range(_first_line(node), (node.end_lineno or node.lineno) + 1))
+        if span & shared.get(id(code), set()):
+            continue  # `x = 1; print(x)` on one line: dropping the line would drop `x = 1`
+        code.keep_lines -= span
+        text = source_lines(code.source)[node.lineno - 1].strip()
+        why = "only draws or prints; the response does not depend on it"
+        dropped.append(Dropped(text, why, notebook.at(code.cell, node.lineno)))
+
+
+def _statement(code: _CellCode, node: ast.stmt) -> _Statement:
+    defines = _bound([node], {node.lineno})
+    kills: set[str] = set()  # names the statement always rebinds before anything after it
+    if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        kills = {
+            n.id
+            for t in targets
+            if _plain_target(t)
+            for n in ast.walk(t)
+            if isinstance(n, ast.Name)
+        }
+    return _Statement(
+        code,
+        node,
+        frozenset(defines),
+        frozenset(kills),
+        frozenset(_reads(node)),
+        frozenset(_mutated(node)),
+    )
+
+
+def _reads(node: ast.AST) -> set[str]:
+    """The names ``node`` reads from outside itself (a ``for`` loop's own target excluded)."""
+    if isinstance(node, _NESTED_SCOPES):
+        return _scope_reads(node)
+    if isinstance(node, ast.For):
+        inner = set().union(*(_reads(n) for n in [*node.body, *node.orelse]))
+        own = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        return _reads(node.iter) | _reads(node.target) | (inner - own)
+    found: set[str] = set()
+    for sub in _walk_scope(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            found.add(sub.id)
+        elif sub is not node and isinstance(sub, _NESTED_SCOPES):
+            found |= _scope_reads(sub)
+    return found
+
+
+def _scope_reads(scope: ast.AST) -> set[str]:
+    """The free names of a function, class, lambda or comprehension (a safe over-estimate)."""
+    loads: set[str] = set()
+    bound: set[str] = set()
+    shared: set[str] = set()  # `global` / `nonlocal` names are the outer ones
+    for sub in ast.walk(scope):
+        if isinstance(sub, ast.Name):
+            (loads if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
+        elif isinstance(sub, ast.arg):
+            bound.add(sub.arg)
+        elif isinstance(sub, ast.Global | ast.Nonlocal):
+            shared.update(sub.names)
+    return loads - (bound - shared)
+
+
+def _removable(
+    statements: list[_Statement], roots: list[str], drawing: set[str], *, keep_drawings: bool
+) -> set[int]:
+    """The ids of the statements the backward slice from ``roots`` leaves out."""
+    needed = _used_names(roots)
+    removable: set[int] = set()
+    for statement in reversed(statements):
+        affects = statement.defines | statement.mutates
+        if not affects & needed and _only_draws(statement.node, drawing, keep_drawings):
+            removable.add(id(statement))
+            continue
+        needed = (needed - statement.kills) | statement.reads
+    return removable
+
+
+def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
+    """Whether ``node`` is a call (or an assignment of one) that only draws or prints.
+
+    A ``for`` loop or an ``if`` counts too when every statement in it only draws or prints and
+    its loop iterable or condition calls nothing but harmless builtins.
+    """
+    if isinstance(node, ast.For | ast.If):
+        head = node.iter if isinstance(node, ast.For) else node.test
+        body = [*node.body, *node.orelse]
+        return _harmless(head) and all(_only_draws(n, drawing, keep_drawings) for n in body)
+    value = node.value if isinstance(node, ast.Expr | ast.Assign) else None
+    if isinstance(node, ast.Assign) and not all(_plain_target(t) for t in node.targets):
+        return False
+    if not isinstance(value, ast.Call):
+        return False
+    if any(isinstance(n, ast.Await | ast.Yield | ast.YieldFrom) for n in ast.walk(value)):
+        return False
+    func = value.func
+    if isinstance(func, ast.Name):
+        return func.id in _PRINTING_FUNCTIONS or (func.id in drawing and not keep_drawings)
+    if keep_drawings or not isinstance(func, ast.Attribute):
+        return False
+    chain = _attribute_chain(func)
+    return bool(set(chain[1:]) & _DRAWING_METHODS) or chain[0] in drawing
+
+
+def _harmless(expr: ast.expr) -> bool:
+    """Whether ``expr`` calls only builtins that change nothing (``enumerate``, ``zip``, ...)."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
+            return False
+        if isinstance(node, ast.Call):
+            func = node.func
+            named = isinstance(func, ast.Name) and func.id in _HARMLESS_BUILTINS
+            if not named and not (
+                isinstance(func, ast.Attribute) and func.attr in {"items", "keys", "values"}
+            ):
+                return False
+    return True
+
+
+def _plain_target(target: ast.expr) -> bool:
+    if isinstance(target, ast.Tuple | ast.List):
+        return all(_plain_target(t) for t in target.elts)
+    return isinstance(target, ast.Name)
+
+
+def _attribute_chain(node: ast.expr) -> list[str]:
+    """``["df", "plot", "scatter"]`` for ``df.plot.scatter``; the root is ``""`` if not a name."""
+    names: list[str] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            names.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Call | ast.Subscript):
+            node = node.func if isinstance(node, ast.Call) else node.value
+        else:
+            names.append(node.id if isinstance(node, ast.Name) else "")
+            return names[::-1]
+
+
+def _mutated(node: ast.stmt) -> set[str]:
+    """Names ``node`` may change in place: method calls, item/attribute stores, ``+=``, writes."""
+    mutated: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            chain = _attribute_chain(sub.func)
+            # `df.plot.scatter(...)` draws from `df`; `df.fillna(0, inplace=True)` changes it.
+            reading = chain[-1] in _READING_METHODS or set(chain[1:-1]) & _DRAWING_METHODS
+            if len(chain) > 1 and not reading:
+                mutated.add(chain[0])
+            if chain[-1] in _WRITING_CALLS or any(k.arg == "file" for k in sub.keywords):
+                arguments = [*sub.args, *(k.value for k in sub.keywords)]
+                mutated |= {_attribute_chain(a)[0] for a in arguments}
+        elif isinstance(sub, ast.Subscript | ast.Attribute) and isinstance(
+            sub.ctx, ast.Store | ast.Del
+        ):
+            mutated.add(_attribute_chain(sub)[0])
+        elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+            mutated.add(sub.target.id)
+    return mutated - {""}
+
+
+def _drawing_names(cells: list[_CellCode]) -> set[str]:
+    """Names bound to drawing modules, to a drawing call's result, or looping over those."""
+    names = {
+        _binding(alias)
+        for code in cells
+        for stmt in code.imports
+        for alias in stmt.names
+        if _module_of(stmt, alias).split(".")[0] in _DRAWING_MODULES
+    }
+    for code in cells:
+        for node in ast.walk(code.tree):
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                chain = _attribute_chain(node.value.func)
+                if chain[0] in names or set(chain[1:]) & {"plot", "hist", "boxplot"}:
+                    targets = node.targets
+            elif isinstance(node, ast.For) and _used_names([ast.unparse(node.iter)]) & names:
+                targets = [node.target]  # `for ax in axes.flat:`
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _module_of(stmt: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
+    return stmt.module if isinstance(stmt, ast.ImportFrom) and stmt.module else alias.name
+
+
+def _shared_lines(statements: list[_Statement]) -> dict[int, set[int]]:
+    """Per cell, the lines that hold more than one statement."""
+    seen: dict[tuple[int, int], int] = {}
+    for statement in statements:
+        node = statement.node
+        for line in range(_first_line(node), (node.end_lineno or node.lineno) + 1):
+            key = (id(statement.code), line)
+            seen[key] = seen.get(key, 0) + 1
+    shared: dict[int, set[int]] = {}
+    for (code, line), count in seen.items():
+        if count > 1:
+            shared.setdefault(code, set()).add(line)
+    return shared
+
+
+def _awaits(cells: list[_CellCode], expression: str = "") -> bool:
+    """Whether the kept code (or ``expression``) awaits at top level, not inside a ``def``."""
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+    todo: list[ast.AST] = [s for c in cells for s in c.tree.body if s.lineno in c.keep_lines]
+    if expression:
+        with contextlib.suppress(SyntaxError):  # reported by the verify step
+            todo.append(ast.parse(f"(\n{expression}\n)"))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
+            return True
+        if isinstance(node, ast.comprehension) and node.is_async:
+            return True
+        if not isinstance(node, scopes):
+            todo.extend(ast.iter_child_nodes(node))
+    return False

@@ -24,8 +24,10 @@ __all__ = ["Fidelity", "first_difference", "verify_service"]
 
 _MARKER = "__PROMOTER_VERIFY__"
 _SCRIPT = """
-import importlib, json, sys, time, traceback
+import asyncio, importlib, inspect, json, sys, time, traceback
 sys.path.insert(0, sys.argv[1])
+loop = asyncio.new_event_loop()  # one loop for an async setup() and every async run()
+wait = lambda value: loop.run_until_complete(value) if inspect.isawaitable(value) else value
 from app.jsonable import to_jsonable
 results = {}
 pipelines = []
@@ -33,13 +35,13 @@ for package, slug, model, route, requests in json.loads(sys.argv[2]):
     try:
         pipeline = importlib.import_module(package + ".pipeline")
         models = importlib.import_module(package + ".models")
-        pipeline.setup()
+        wait(pipeline.setup())
         pipelines.append(pipeline)
         request_class = [v for k, v in vars(models).items() if k.endswith("Request")][0]
         answers, problems = [], []
         begin = time.monotonic()
         for request in requests:
-            answer = to_jsonable(pipeline.run(request_class.model_validate(request)))
+            answer = to_jsonable(wait(pipeline.run(request_class.model_validate(request))))
             try:
                 getattr(models, model).model_validate(answer)
                 problems.append(None)
@@ -64,7 +66,10 @@ if all("error" not in r for r in results.values()):
     try:
         main = importlib.import_module("app.main")
         for pipeline in pipelines:
-            pipeline.setup = lambda: None
+            if not inspect.iscoroutinefunction(pipeline.run):
+                # An async run's objects (an httpx.AsyncClient) belong to the event loop
+                # they were made on: the app's loop sets them up again for itself.
+                pipeline.setup = lambda: None
         from fastapi.testclient import TestClient
         with TestClient(main.app, raise_server_exceptions=False) as client:
             routes = {getattr(r, "path", None) for r in main.app.routes}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from promoter import inspect
-from promoter._exceptions import CellSyntaxError, NotebookReadError, ParameterError
+from promoter._exceptions import NotebookReadError, ParameterError
 from promoter._response import safe_attr
 from promoter._source import source_lines
 from tests.helpers import write_notebook
@@ -54,10 +54,11 @@ def test_decorators_are_kept_with_their_class() -> None:
     assert "from dataclasses import dataclass, field" in result.extraction.imports
 
 
-def test_top_level_await_is_refused_statically() -> None:
-    with pytest.raises(CellSyntaxError, match="top-level `await`") as caught:
-        inspect(CORPUS / "async_await.ipynb", execute=False)
-    assert caught.value.location.line == 5
+def test_top_level_await_is_promoted_as_async_run() -> None:
+    # Was refused statically (issue 7); DESIGN.md section 1 now promotes it (issue 11).
+    result = inspect(CORPUS / "async_await.ipynb", execute=False)
+    assert result.extraction.is_async
+    assert any("await asyncio.gather" in block.code for block in result.extraction.handler)
 
 
 def test_line_separators_inside_strings_keep_line_numbers(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import json
 import logging
 import multiprocessing
@@ -553,7 +554,10 @@ def json_body(value: Any) -> bytes:
 
 def _run_to_json(run: Callable[[Any], Any], request: Any) -> bytes:
     """Runs in a worker thread or process; JSON bytes always travel back (and pickle)."""
-    return json_body(run(request))
+    value = run(request)
+    if inspect.isawaitable(value):  # an async run in a worker process: its own event loop
+        value = asyncio.run(value)  # type: ignore[arg-type]
+    return json_body(value)
 
 
 def _error(
@@ -589,6 +593,8 @@ class Runner:
         service = self.service
         if not service.ready:
             return _error(503, "the service is starting", retry=True)
+        if inspect.iscoroutinefunction(self.run) and self.execution != "process":
+            return await self._await(request)
         if self.execution == "inline":
             try:
                 return Response(json_body(self.run(request)), media_type="application/json")
@@ -610,6 +616,24 @@ class Runner:
         except Exception:
             return self._failure()
         return Response(body, media_type="application/json")
+
+    async def _await(self, request: BaseModel) -> Response:
+        """Await an async ``run`` (top-level ``await``) on the event loop, under the timeout.
+
+        Awaited I/O of concurrent requests overlaps. It takes no worker slot (slots bound
+        threads and processes); the timeout is the route's, none when ``inline``.
+        """
+        timeout = None if self.execution == "inline" else self.timeout
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                value = await self.run(request)
+            return Response(json_body(value), media_type="application/json")
+        except TimeoutError:
+            if deadline.expired():
+                return self._timed_out()
+            return self._failure()
+        except Exception:
+            return self._failure()
 
     async def _thread(self, request: BaseModel) -> bytes:
         slots = self.service.slots
@@ -695,7 +719,7 @@ class Service:
     version: str
     promoter_version: str
     notebooks: dict[str, str]
-    setups: Sequence[Callable[[], None]]
+    setups: Sequence[Callable[[], Any]]
     settings: Settings = field(default_factory=lambda: Settings())
     ready: bool = False
     setup_error: str | None = None
@@ -795,28 +819,31 @@ class Service:
         body, content_type = self.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    def _setup(self) -> None:
+    async def _setup(self) -> None:
         try:
             for setup in self.setups:
-                setup()
+                if inspect.iscoroutinefunction(setup):
+                    await setup()  # top-level `await`: on the loop the requests run on
+                else:
+                    await asyncio.to_thread(setup)  # /health answers while a model loads
         except Exception:
             self.setup_error = os.urandom(16).hex()
             logger.exception("setup failed (error id %s)", self.setup_error)
             return
         if any(r.execution == "process" for r in self.runners):
-            self.processes()
+            await asyncio.to_thread(self.processes)
         self.ready = True
         logger.info("ready")
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """Run the setup in a thread, so /health answers while a model loads."""
+        """Run the setup (in a thread, or on the loop when async): /health answers meanwhile."""
         if not self.settings.api_keys:
             logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
         # The router tries routes in order (~3 us each): the notebook routes go first.
         mine = {runner.route for runner in self.runners}
         app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in mine)
-        setup = asyncio.create_task(asyncio.to_thread(self._setup))
+        setup = asyncio.create_task(self._setup())
         yield
         await setup
         if self._processes is not None:
