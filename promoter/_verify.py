@@ -64,12 +64,13 @@ if all("error" not in r for r in results.values()):
     # generated code's shows here. Its setup already ran above, so the app's start-up only
     # marks it ready; each route then answers the default request a second time.
     try:
-        main = importlib.import_module("app.main")
         for pipeline in pipelines:
             if not inspect.iscoroutinefunction(pipeline.run):
                 # An async run's objects (an httpx.AsyncClient) belong to the event loop
                 # they were made on: the app's loop sets them up again for itself.
                 pipeline.setup = lambda: None
+        # Imported after: app.main takes each pipeline's setup when it is imported.
+        main = importlib.import_module("app.main")
         from fastapi.testclient import TestClient
         with TestClient(main.app, raise_server_exceptions=False) as client:
             routes = {getattr(r, "path", None) for r in main.app.routes}

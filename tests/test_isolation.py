@@ -205,7 +205,7 @@ def test_convert_refuses_what_cannot_be_kept_apart(tmp_path: Path, name: str) ->
     notebook = _notebook(tmp_path, name, setup, params, handler, "{'ok': 1}")
     result = run_cli("convert", notebook, "-o", tmp_path / "svc")
     assert result.returncode != 0, result.output
-    assert "cell 2" in result.output and "line" in result.output, result.output
+    assert "cell 3" in result.output and "line" in result.output, result.output
     assert named in result.output
     assert not (tmp_path / "svc").exists()
 
@@ -223,7 +223,7 @@ def test_a_change_static_analysis_misses_is_caught_by_verification(tmp_path: Pat
     )
     result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
     assert result.returncode != 0, result.output
-    assert "second request" in result.output and "cell 3" in result.output
+    assert "second request" in result.output and "cell 4" in result.output
     assert not (tmp_path / "svc").exists()
 
 
