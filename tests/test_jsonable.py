@@ -524,6 +524,6 @@ def test_convert_fails_clearly_on_an_answer_without_a_faithful_json_form(tmp_pat
     )
     result = run_cli("convert", notebook, "-o", tmp_path / "service")
     assert result.returncode == 1
-    assert "cell 2" in result.output
+    assert "cell 3" in result.output
     assert "two columns are both named 'a'" in result.output
     assert "Traceback" not in result.output

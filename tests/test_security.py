@@ -60,7 +60,7 @@ def test_inspect_static_refuses_a_string_forward_reference(tmp_path: Path, templ
     result = run_cli("inspect", notebook, "--static", "--json")
     assert result.returncode != 0, result.output
     assert "forward reference" in result.output or "literal values" in result.output
-    assert "cell 1" in result.output and "line 1" in result.output
+    assert "cell 2" in result.output and "line 1" in result.output
     assert not canary.exists()
 
 
@@ -108,7 +108,7 @@ def test_a_forward_reference_on_the_response_cell_is_never_evaluated(tmp_path: P
     )
     result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
     assert result.returncode == 0, result.output
-    assert "forward reference" in result.output and "cell 1" in result.output
+    assert "forward reference" in result.output and "cell 2" in result.output
     assert not canary.exists()
 
 
@@ -210,7 +210,7 @@ def test_a_cell_id_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
     notebook.write_text(json.dumps(data))
     result = run_cli("inspect", notebook, "--static")
     assert result.returncode != 0, result.output
-    assert "cell 1" in result.output and "invalid id" in result.output
+    assert "cell 2" in result.output and "invalid id" in result.output
 
 
 _INVISIBLE = "\u202e\u2066\x7f\u200b\u2028"
@@ -288,7 +288,7 @@ def test_a_setup_cell_defining_a_generated_name_is_refused(tmp_path: Path, name:
     )
     result = run_cli("inspect", notebook, "--static")
     assert result.returncode != 0, result.output
-    assert f"`{name}`" in result.output and "cell 0" in result.output and "line 3" in result.output
+    assert f"`{name}`" in result.output and "cell 1" in result.output and "line 3" in result.output
 
 
 def test_a_file_name_with_invisible_characters_reaches_no_file_raw(tmp_path: Path) -> None:
