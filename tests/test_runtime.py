@@ -433,3 +433,40 @@ def test_docs_render_with_the_network_blocked(services: dict[str, Path], tmp_pat
             browser.close()
     # ReDoc's bundle links its "powered by" logo from its CDN: cosmetic, the page renders.
     assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
+
+
+@pytest.mark.slow
+def test_ready_says_when_the_setup_failed(tmp_path: Path) -> None:
+    """A service whose data file went missing says so on /ready, not "starting" forever."""
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "rates.csv").write_text("rate\n0.5\n")
+    notebook = write_notebook(
+        tmp_path / "nb" / "rates.ipynb",
+        ("code", "rate = float(open('rates.csv').read().split()[1])", []),
+        ("code", "x = 2.0", ["parameters"]),
+        ("code", "{'y': x * rate}", ["response"]),
+    )
+    out = tmp_path / "svc"
+    assert run_cli("convert", notebook, "-o", out).returncode == 0
+    (out / "rates.csv").unlink()  # the file did not travel with the image, say
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=out, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(url + "/ready", timeout=2)
+                if ready.json().get("status") != "starting":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert ready.status_code == 503 and ready.json()["status"] == "setup failed"
+        answer = httpx.post(url + "/rates", json={}, timeout=5)
+        assert answer.status_code == 503 and "setup cells failed" in answer.json()["detail"]
+        assert "error_id" in answer.json()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -592,6 +592,9 @@ class Runner:
         """200 with the answer, or 500/503/504 with a reason (and an error id for 500/504)."""
         service = self.service
         if not service.ready:
+            if service.setup_error is not None:  # no retry helps: the pod must be replaced
+                detail = "the notebook's setup cells failed; see the log"
+                return _error(503, detail, error_id=service.setup_error)
             return _error(503, "the service is starting", retry=True)
         if inspect.iscoroutinefunction(self.run) and self.execution != "process":
             return await self._await(request)
@@ -800,7 +803,9 @@ class Service:
         return JSONResponse({"status": "ok"})
 
     async def ready_probe(self) -> JSONResponse:
-        """Readiness: every notebook's setup cells have run."""
+        """Readiness: every notebook's setup cells have run (503 while they run, or failed)."""
+        if self.setup_error is not None:
+            return JSONResponse({"status": "setup failed", "error_id": self.setup_error}, 503)
         if not self.ready:
             return JSONResponse({"status": "starting"}, 503)
         return JSONResponse({"status": "ready"})
