@@ -470,3 +470,19 @@ def test_ready_says_when_the_setup_failed(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"'])
+def test_inputs_json_cannot_carry_get_a_json_422(
+    value: str, converted: dict[str, Path], serve_folder
+) -> None:
+    """FastAPI's own 422 echoes the input and failed (a plain 500) on these (issue 13)."""
+    server = serve_folder(converted["loan_calculator"])
+    reply = httpx.post(
+        server.url + "/loan_calculator",
+        content='{"principal": ' + value + "}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["detail"][0]["loc"] == ["body", "principal"]

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -549,7 +550,8 @@ def json_body(value: Any) -> bytes:
     own answer went through), tables column by column and the rest with orjson; what orjson
     refuses (integers over 64 bits) goes through ``json``.
     """
-    return dumps(value)
+    body: bytes = dumps(value)
+    return body
 
 
 def _run_to_json(run: Callable[[Any], Any], request: Any) -> bytes:
@@ -777,6 +779,7 @@ class Service:
             favicon_url=f"{DOCS_ASSETS}/favicon.png",
         )
         app.add_middleware(Plumbing, settings=self.settings, metrics=self.metrics)
+        app.add_exception_handler(RequestValidationError, invalid_request)
         if self.settings.cors_origins:
             app.add_middleware(
                 CORSMiddleware,
@@ -855,6 +858,33 @@ class Service:
             self._processes.stop()
             self._processes.join(timeout=10)
         self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with the field paths, always as JSON.
+
+    FastAPI's own handler echoes each bad input, and fails (a 500) on one JSON cannot carry:
+    ``NaN``, ``Infinity``, ``1e400`` or a lone surrogate. Such an input is shown by its repr.
+    """
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "type": error.get("type"),
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg"),
+            "input": _json_safe(error.get("input")),
+        }
+        for error in errors
+    ]
+    return JSONResponse({"detail": detail}, 422)
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        return repr(value)
+    return value
 
 
 def _declare_api_key(app: FastAPI) -> None:
