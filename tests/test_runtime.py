@@ -486,3 +486,25 @@ def test_inputs_json_cannot_carry_get_a_json_422(
     )
     assert reply.status_code == 422, reply.text
     assert reply.json()["detail"][0]["loc"] == ["body", "principal"]
+
+
+@pytest.mark.slow
+def test_sys_exit_in_a_handler_is_a_500_with_an_error_id(tmp_path: Path, serve_folder) -> None:
+    notebook = write_notebook(
+        tmp_path / "quits.ipynb",
+        ("code", "import sys", []),
+        ("code", "how = 'none'", ["parameters"]),
+        (
+            "code",
+            "if how == 'exit':\n    sys.exit(3)\n"
+            "if how == 'interrupt':\n    raise KeyboardInterrupt",
+            [],
+        ),
+        ("code", "{'how': how}", ["response"]),
+    )
+    assert run_cli("convert", notebook, "-o", tmp_path / "svc").returncode == 0
+    url = serve_folder(tmp_path / "svc").url + "/quits"
+    for how in ("exit", "interrupt"):
+        reply = httpx.post(url, json={"how": how})
+        assert reply.status_code == 500 and "error_id" in reply.json(), reply.text
+    assert httpx.post(url, json={}).json() == {"how": "none"}  # the worker lives on

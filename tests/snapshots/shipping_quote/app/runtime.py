@@ -580,6 +580,12 @@ def _when_done(future: concurrent.futures.Future[Any], then: Callable[[], None])
     future.add_done_callback(lambda _: loop.call_soon_threadsafe(then))
 
 
+#: What notebook code may raise: ``sys.exit()`` and ``KeyboardInterrupt`` are errors of the
+#: notebook's code here (a 500 with an error id), not requests to stop the server. (``os._exit``
+#: ends the worker process itself: use ``execution: "process"`` for code that may call it.)
+NOTEBOOK_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 @dataclass
 class Runner:
     """Answers one route: runs the notebook's ``run`` for a validated request."""
@@ -603,7 +609,7 @@ class Runner:
         if self.execution == "inline":
             try:
                 return Response(json_body(self.run(request)), media_type="application/json")
-            except Exception:
+            except NOTEBOOK_ERRORS:
                 return self._failure()
         try:
             await service.slots.acquire()
@@ -618,7 +624,7 @@ class Runner:
                 body = await self._process(request)
         except CodeTimeout:
             return self._timed_out()
-        except Exception:
+        except NOTEBOOK_ERRORS:
             return self._failure()
         return Response(body, media_type="application/json")
 
@@ -637,7 +643,7 @@ class Runner:
             if deadline.expired():
                 return self._timed_out()
             return self._failure()
-        except Exception:
+        except NOTEBOOK_ERRORS:
             return self._failure()
 
     async def _thread(self, request: BaseModel) -> bytes:
