@@ -518,11 +518,16 @@ def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
     definer = _defined_in_skipped(notebook, name)
     raise ContractError(
         f"`{name}` is not defined in the service"
-        + (f": only the skipped cell {definer.index} defines it" if definer else ""),
+        + (f": only the skipped {_cell_name(definer)} defines it" if definer else ""),
         location=notebook.at(code.cell, node.lineno),
         hint="untag that cell from `skip` (or move it before `response`), "
         "or define the name in a setup or handler cell",
     )
+
+
+def _cell_name(cell: Cell) -> str:
+    """``cell 3 (id 9f1c)``: numbered from 1, as JupyterLab's status bar counts."""
+    return f"cell {cell.index + 1} (id {cell.id})"
 
 
 def _defined_in_skipped(notebook: Notebook, name: str) -> Cell | None:
