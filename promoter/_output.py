@@ -127,6 +127,9 @@ class Staging:
             for p in self.path.rglob("*")
             if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts
         }
+        # The user may have edited the folder while the new version was being verified:
+        # judge it again right before the swap (carrying over what is there now).
+        self._previous = check_destination(self.out_dir, force=self._force)
         if self._previous is not None:
             _carry_user_files(self.out_dir, self.path, self._previous, generated)
         _drop_caches(self.path)
@@ -265,11 +268,21 @@ def _swap(build: Path, out_dir: Path, *, keep_backup: bool) -> Path | None:
         out_dir.rename(old)
         build.rename(out_dir)
     if keep_backup:
-        backup = out_dir.with_name(f"{out_dir.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup = _free_name(
+            out_dir.with_name(f"{out_dir.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        )
         old.rename(backup)
         return backup
     shutil.rmtree(old, ignore_errors=True)
     return None
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``...: two --force runs in one second keep two backups."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return candidate
 
 
 def _exchange(a: Path, b: Path) -> bool:

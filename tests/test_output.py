@@ -69,3 +69,26 @@ def test_a_failing_build_changes_nothing(tmp_path: Path) -> None:
         raise OutputError("verification failed")
     assert (out / "app/main.py").read_text() == "x = 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["svc"]
+
+
+def test_two_forced_runs_in_one_second_keep_two_backups(tmp_path: Path) -> None:
+    out = tmp_path / "svc"
+    _write(out, {"app/main.py": "x = 1\n"})
+    (out / "app/main.py").write_text("x = 'edited'\n")
+    first = _write(out, {"app/main.py": "x = 2\n"}, force=True)
+    (out / "app/main.py").write_text("x = 'edited again'\n")
+    second = _write(out, {"app/main.py": "x = 3\n"}, force=True)
+    assert first is not None and second is not None and first != second
+    assert (first / "app/main.py").read_text() == "x = 'edited'\n"
+    assert (second / "app/main.py").read_text() == "x = 'edited again'\n"
+    assert (out / "app/main.py").read_text() == "x = 3\n"
+
+
+def test_an_edit_made_while_verifying_is_not_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "svc"
+    _write(out, {"app/main.py": "x = 1\n"})
+    with pytest.raises(EditedFileError), staged(out) as stage:
+        stage.write({"app/main.py": "x = 2\n"})
+        (out / "app/main.py").write_text("x = 'edited meanwhile'\n")  # during verification
+        stage.commit(lambda hashes: Lock("0", [], hashes))
+    assert (out / "app/main.py").read_text() == "x = 'edited meanwhile'\n"
