@@ -305,15 +305,19 @@ def _check_buildable(notebook: Notebook, parameters: Iterable[Parameter]) -> Non
 
 
 def _model(parameters: Iterable[Parameter]) -> Any:
+    """The request model as the service declares it: each field under a safe attribute name,
+    aliased to its JSON name (a parameter may be called ``model_dump`` or ``json``)."""
     import pydantic
 
+    from promoter._response import safe_attr
+
+    taken: set[str] = set()
     fields: dict[str, Any] = {
-        p.name: (
+        safe_attr(p.name, taken): (
             build_type(p.annotation),
-            pydantic.Field(default=p.default, description=p.description),
+            pydantic.Field(default=p.default, description=p.description, alias=p.name),
         )
         for p in parameters
     }
-    return pydantic.create_model(
-        "Request", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-    )
+    config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+    return pydantic.create_model("Request", __config__=config, **fields)
