@@ -427,16 +427,7 @@ _NESTED_SCOPES = (
 
 def _walk_scope(node: ast.AST) -> list[ast.AST]:
     """Like ``ast.walk``, but not into nested scopes (functions, classes, lambdas, ...)."""
-    nested = (
-        ast.FunctionDef,
-        ast.AsyncFunctionDef,
-        ast.ClassDef,
-        ast.Lambda,
-        ast.ListComp,
-        ast.SetComp,
-        ast.DictComp,
-        ast.GeneratorExp,
-    )
+    nested = _NESTED_SCOPES
     found: list[ast.AST] = []
     todo = [node]
     while todo:
