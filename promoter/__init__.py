@@ -34,8 +34,6 @@ The front-ends call that API and nothing below it::
 ``_exceptions`` holds the one error tree; ``_lazy`` keeps ``import nbformat`` fast.
 """
 
-from importlib import metadata as _metadata
-
 from promoter._api import Conversion, Finding, Inspection, convert, inspect
 from promoter._build import Build
 from promoter._check import CHECKS, CheckReport, NotebookResult, Outcome, Status, check
@@ -61,12 +59,22 @@ from promoter._parameters import Parameter, RequestSchema
 from promoter._response import ModelClass, ModelField, ResponseSchema
 from promoter._verify import Fidelity
 
-# One place for the version: pyproject.toml, read back from the installed metadata (an editable
-# install included), so the CLI, lock files and the package cannot disagree.
-try:
-    __version__ = _metadata.version("promoter")
-except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # One place for the version: pyproject.toml, read back from the installed metadata (an editable
+    # install included), so the CLI, lock files and the package cannot disagree. Read on first use:
+    # importing ``importlib.metadata`` costs more than the rest of ``promoter --help``.
+    if name != "__version__":
+        raise AttributeError(f"module 'promoter' has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("promoter")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
+
 
 # The library functions, the error tree (all of ``_api.__all__`` and ``_exceptions.__all__``),
 # and the types reachable from their results: an Inspection's, a Conversion's and a

@@ -394,6 +394,10 @@ def _used_names(sources: list[str]) -> set[str]:
     return used
 
 
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
 def _bound(body: list[ast.stmt], keep: set[int]) -> set[str]:
     """Names a list of top-level statements binds in its own scope."""
     names: set[str] = set()
@@ -440,7 +444,7 @@ def _walk_scope(node: ast.AST) -> list[ast.AST]:
 
 
 def _free_name(candidates: list[str], cells: list[_CellCode], params: list[str]) -> str:
-    taken = set(params) | _used_names([c.source for c in cells])
+    taken = set(params).union(*(_names_in(c.tree) for c in cells))
     return next((name for name in candidates if name not in taken), "promoter_request_")
 
 
@@ -749,7 +753,7 @@ def _drawing_names(cells: list[_CellCode]) -> set[str]:
                 chain = _attribute_chain(node.value.func)
                 if chain[0] in names or set(chain[1:]) & {"plot", "hist", "boxplot"}:
                     targets = node.targets
-            elif isinstance(node, ast.For) and _used_names([ast.unparse(node.iter)]) & names:
+            elif isinstance(node, ast.For) and _names_in(node.iter) & names:
                 targets = [node.target]  # `for ax in axes.flat:`
             names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
     return names

@@ -8,7 +8,6 @@ distribution and pinned with ``==``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib import metadata
 
 __all__ = ["installed_version", "service_dependencies", "testing_dependencies"]
 
@@ -29,6 +28,8 @@ _UNKNOWN = "0+unknown"
 
 def installed_version(distribution: str) -> str:
     """The installed version of ``distribution``, or ``0+unknown``."""
+    from importlib import metadata  # on use: its import is a fifth of ``promoter --help``
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -48,6 +49,8 @@ def testing_dependencies() -> list[str]:
 def _distributions(modules: list[str]) -> list[str]:
     if not modules:
         return []
+    from importlib import metadata
+
     mapping = metadata.packages_distributions()
     found: list[str] = []
     for module in modules:
