@@ -11,6 +11,7 @@ import hashlib
 import json
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -516,13 +517,9 @@ def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, s
 
 
 def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
-    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
-        raise ContractError(
-            f"metadata.promoter.files {globs!r} must be a list of glob strings",
-            location=where,
-            hint='e.g. ["data/*.csv", "models/**/*.joblib"], relative to the notebook\'s folder',
-        )
-    for glob in globs:
+    example = '["data/*.csv", "models/**/*.joblib"], relative to the notebook\'s folder'
+    found = _strings(globs, "files", "glob strings", lambda g: bool(g.strip()), where, example)
+    for glob in found:
         if glob.startswith(("/", "\\")) or ".." in Path(glob).parts:
             raise ContractError(
                 f"metadata.promoter.files glob {glob!r} leaves the notebook's folder",
@@ -530,7 +527,7 @@ def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
                 hint="only files under the notebook's folder travel with the service; read "
                 "others from a mounted volume or object storage",
             )
-    return tuple(globs)
+    return found
 
 
 def _max_file_mb(limit: Any, where: Location) -> float:
@@ -555,28 +552,32 @@ def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
 
 
 def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
+    example = '["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]'
     paths = raw.get(key, [])
-    if not isinstance(paths, list) or not all(
-        isinstance(p, str) and JSON_PATH.fullmatch(p) for p in paths
-    ):
-        raise ContractError(
-            f"metadata.promoter.{key} must be a list of JSON paths into the response",
-            location=where,
-            hint='e.g. ["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]',
-        )
-    return tuple(paths)
+    return _strings(paths, key, "JSON paths into the response", JSON_PATH.fullmatch, where, example)
 
 
 def _shared(shared: object, where: Location) -> tuple[str, ...]:
-    if not isinstance(shared, list) or not all(
-        isinstance(n, str) and _SHARED.fullmatch(n) for n in shared
-    ):
+    example = '["cache"]: the setup names requests share on purpose'
+    return _strings(shared, "shared", "names", _SHARED.fullmatch, where, example)
+
+
+def _strings(
+    value: object,
+    key: str,
+    what: str,
+    accept: Callable[[str], object],
+    where: Location,
+    example: str,
+) -> tuple[str, ...]:
+    """A ``metadata.promoter`` setting that must be a list of strings ``accept`` takes."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and accept(v) for v in value):
         raise ContractError(
-            f"metadata.promoter.shared {shared!r} must be a list of names",
+            f"metadata.promoter.{key} {value!r} must be a list of {what}",
             location=where,
-            hint='list the setup names requests share on purpose, e.g. "shared": ["cache"]',
+            hint=f"e.g. {example}",
         )
-    return tuple(shared)
+    return tuple(value)
 
 
 def cell_file_line(path: Path, cell_index: int | None, line: int | None = None) -> int | None:

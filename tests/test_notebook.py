@@ -107,3 +107,21 @@ def test_execution_mode_is_validated(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "bad.ipynb", *cells, metadata={"execution": "fast"})
     with pytest.raises(ContractError, match="execution"):
         read_notebook(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("files", "data/*.csv", "glob strings"),
+        ("files", ["data/*.csv", " "], "glob strings"),
+        ("maps", ["$.counts", "counts"], "JSON paths into the response"),
+        ("records", [3], "JSON paths into the response"),
+        ("shared", ["cache", "not a name"], "names"),
+        ("shared", ["cache\n"], "names"),
+    ],
+)
+def test_list_settings_are_validated(tmp_path: Path, key: str, value: object, what: str) -> None:
+    cells = [("code", "x = 1", ["parameters"]), ("code", "x", ["response"])]
+    path = write_notebook(tmp_path / "nb.ipynb", *cells, metadata={key: value})
+    with pytest.raises(ContractError, match=f"metadata.promoter.{key} .* must be a list of {what}"):
+        read_notebook(path)
