@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 import functools
 import json
+import posixpath
 import re
 import secrets
 import shutil
@@ -42,12 +43,14 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, TypeVar
 
 import psutil
+from jupyter_core.paths import is_hidden
 from jupyter_core.utils import ensure_async, ensure_event_loop
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.serverapp import ServerApp
@@ -458,18 +461,25 @@ class _PromoterHandler(APIHandler):
             body = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             raise _RequestError(400, UsageError(f"the request body is not JSON: {exc}")) from exc
+        except RecursionError as exc:
+            raise _RequestError(
+                400, UsageError("the request body nests too deeply to be read")
+            ) from exc
         if not isinstance(body, dict):
             raise _RequestError(400, UsageError("the request body must be a JSON object"))
         return body
 
-    def _resolve(self, api_path: object, field: str) -> Path:
+    async def _resolve(self, api_path: object, field: str) -> Path:
         """Turn an API path into a real path, refusing anything that leaves the root.
 
         ``resolve()`` follows symlinks, so a link inside the root that points outside it is
-        caught by the same containment check as ``../``.
+        caught by the same containment check as ``../``. Hidden paths are refused as the
+        contents API refuses them (unless the server's contents manager allows hidden files).
         """
         if not isinstance(api_path, str) or not api_path.strip():
             raise _RequestError(400, UsageError(f'"{field}" must be a non-empty string'))
+        if "\x00" in api_path:
+            raise _RequestError(400, UsageError(f'"{field}" contains a NUL character'))
         if PurePosixPath(api_path).is_absolute() or Path(api_path).is_absolute():
             raise _RequestError(
                 400,
@@ -482,7 +492,40 @@ class _PromoterHandler(APIHandler):
             raise _RequestError(
                 403, UsageError(f'"{field}" is outside the server root directory: {api_path}')
             )
+        if await self._hidden(api_path, resolved):
+            raise _RequestError(
+                403,
+                UsageError(
+                    f'"{field}" is hidden (a name starting with "."), and this server hides '
+                    f"hidden files: {api_path}",
+                    hint="use a visible folder, or start the server with "
+                    "--ContentsManager.allow_hidden=True",
+                ),
+            )
         return resolved
+
+    async def _hidden(self, api_path: str, resolved: Path) -> bool:
+        """Whether the contents API would hide ``api_path`` (as written, or where it leads).
+
+        The path a symlink leads to is judged too: ``visible -> .git`` would else open a
+        hidden folder the contents API keeps closed.
+        """
+        manager = self.contents_manager
+        if manager.allow_hidden:
+            return False
+        written = posixpath.normpath(api_path)
+        paths = [self._api_path(resolved)]
+        if not written.startswith(".."):
+            paths.append(written)
+        for path in paths:
+            try:
+                # jupyter_server's contents managers are untyped.
+                hidden = await ensure_async(manager.is_hidden(path))  # type: ignore[no-untyped-call]
+            except NotImplementedError:  # a contents manager without the check
+                hidden = is_hidden(self.root / path, self.root)
+            if hidden:
+                return True
+        return False
 
     def _api_path(self, path: Path) -> str:
         """The API path (relative to the root, ``/``-separated) of a path inside the root."""
@@ -534,9 +577,9 @@ class _PromoterHandler(APIHandler):
 
     # -- kernel runs, shared by the direct endpoints and the jobs --
 
-    def _run_request(self, action: str, body: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    async def _run_request(self, action: str, body: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         """Validate an inspect/convert request; answer the worker's request and the notebook."""
-        notebook = self._resolve(body.get("path"), "path")
+        notebook = await self._resolve(body.get("path"), "path")
         if action in ("inspect", "convert") and not notebook.is_file():
             raise UsageError(f"no such notebook: {body['path']}", hint="check the path")
         if action == "inspect":
@@ -549,7 +592,7 @@ class _PromoterHandler(APIHandler):
             # that leads outside the root is refused (403) rather than followed.
             parent = self._api_path(notebook.parent)
             raw_out = PurePosixPath(parent, f"{notebook.stem}_service").as_posix()
-        out_dir = self._resolve(raw_out, "out_dir")
+        out_dir = await self._resolve(raw_out, "out_dir")
         if out_dir == self.root:
             raise _RequestError(
                 400, UsageError('"out_dir" must be a folder inside the server root, not the root')
@@ -589,7 +632,7 @@ class _DirectRunHandler(_PromoterHandler):
         await self._handle(self._run)
 
     async def _run(self) -> tuple[int, dict[str, Any]]:
-        request, notebook = self._run_request(self.action, self._body())
+        request, notebook = await self._run_request(self.action, self._body())
         job = self.state.runner.submit(self.action, request, self._api_path(notebook))
         try:
             await job.finished.wait()
@@ -630,7 +673,7 @@ class JobsHandler(_PromoterHandler):
             )
             if not allowed:
                 raise _RequestError(403, UsageError("you are not allowed to write contents"))
-        request, notebook = self._run_request(str(action), body)
+        request, notebook = await self._run_request(str(action), body)
         job = self.state.runner.submit(str(action), request, self._api_path(notebook))
         return 202, self._job_reply(job)
 
@@ -690,7 +733,7 @@ class RolesHandler(_PromoterHandler):
 
     async def _roles(self) -> tuple[int, dict[str, Any]]:
         body = self._body()
-        notebook = self._resolve(body.get("path"), "path")
+        notebook = await self._resolve(body.get("path"), "path")
         content = body.get("content")
         if content is None:
             return 200, await _in_thread(self._inspect, notebook, notebook)
@@ -731,7 +774,7 @@ class ServicesHandler(_PromoterHandler):
 
     async def _start(self) -> tuple[int, dict[str, Any]]:
         body = self._body()
-        folder = self._resolve(body.get("out_dir"), "out_dir")
+        folder = await self._resolve(body.get("out_dir"), "out_dir")
         if not (folder / "app" / "main.py").is_file():
             raise UsageError(
                 f"no generated service in {body['out_dir']}",
@@ -788,7 +831,9 @@ class TryProxyHandler(_PromoterHandler):
         if service is None:
             self._error_reply(404, UsageError(f"no running service named {name}"))
             return
-        url = f"http://127.0.0.1:{service.port}/{path}"
+        # tornado hands the path over decoded: encode it again, so a NUL, a space or a "?"
+        # reaches the service as the browser sent it, not as raw bytes or a query.
+        url = f"http://127.0.0.1:{service.port}/{urllib.parse.quote(path, safe='/')}"
         if self.request.query:
             url += f"?{self.request.query}"
         method = self.request.method or "GET"
@@ -848,7 +893,7 @@ def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
             (url_path_join(base, "convert"), ConvertHandler, arg),
             (url_path_join(base, "roles"), RolesHandler, arg),
             (url_path_join(base, "jobs"), JobsHandler, arg),
-            (url_path_join(base, "jobs", r"([0-9a-f]+)"), JobHandler, arg),
+            (url_path_join(base, "jobs", r"([^/]+)"), JobHandler, arg),
             (url_path_join(base, "services"), ServicesHandler, arg),
             (url_path_join(base, "services", r"([^/]+)"), ServiceHandler, arg),
             (url_path_join(base, "try", r"([^/]+)", r"(.*)"), TryProxyHandler, arg),

@@ -301,6 +301,12 @@ def _json(raw: bytes, where: Location) -> tuple[str, Any]:
             location=where,
             hint="the file may be truncated or hand-edited; restore it from version control",
         ) from None
+    except RecursionError:
+        raise NotebookReadError(
+            "the file's JSON nests too deeply to be read",
+            location=where,
+            hint="the file may be hand-edited or generated; restore it from version control",
+        ) from None
     if not isinstance(data, dict) or "nbformat" not in data:
         raise NotebookReadError(
             "the file is JSON but not a notebook (no `nbformat` key)",

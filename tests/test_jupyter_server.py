@@ -653,6 +653,16 @@ def test_try_it_answers_what_the_notebook_answered(call: Call, root: Path, servi
     assert call("GET", "promoter/services")[1]["services"] == [service]
 
 
+def test_try_it_forwards_an_odd_path_as_it_came(call: Call, service: Any) -> None:
+    """Issue 13: a NUL (or a ``?``) in the forwarded path reached the service unencoded."""
+    for path in ("\x00", "iris_classifier\x00", "iris_classifier?x=1", "a b"):
+        status, reply = call("POST", f"promoter/try/svc/{path}", {})
+        assert status == 404, (path, reply)
+        assert reply["detail"] == "Not Found"
+    status, reply = call("GET", "promoter/try/svc/health")
+    assert status == 200, reply
+
+
 def test_a_second_click_stops_the_service(call: Call, service: Any) -> None:
     processes = uvicorns()
     assert len(processes) == 1

@@ -85,6 +85,16 @@ def test_truncated_json_names_the_position(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("depth", [990, 100_000])
+def test_json_nested_too_deeply_is_a_read_error(tmp_path: Path, depth: int) -> None:
+    """Issue 13: past the recursion limit json.loads raised RecursionError (an internal error)."""
+    path = tmp_path / "deep.ipynb"
+    path.write_text('{"nbformat": 4, "x": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(NotebookReadError, match="nests too deeply") as info:
+        read_notebook(path)
+    assert str(path) in str(info.value)
+
+
 def test_cells_without_ids_get_stable_ids(tmp_path: Path) -> None:
     source = (EXAMPLES / "text_statistics.ipynb").read_text()
     import json

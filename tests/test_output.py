@@ -1,6 +1,8 @@
 """Regenerating never loses a user's edit; writes are atomic."""
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,74 @@ def test_an_edit_made_while_verifying_is_not_overwritten(tmp_path: Path) -> None
         (out / "app/main.py").write_text("x = 'edited meanwhile'\n")  # during verification
         stage.commit(lambda hashes: Lock("0", [], hashes))
     assert (out / "app/main.py").read_text() == "x = 'edited meanwhile'\n"
+
+
+def test_links_and_empty_folders_the_user_added_are_kept_as_they_were(tmp_path: Path) -> None:
+    out, outside = tmp_path / "svc", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside")
+    _write(out, {"app/main.py": "x = 1\n", "README.md": "hi\n"})
+    (out / "file-link").symlink_to(outside / "secret.txt")
+    (out / "folder-link").symlink_to(outside)
+    (out / "relative-link").symlink_to("README.md")
+    (out / "dangling").symlink_to(tmp_path / "missing")
+    (out / "app" / "inner-link").symlink_to("../README.md")
+    (out / "empty").mkdir(mode=0o700)
+    (out / "app" / "empty" / "deeper").mkdir(parents=True)
+
+    _write(out, {"app/main.py": "x = 2\n", "README.md": "hello\n"})
+
+    links = {
+        "file-link": str(outside / "secret.txt"),
+        "folder-link": str(outside),
+        "relative-link": "README.md",
+        "dangling": str(tmp_path / "missing"),
+        "app/inner-link": "../README.md",
+    }
+    assert {rel: os.readlink(out / rel) for rel in links} == links
+    assert (out / "relative-link").read_text() == "hello\n"  # follows the new README
+    assert (out / "empty").is_dir() and not any((out / "empty").iterdir())
+    assert stat.S_IMODE((out / "empty").stat().st_mode) == 0o700
+    assert (out / "app" / "empty" / "deeper").is_dir()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    lock = read_lock(out)
+    assert lock is not None and set(lock.files) == {"app/main.py", "README.md"}
+
+
+def test_a_folder_only_generated_files_made_is_not_kept_empty(tmp_path: Path) -> None:
+    out = tmp_path / "svc"
+    _write(out, {"app/main.py": "x = 1\n", "k8s/deployment.yaml": "kind: Deployment\n"})
+    _write(out, {"app/main.py": "x = 1\n"})
+    assert sorted(p.name for p in out.iterdir()) == ["app", LOCK_NAME]
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("replaced", ["app/main.py", "app", LOCK_NAME])
+def test_a_generated_path_replaced_by_a_link_is_refused(
+    tmp_path: Path, replaced: str, force: bool
+) -> None:
+    out, outside = tmp_path / "svc", tmp_path / "outside"
+    _write(out, {"app/main.py": "x = 1\n"})
+    (out / replaced).rename(outside)
+    (out / replaced).symlink_to(outside)
+    before = {p.name for p in tmp_path.iterdir()}
+
+    with pytest.raises(OutputError, match=f"promoter generated {replaced}, now a symbolic link"):
+        _write(out, {"app/main.py": "x = 2\n"}, force=force)
+
+    assert os.readlink(out / replaced) == str(outside)
+    assert {p.name for p in tmp_path.iterdir()} == before  # no backup, no temp folder
+    if replaced != LOCK_NAME:  # nothing was written through the link
+        assert (outside / "main.py" if replaced == "app" else outside).read_text() == "x = 1\n"
+
+
+def test_a_link_where_the_new_service_generates_files_is_refused(tmp_path: Path) -> None:
+    out, outside = tmp_path / "svc", tmp_path / "outside"
+    outside.mkdir()
+    _write(out, {"app/main.py": "x = 1\n"})
+    (out / "k8s").symlink_to(outside)
+
+    with pytest.raises(OutputError, match="cannot keep k8s"):
+        _write(out, {"app/main.py": "x = 1\n", "k8s/deployment.yaml": "kind: Deployment\n"})
+
+    assert os.readlink(out / "k8s") == str(outside) and not any(outside.iterdir())

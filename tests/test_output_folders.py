@@ -90,3 +90,47 @@ def test_a_shell_left_in_the_replaced_folder_gets_a_clear_error(tmp_path: Path) 
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "the working folder no longer exists" in proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_regenerating_keeps_the_users_links_and_empty_folders_and_never_follows_one(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: links the user added stay links (a link to a file outside was copied into the
+    service), empty folders stay; a link where promoter generated a file is refused."""
+    notebook = _notebook(tmp_path / "project")
+    svc, outside = tmp_path / "svc", tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "host").write_text("outside content\n")
+    assert run_cli("convert", notebook, "-o", svc).returncode == 0
+    links = {
+        "host": str(outside / "host"),
+        "shared": str(outside / "folder"),
+        "readme": "README.md",
+        "app/notes": "../README.md",
+    }
+    for rel, target in links.items():
+        (svc / rel).symlink_to(target)
+    (svc / "empty").mkdir()
+    (svc / "app" / "empty").mkdir()
+
+    again = run_cli("convert", notebook, "-o", svc, "--force")
+
+    assert again.returncode == 0, again.output
+    assert {rel: os.readlink(svc / rel) for rel in links} == links
+    assert (svc / "empty").is_dir() and (svc / "app" / "empty").is_dir()
+    assert sorted(p.name for p in outside.iterdir()) == ["folder", "host"]
+    assert not any((outside / "folder").iterdir())
+
+    (tmp_path / "project" / "ran.txt").unlink()
+    (outside / "pipeline.py").write_bytes((svc / "app" / "pipeline.py").read_bytes())
+    (svc / "app" / "pipeline.py").unlink()
+    (svc / "app" / "pipeline.py").symlink_to(outside / "pipeline.py")
+
+    refused = run_cli("convert", notebook, "-o", svc, "--force")
+
+    assert refused.returncode == 1, refused.output
+    assert "promoter generated app/pipeline.py, now a symbolic link" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "project" / "ran.txt").exists()  # refused before the notebook ran
+    assert os.readlink(svc / "app" / "pipeline.py") == str(outside / "pipeline.py")

@@ -488,6 +488,53 @@ def test_inputs_json_cannot_carry_get_a_json_422(
     assert reply.json()["detail"][0]["loc"] == ["body", "principal"]
 
 
+def test_an_echoed_input_nested_too_deeply_is_not_echoed(runtime: types.ModuleType) -> None:
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert runtime._json_safe(deep) == "<input nested deeper than 64 levels>"
+    assert runtime._json_safe({"a": [[1]]}) == {"a": [[1]]}
+    assert runtime._json_safe(float("nan")) == "nan"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.slow
+def test_deep_bodies_and_nul_paths_answer_json_never_500(tmp_path: Path, serve_folder) -> None:
+    """Issue 13: a JSON body nested near the recursion limit parsed, then the 422 that echoes it
+    failed to render (a 500); 100k deep, and NUL in a path, must answer JSON too."""
+    notebook = write_notebook(
+        tmp_path / "deep.ipynb",
+        ("code", "rate = 0.5\nitems: list[int] = [1, 2]", ["parameters"]),
+        ("code", "{'total': rate * sum(items)}", ["response"]),
+    )
+    assert run_cli("convert", notebook, "-o", tmp_path / "svc").returncode == 0
+    url = serve_folder(tmp_path / "svc").url
+    statuses = set()
+    with httpx.Client(base_url=url, headers={"Content-Type": "application/json"}) as client:
+        # The depth where parsing starts to fail depends on the stack: cover the band around it.
+        for depth in [*range(850, 1050), 100_000]:
+            for body in (
+                _nested(depth),
+                '{"rate": ' + _nested(depth) + "}",
+                '{"items": ' + _nested(depth) + "}",
+                '{"rate": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
+            ):
+                reply = client.post("/deep", content=body)
+                assert reply.status_code in (400, 422), (depth, body[:20], reply.text[:200])
+                assert reply.json()["detail"]
+                statuses.add(reply.status_code)
+        for path in ("/deep%00", "/%00", "/deep/%00", "/health%00", "/de%00ep"):
+            reply = client.post(path, content="{}")
+            assert reply.status_code in (400, 404, 405), (path, reply.text)
+            assert reply.json()["detail"]
+        assert client.post("/deep", content='{"items": [3]}').json() == {"total": 1.5}
+        assert client.get("/health").status_code == 200
+    assert statuses == {400, 422}
+
+
 @pytest.mark.slow
 def test_sys_exit_in_a_handler_is_a_500_with_an_error_id(tmp_path: Path, serve_folder) -> None:
     notebook = write_notebook(

@@ -885,12 +885,33 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, 422)
 
 
+#: An echoed input nested deeper than this is not echoed: near the recursion limit it may
+#: pass the check below and still fail when the response is rendered, deeper in the stack.
+_ECHO_DEPTH = 64
+
+
 def _json_safe(value: Any) -> Any:
+    if _deeper_than(value, _ECHO_DEPTH):
+        return f"<input nested deeper than {_ECHO_DEPTH} levels>"
     try:
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
         return repr(value)
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/dicts in ``value`` nest deeper than ``limit`` (no recursion: a loop)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+    return False
 
 
 def _declare_api_key(app: FastAPI) -> None:
