@@ -336,8 +336,7 @@ def _check_cell_ids(node: Any, where: Location) -> None:
         cell_id = cell.get("id")
         if not isinstance(cell_id, str) or not _CELL_ID.fullmatch(cell_id):
             raise NotebookReadError(
-                f"cell {index} has the invalid id {cell_id!r} "
-                "(1 to 64 letters, digits, `-` or `_`)",
+                f"invalid id {cell_id!r} (an id is 1 to 64 letters, digits, `-` or `_`)",
                 location=Location(where.notebook, index),
                 hint="open and save the notebook in Jupyter, or delete the id to have one made",
             )

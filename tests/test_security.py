@@ -211,6 +211,7 @@ def test_a_cell_id_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
     result = run_cli("inspect", notebook, "--static")
     assert result.returncode != 0, result.output
     assert "cell 2" in result.output and "invalid id" in result.output
+    assert "cell 1" not in result.output  # counted from 1, once (it said "cell 2: cell 1 has")
 
 
 _INVISIBLE = "\u202e\u2066\x7f\u200b\u2028"
