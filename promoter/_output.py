@@ -134,6 +134,8 @@ class Staging:
         # The user may have edited the folder while the new version was being verified:
         # judge it again right before the swap (carrying over what is there now).
         self._previous = check_destination(self.out_dir, force=self._force)
+        if self._previous is not None and not self._force:
+            _refuse_overwriting_user_files(self.out_dir, self._previous, generated)
         if self._previous is not None:
             _carry_user_files(self.out_dir, self.path, self._previous, generated)
         _drop_caches(self.path)
@@ -264,6 +266,23 @@ def _linked_generated(out_dir: Path, lock: Lock) -> list[str]:
                 linked.add(path.relative_to(out_dir).as_posix())
                 break
     return sorted(linked)
+
+
+def _refuse_overwriting_user_files(out_dir: Path, lock: Lock, generated: dict[str, str]) -> None:
+    """Refuse to replace a file of the user's own where the new version generates one."""
+    theirs = sorted(
+        rel
+        for rel in generated
+        if rel not in lock.files and (out_dir / rel).is_file() and not (out_dir / rel).is_symlink()
+    )
+    if theirs:
+        raise EditedFileError(
+            f"{out_dir} holds your own file(s) where the new service generates: "
+            + ", ".join(theirs),
+            paths=theirs,
+            hint="move or rename them, or pass --force (the current folder is then kept as a "
+            "backup)",
+        )
 
 
 def _carry_user_files(out_dir: Path, build: Path, lock: Lock, generated: dict[str, str]) -> None:

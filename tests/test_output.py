@@ -165,3 +165,23 @@ def test_a_link_where_the_new_service_generates_files_is_refused(tmp_path: Path)
         _write(out, {"app/main.py": "x = 1\n", "k8s/deployment.yaml": "kind: Deployment\n"})
 
     assert os.readlink(out / "k8s") == str(outside) and not any(outside.iterdir())
+
+
+def test_a_file_of_the_users_where_the_new_service_generates_one_is_not_replaced(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "svc"
+    _write(out, {"app/main.py": "x = 1\n"})
+    (out / "k8s").mkdir()
+    (out / "k8s/deployment.yaml").write_text("# my own manifest\n")
+    new = {"app/main.py": "x = 1\n", "k8s/deployment.yaml": "kind: Deployment\n"}
+
+    with pytest.raises(EditedFileError, match="your own file") as info:
+        _write(out, new)
+    assert info.value.paths == ["k8s/deployment.yaml"]
+    assert (out / "k8s/deployment.yaml").read_text() == "# my own manifest\n"
+
+    backup = _write(out, new, force=True)
+    assert backup is not None
+    assert (backup / "k8s/deployment.yaml").read_text() == "# my own manifest\n"
+    assert (out / "k8s/deployment.yaml").read_text() == "kind: Deployment\n"
