@@ -506,14 +506,45 @@ def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
         return
     # Prefer a use in promoted lines; the response expression is not among them.
     code, node = next(((c, n) for c, n in uses if n.lineno in c.keep_lines), uses[-1])
+    where = notebook.at(code.cell, node.lineno)
     definer = _defined_in_skipped(notebook, name)
+    if definer is not None:
+        raise ContractError(
+            f"`{name}` is not defined in the service: only the skipped "
+            f"{_cell_name(definer)} defines it",
+            location=where,
+            hint="untag that cell from `skip` (or move it before `response`), "
+            "or define the name in a setup or handler cell",
+        )
+    if _bound_by_parameters_cell(notebook, name):
+        raise ContractError(
+            f"`{name}` is not defined in the service: the parameters cell "
+            f"({_cell_name(notebook.parameters_cell)}) imports it, but only that cell's "
+            "assignments are promoted (as request fields)",
+            location=where,
+            hint="move that import to a setup cell (a cell before "
+            "`parameters`, or one tagged `setup`)",
+        )
     raise ContractError(
-        f"`{name}` is not defined in the service"
-        + (f": only the skipped {_cell_name(definer)} defines it" if definer else ""),
-        location=notebook.at(code.cell, node.lineno),
-        hint="untag that cell from `skip` (or move it before `response`), "
-        "or define the name in a setup or handler cell",
+        f"`{name}` is not defined in the service",
+        location=where,
+        hint="define the name in a setup or handler cell",
     )
+
+
+def _bound_by_parameters_cell(notebook: Notebook, name: str) -> bool:
+    """True if the parameters cell binds ``name`` other than by an assignment (an import).
+
+    The parameters cell's imports run in the notebook but are not promoted: only its
+    assignments become request fields.
+    """
+    cell = notebook.parameters_cell
+    try:
+        _, tree = parse_cell(notebook, cell)
+    except CellSyntaxError:
+        return False
+    others = [s for s in tree.body if not isinstance(s, ast.Assign | ast.AnnAssign)]
+    return name in _bound(others, {s.lineno for s in others})
 
 
 def _cell_name(cell: Cell) -> str:
