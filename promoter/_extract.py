@@ -47,6 +47,15 @@ _READING_METHODS = {
     *("to_dict", "to_numpy", "to_list", "nunique", "unique", "value_counts", "groupby"),
     *("join", "split", "strip", "upper", "lower", "startswith", "endswith", "agg", "isna"),
 }
+# pandas methods that return a new object and leave their receiver alone unless called with
+# `inplace=True` (so `df.pivot_table(...).plot()` only draws; `df.dropna(inplace=True)` changes
+# `df`).
+_FRAME_METHODS = {
+    *("pivot_table", "pivot", "melt", "stack", "unstack", "to_frame", "rename", "astype"),
+    *("sort_values", "sort_index", "reset_index", "set_index", "drop", "dropna", "fillna"),
+    *("resample", "rolling", "expanding", "cumsum", "cumprod", "pct_change", "diff", "shift"),
+    *("corr", "cov", "median", "quantile", "nlargest", "nsmallest", "isnull", "notna"),
+}
 _HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
 # Calls that write into the objects passed to them (``plt.savefig(buf)``).
 _WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
@@ -749,7 +758,11 @@ def _mutated(node: ast.stmt) -> set[str]:
         if isinstance(sub, ast.Call):
             chain = _attribute_chain(sub.func)
             # `df.plot.scatter(...)` draws from `df`; `df.fillna(0, inplace=True)` changes it.
-            reading = chain[-1] in _READING_METHODS or set(chain[1:-1]) & _DRAWING_METHODS
+            reading = (
+                chain[-1] in _READING_METHODS
+                or (chain[-1] in _FRAME_METHODS and not _in_place(sub))
+                or set(chain[1:-1]) & _DRAWING_METHODS
+            )
             if len(chain) > 1 and not reading:
                 mutated.add(chain[0])
             if chain[-1] in _WRITING_CALLS or any(k.arg == "file" for k in sub.keywords):
@@ -762,6 +775,14 @@ def _mutated(node: ast.stmt) -> set[str]:
         elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
             mutated.add(sub.target.id)
     return mutated - {""}
+
+
+def _in_place(call: ast.Call) -> bool:
+    """Whether ``call`` passes ``inplace=`` anything but a literal false value."""
+    return any(
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+        for k in call.keywords
+    )
 
 
 def _drawing_names(cells: list[_CellCode]) -> set[str]:
