@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from promoter._determinism import judge
 from promoter._extract import Extraction, extract
 from promoter._notebook import read_notebook
 from promoter._parameters import infer_request
 from promoter._source import response_expression
+from promoter._verify import Fidelity
 from tests.helpers import run_cli, write_notebook
 
 
@@ -87,3 +89,30 @@ def test_a_plot_of_a_reshaped_frame_mid_handler_is_dropped(tmp_path: Path) -> No
     assert "sales.pivot_table('n', index='day', columns='shop', aggfunc='sum').plot()" in dropped
     assert "sales.sort_values('n').plot(kind='bar')" in dropped
     assert "matplotlib" not in ex.modules
+
+
+def test_the_unseeded_draws_are_named_by_the_cells_people_see(tmp_path: Path) -> None:
+    """Kale's candies-sharing example: a helper draws ``random.randint`` unseeded, so the answer
+    changes from run to run. The warning named the draw's cell counted from 0 ("cell 3") beside
+    locations counted from 1 ("cell 4 (id ...)") in the same report.
+    """
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "sweets.ipynb",
+            ("markdown", "# Sweets", []),
+            ("code", "import random", []),
+            ("code", "def grab(left):\n    return random.randint(1, left)", []),
+            ("code", "total = 20", ["parameters"]),
+            ("code", "first = grab(total)\n{'first': first}", ["response"]),
+        )
+    )
+    fidelity = Fidelity("sweets", False, "response['first']: 3 != 9", model_error=None)
+
+    warnings = judge(nb, fidelity, strict=False)
+
+    message, where = warnings[0]
+    assert "1 unseeded random draw(s) in cell 3;" in message, message
+    assert where.cell_number == 5
+    assert [(w, loc.cell_number, loc.line) for w, loc in warnings[1:]] == [
+        ("unseeded randomness: `random.randint` without a seed before it", 3, 2)
+    ]
