@@ -116,3 +116,24 @@ def test_the_unseeded_draws_are_named_by_the_cells_people_see(tmp_path: Path) ->
     assert [(w, loc.cell_number, loc.line) for w, loc in warnings[1:]] == [
         ("unseeded randomness: `random.randint` without a seed before it", 3, 2)
     ]
+
+
+def test_a_nonetype_string_annotation_is_refused_pointing_at_none(tmp_path: Path) -> None:
+    """papermill's complex_parameters.ipynb: ``c: "NoneType" = None`` in the parameters cell.
+
+    It is refused (a string annotation is code), and the message says what to write instead:
+    ``None`` (the name ``NoneType`` is not a builtin, so "write the type itself" led nowhere).
+    """
+    nb = write_notebook(
+        tmp_path / "params.ipynb",
+        ("code", 'rate: float = 0.5  # A rate\nnote: "NoneType" = None', ["parameters"]),
+        ("code", "{'rate': rate}", ["response"]),
+    )
+
+    result = run_cli("inspect", nb)
+
+    assert result.returncode in (1, 2), result.output
+    assert "Traceback" not in result.output
+    assert "params.ipynb, cell 1" in result.stderr and "line 2" in result.stderr
+    assert "unsupported annotation `'NoneType'`" in result.stderr
+    assert "write `None`, or `Literal[...]`" in result.stderr
