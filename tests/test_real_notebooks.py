@@ -137,3 +137,36 @@ def test_a_nonetype_string_annotation_is_refused_pointing_at_none(tmp_path: Path
     assert "params.ipynb, cell 1" in result.stderr and "line 2" in result.stderr
     assert "unsupported annotation `'NoneType'`" in result.stderr
     assert "write `None`, or `Literal[...]`" in result.stderr
+
+
+def test_an_exit_and_a_failing_magic_are_named_by_their_line(tmp_path: Path) -> None:
+    """papermill's sysexit1.ipynb and line_magic_error.ipynb: IPython reports ``SystemExit`` and
+    a magic's ``UsageError`` without a traceback, so the message named the cell but no line.
+    The one line of the cell that can raise them is named now.
+    """
+    exits = write_notebook(
+        tmp_path / "early_exit.ipynb",
+        ("code", "import sys", []),
+        ("code", "code = 1", ["parameters"]),
+        ("code", "status = 'checking'\nif code:\n    sys.exit(code)", []),
+        ("code", "{'status': status}", ["response"]),
+    )
+    magic = write_notebook(
+        tmp_path / "magic.ipynb",
+        ("code", "n = 2", ["parameters"]),
+        ("code", "total = n * 2\n%no_such_line_magic_here --flag\ntotal += 1", []),
+        ("code", "total", ["response"]),
+    )
+    expected = {
+        exits: "early_exit.ipynb, cell 3 (id ",
+        magic: "magic.ipynb, cell 2 (id ",
+    }
+    lines = {exits: "line 3: SystemExit: 1", magic: "line 2: UsageError: Line magic function"}
+
+    for nb in (exits, magic):
+        result = run_cli("inspect", nb)
+
+        assert result.returncode in (1, 2), result.output
+        assert "Traceback" not in result.output and "bug in promoter" not in result.output
+        assert expected[nb] in result.stderr, result.stderr
+        assert lines[nb] in result.stderr, result.stderr
