@@ -108,8 +108,8 @@ def judge(notebook: Notebook, fidelity: Fidelity, *, strict: bool) -> list[tuple
             hint="seed the random generators (np.random.seed, random.seed, random_state=...), "
             "or drop --strict to accept answers that agree in shape",
         )
-    cells = sorted({loc.cell_index for _, loc in found if loc.cell_index is not None})
-    named = ", ".join(f"cell {c}" for c in cells)
+    cells = sorted({loc.cell_number for _, loc in found if loc.cell_number is not None})
+    named = ", ".join(f"cell {c}" for c in cells)  # numbered from 1, as every location is
     likely = f"{len(found)} unseeded random draw(s) in {named}" if found else _NOTHING_FOUND
     message = f"{changes}; {likely}; its shape fits the response model, so the golden test "
     message += "checks the shape only (--strict makes this an error)"

@@ -386,10 +386,32 @@ _DEFAULT_HINT = (
 )
 
 
+#: For exceptions IPython reports without a traceback (an exit, a failing magic): the lines
+#: that can raise them, so the one such line of the cell can be named.
+_RAISING_LINES = {
+    "SystemExit": r"\b(sys\.exit|exit|quit)\s*\(|\braise\s+SystemExit\b",
+    "KeyboardInterrupt": r"\braise\s+KeyboardInterrupt\b",
+    "UsageError": r"^\s*%",
+}
+
+
+def _raising_line(cell: Cell, ename: str, evalue: str) -> int | None:
+    """The cell's one line that can raise ``ename``, when exactly one can (else ``None``)."""
+    magic = re.search(r"`(%%?[^`\s]+)`", evalue) if ename == "UsageError" else None
+    pattern = rf"^\s*{re.escape(magic.group(1))}(\s|$)" if magic else _RAISING_LINES.get(ename)
+    if pattern is None:
+        return None
+    lines = source_lines(cell.source)
+    found = [n for n, text in enumerate(lines, 1) if re.search(pattern, text)]
+    return found[0] if len(found) == 1 else None
+
+
 def _cell_error(
     notebook: Notebook, executed_cell: Any, ename: str, evalue: str, line: int | None = None
 ) -> ExecutionError:
     cell = _original(notebook, executed_cell)
+    if cell is not None and line is None:
+        line = _raising_line(cell, ename, evalue)
     evalue = " ".join(evalue.split())[:500]
     return ExecutionError(
         f"{ename}: {evalue}" if evalue else ename,

@@ -47,6 +47,15 @@ _READING_METHODS = {
     *("to_dict", "to_numpy", "to_list", "nunique", "unique", "value_counts", "groupby"),
     *("join", "split", "strip", "upper", "lower", "startswith", "endswith", "agg", "isna"),
 }
+# pandas methods that return a new object and leave their receiver alone unless called with
+# `inplace=True` (so `df.pivot_table(...).plot()` only draws; `df.dropna(inplace=True)` changes
+# `df`).
+_FRAME_METHODS = {
+    *("pivot_table", "pivot", "melt", "stack", "unstack", "to_frame", "rename", "astype"),
+    *("sort_values", "sort_index", "reset_index", "set_index", "drop", "dropna", "fillna"),
+    *("resample", "rolling", "expanding", "cumsum", "cumprod", "pct_change", "diff", "shift"),
+    *("corr", "cov", "median", "quantile", "nlargest", "nsmallest", "isnull", "notna"),
+}
 _HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
 # Calls that write into the objects passed to them (``plt.savefig(buf)``).
 _WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
@@ -510,14 +519,45 @@ def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
         return
     # Prefer a use in promoted lines; the response expression is not among them.
     code, node = next(((c, n) for c, n in uses if n.lineno in c.keep_lines), uses[-1])
+    where = notebook.at(code.cell, node.lineno)
     definer = _defined_in_skipped(notebook, name)
+    if definer is not None:
+        raise ContractError(
+            f"`{name}` is not defined in the service: only the skipped "
+            f"{_cell_name(definer)} defines it",
+            location=where,
+            hint="untag that cell from `skip` (or move it before `response`), "
+            "or define the name in a setup or handler cell",
+        )
+    if _bound_by_parameters_cell(notebook, name):
+        raise ContractError(
+            f"`{name}` is not defined in the service: the parameters cell "
+            f"({_cell_name(notebook.parameters_cell)}) imports it, but only that cell's "
+            "assignments are promoted (as request fields)",
+            location=where,
+            hint="move that import to a setup cell (a cell before "
+            "`parameters`, or one tagged `setup`)",
+        )
     raise ContractError(
-        f"`{name}` is not defined in the service"
-        + (f": only the skipped {_cell_name(definer)} defines it" if definer else ""),
-        location=notebook.at(code.cell, node.lineno),
-        hint="untag that cell from `skip` (or move it before `response`), "
-        "or define the name in a setup or handler cell",
+        f"`{name}` is not defined in the service",
+        location=where,
+        hint="define the name in a setup or handler cell",
     )
+
+
+def _bound_by_parameters_cell(notebook: Notebook, name: str) -> bool:
+    """True if the parameters cell binds ``name`` other than by an assignment (an import).
+
+    The parameters cell's imports run in the notebook but are not promoted: only its
+    assignments become request fields.
+    """
+    cell = notebook.parameters_cell
+    try:
+        _, tree = parse_cell(notebook, cell)
+    except CellSyntaxError:
+        return False
+    others = [s for s in tree.body if not isinstance(s, ast.Assign | ast.AnnAssign)]
+    return name in _bound(others, {s.lineno for s in others})
 
 
 def _cell_name(cell: Cell) -> str:
@@ -722,7 +762,11 @@ def _mutated(node: ast.stmt) -> set[str]:
         if isinstance(sub, ast.Call):
             chain = _attribute_chain(sub.func)
             # `df.plot.scatter(...)` draws from `df`; `df.fillna(0, inplace=True)` changes it.
-            reading = chain[-1] in _READING_METHODS or set(chain[1:-1]) & _DRAWING_METHODS
+            reading = (
+                chain[-1] in _READING_METHODS
+                or (chain[-1] in _FRAME_METHODS and not _in_place(sub))
+                or set(chain[1:-1]) & _DRAWING_METHODS
+            )
             if len(chain) > 1 and not reading:
                 mutated.add(chain[0])
             if chain[-1] in _WRITING_CALLS or any(k.arg == "file" for k in sub.keywords):
@@ -735,6 +779,14 @@ def _mutated(node: ast.stmt) -> set[str]:
         elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
             mutated.add(sub.target.id)
     return mutated - {""}
+
+
+def _in_place(call: ast.Call) -> bool:
+    """Whether ``call`` passes ``inplace=`` anything but a literal false value."""
+    return any(
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+        for k in call.keywords
+    )
 
 
 def _drawing_names(cells: list[_CellCode]) -> set[str]:

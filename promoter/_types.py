@@ -153,10 +153,11 @@ class _AnnotationChecker(ast.NodeTransformer):
 
     def _check_type_constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str):
+            itself = "`None`" if node.value.strip() == "NoneType" else "the type itself"
             raise self._refuse(
                 node,
                 "a string in a type is a forward reference, which Python evaluates as code; "
-                "write the type itself, or `Literal[...]` for a fixed set of values",
+                f"write {itself}, or `Literal[...]` for a fixed set of values",
             )
         if node.value is not Ellipsis and not isinstance(node.value, int | float | type(None)):
             raise self._refuse(node, "only int, float, bool and None literals")
