@@ -8,6 +8,7 @@ regression fails by its generous ``timeout=`` (a hang), never by a wall-clock as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -32,13 +33,26 @@ print(json.dumps({"rc": proc.returncode, "out": proc.stdout + proc.stderr, "peak
 
 
 def _convert(*args: str | Path, cwd: Path) -> dict[str, object]:
-    """``promoter ARGS`` in a subprocess, with the peak memory of it and its children."""
+    """``promoter ARGS`` in a subprocess, with the peak memory of it and its children.
+
+    A regression hangs: past the timeout the test fails, and kills what it started first.
+    """
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     command = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "promoter", *map(str, args)]
-    proc = subprocess.run(
-        command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=True
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
     )
-    result: dict[str, object] = json.loads(proc.stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for process in family:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        proc.wait()
+        pytest.fail(f"promoter {' '.join(map(str, args))} did not finish")
+    assert proc.returncode == 0, stderr
+    result: dict[str, object] = json.loads(stdout)
     return result
 
 
