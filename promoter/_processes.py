@@ -64,9 +64,13 @@ class ProcessGroup:
                     found.add(process)
         return [p for p in found if _alive(p)]
 
-    def kill(self) -> int:
-        """SIGKILL every member; wait (briefly) until they are gone. The number killed."""
-        members = self.members()
+    def kill(self, *, spare: int | None = None) -> int:
+        """SIGKILL every member but ``spare``; wait (briefly) until they are gone.
+
+        Returns:
+            How many processes were killed.
+        """
+        members = [p for p in self.members() if p.pid != spare]
         for process in members:
             with contextlib.suppress(psutil.Error):
                 process.kill()
