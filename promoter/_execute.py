@@ -102,7 +102,9 @@ def execute(
         all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
 
     Raises:
-        ExecutionError: A cell raised, timed out, or the kernel died.
+        ExecutionError: A cell raised, timed out, printed more than the notebook's
+            ``max_output_mb``, or the kernel died. Either way, the kernel and every process
+            the notebook's code started are gone when this returns or raises.
         ResponseError: The response value cannot be turned into JSON.
         ParameterError: papermill could not inject a parameter value.
     """
