@@ -5,9 +5,9 @@ promoter registers one, ``promoter``, that is papermill's nbclient engine with t
 
 - Output: every output the kernel sends (prints, displays, tracebacks) is counted as it
   arrives; past the run's limit further outputs are dropped, not kept, and the kernel is
-  interrupted, so a cell printing without end costs a bounded amount of memory and stops with
-  a clear error (:class:`OutputLimitExceeded`) instead of growing the process by gigabytes
-  until the cell timeout.
+  interrupted (killed if it goes on), so a cell printing without end costs a bounded amount
+  of memory and stops with a clear error (:class:`OutputLimitExceeded`) instead of growing
+  the process by gigabytes until the cell timeout.
 - Processes: the kernel runs in its own session (as jupyter_client starts it); what its code
   starts there is killed once the run is done (:class:`promoter._processes.ProcessGroup`), so
   a setup cell's ``subprocess.Popen`` or server does not outlive the run.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ __all__ = ["ENGINE", "KernelRun", "OutputLimitExceeded"]
 ENGINE = "promoter"
 #: The least time between two interrupts of a kernel that keeps printing past the limit.
 _INTERRUPT_EVERY = 1.0
+#: Interrupts before a kernel that keeps printing past the limit is killed.
+_INTERRUPTS = 3
 
 
 class OutputLimitExceeded(Exception):
@@ -72,6 +75,7 @@ class KernelRun:
     over_at: int | None = None
     group: ProcessGroup | None = None
     _interrupted: float = field(default=float("-inf"), repr=False)
+    _interrupts: int = field(default=0, repr=False)
 
     def count(self, msg: dict[str, Any], cell_index: int) -> bool:
         """Count an output message; whether the run is past its limit."""
@@ -80,13 +84,23 @@ class KernelRun:
             self.over_at = cell_index
         return self.over_at is not None
 
-    def should_interrupt(self) -> bool:
-        """Whether to interrupt the kernel now (at most once a second while it keeps going)."""
+    def next_signal(self) -> int | None:
+        """The signal to send the kernel's process group now that the run is past its limit.
+
+        An interrupt (KeyboardInterrupt in the cell) at most once a second while output keeps
+        coming; a kernel still printing after a few (its code catches KeyboardInterrupt) is
+        killed, rather than left printing into the void until the cell's timeout.
+        """
         now = time.monotonic()
         if now - self._interrupted < _INTERRUPT_EVERY:
-            return False
+            return None
         self._interrupted = now
-        return True
+        self._interrupts += 1
+        if self._interrupts <= _INTERRUPTS:
+            return signal.SIGINT
+        if self.group is not None:
+            self.group.remember()  # its children, before the kernel's death orphans them
+        return signal.SIGKILL
 
     def end(self) -> None:
         """Kill whatever the kernel's code started that is still running (and the kernel)."""
@@ -113,10 +127,11 @@ class _Client(PapermillNotebookClient):  # type: ignore[misc]
     ) -> Any:
         if not self.run.count(msg, cell_index):
             return super().output(outs, msg, display_id, cell_index)
-        if self.km is not None and self.run.should_interrupt():
-            # KeyboardInterrupt in the cell: it ends with an error reply, and every task of
-            # nbclient's ends as it does for any failing cell.
-            self._interrupt = asyncio.ensure_future(ensure_async(self.km.interrupt_kernel()))
+        signum = self.run.next_signal()
+        if self.km is not None and signum is not None:
+            # SIGINT: KeyboardInterrupt in the cell, which ends with an error reply, every task
+            # of nbclient's ending as for any failing cell. SIGKILL: nbclient's dead kernel.
+            self._signal = asyncio.ensure_future(ensure_async(self.km.signal_kernel(signum)))
         return None
 
     async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kw: Any) -> Any:

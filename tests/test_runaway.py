@@ -80,16 +80,32 @@ def _none_left(marker: str) -> list[str]:
     return _left(marker)
 
 
-def test_a_cell_printing_without_end_stops_with_a_clear_error(tmp_path: Path) -> None:
+_PRINT_FOREVER = 'while True:\n    print("x" * 1000)'
+# Catches the interrupt promoter sends and goes on printing: killed after a few interrupts.
+_PRINT_THROUGH_INTERRUPTS = (
+    'while True:\n    try:\n        print("x" * 1000)\n    except KeyboardInterrupt:\n        pass'
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "timeout"),
+    # A plain loop gets a short cell timeout: without the cap the process would grow by
+    # ~100 MB/s until it. The stubborn loop keeps the default (600 s): the test's own
+    # timeout fails it if promoter waits for the cell timeout.
+    [(_PRINT_FOREVER, "60"), (_PRINT_THROUGH_INTERRUPTS, "600")],
+    ids=["plain", "catches-interrupts"],
+)
+def test_a_cell_printing_without_end_stops_with_a_clear_error(
+    tmp_path: Path, code: str, timeout: str
+) -> None:
     nb = write_notebook(
         tmp_path / "printer.ipynb",
         ("code", "n = 3", ["parameters"]),
-        ("code", 'while True:\n    print("x" * 1000)', []),
+        ("code", code, []),
         ("code", "result = {'n': n}\nresult", ["response"]),
         metadata={"max_output_mb": 5},
     )
-    # Without the cap the cell runs until --timeout, the process growing by ~100 MB/s.
-    found = _convert("convert", nb, "-o", tmp_path / "svc", "--timeout", "60", cwd=tmp_path)
+    found = _convert("convert", nb, "-o", tmp_path / "svc", "--timeout", timeout, cwd=tmp_path)
     out = str(found["out"])
     assert found["rc"] == 1, out
     cell = json.loads(nb.read_text())["cells"][1]
