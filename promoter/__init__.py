@@ -12,11 +12,13 @@ The pipeline (DESIGN.md section 2), one module per stage, each arrow a library c
       │            └─ _isolation: what the handler changes that requests share (copy, lock, refuse)
       ▼
     _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
-      │        └─ _files: the data files the run read (audit hook), which travel with the service
+      │        ├─ _files: the data files the run read (audit hook), which travel with the service
+      │        └─ _kernel: papermill engine, output capped, leftovers killed (_processes)
       │
       ▼  Inspection (_api.inspect)  ──►  NotebookPlan
     _build: _render (+ _filters, _pins, _resources) ──► staged folder (_output)
-            ──► _verify (fresh process) ──► _determinism (the one non-determinism rule)
+            ──► _verify (fresh process, own session: _processes) ──► _determinism
+                (the one non-determinism rule)
             ──► tests rendered ──► format ──► lock ──► swap in
 
 The front-ends call that API and nothing below it::

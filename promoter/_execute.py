@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -103,7 +102,9 @@ def execute(
         all_cells: Run every cell, ``skip`` cells and those after ``response`` too.
 
     Raises:
-        ExecutionError: A cell raised, timed out, or the kernel died.
+        ExecutionError: A cell raised, timed out, printed more than the notebook's
+            ``max_output_mb``, or the kernel died. Either way, the kernel and every process
+            the notebook's code started are gone when this returns or raises.
         ResponseError: The response value cannot be turned into JSON.
         ParameterError: papermill could not inject a parameter value.
     """
@@ -192,12 +193,17 @@ class _Papermill:
     def __call__(self, parameters: dict[str, Any], cells: _Progress) -> Any:
         import papermill
 
-        try:
-            with self._stderr.open("w") as stderr, quiet_papermill():
+        from promoter._kernel import ENGINE, KernelRun
+
+        with self._stderr.open("w") as stderr, quiet_papermill():
+            limit = int(self.notebook.settings.max_output_mb * 1_000_000)
+            run = KernelRun(max_output=limit, uncounted=CAPTURE_MIME, stderr=stderr)
+            try:
                 return papermill.execute_notebook(
                     self.node,
                     str(self._output),
                     parameters=parameters,
+                    engine_name=ENGINE,
                     kernel_name="python3",
                     language="python",
                     progress_bar=False,
@@ -207,15 +213,17 @@ class _Papermill:
                     # papermill's 60 s is too short for a cold start on a busy machine (first
                     # imports compile bytecode; seen failing in CI with 4 kernels on 2 cores).
                     start_timeout=_KERNEL_START_TIMEOUT,
-                    kernel_manager_class=_kernel_manager_class(stderr),
+                    run=run,
                     on_cell_start=cells.on_cell_start,
                     # papermill rewrites the whole output notebook after every cell by
                     # default: quadratic in cells (1,000 cells took 124 s). It is written
                     # once at the end (and on a cell error) instead.
                     request_save_on_cell_execute=False,
                 )
-        except Exception as exc:
-            raise self._error(exc, cells.running) from None
+            except Exception as exc:
+                raise self._error(exc, cells.running) from None
+            finally:
+                run.end()  # nothing the notebook started outlives the run
 
     @property
     def _output(self) -> Path:
@@ -229,11 +237,25 @@ class _Papermill:
         import papermill
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+        from promoter._kernel import OutputLimitExceeded
+
         notebook = self.notebook
         if isinstance(exc, papermill.PapermillExecutionError):
             return _execution_error(notebook, self.response, _read(self._output), exc)
         cell = _original(notebook, self.node.cells[running])
-        if isinstance(exc, CellTimeoutError):
+        if isinstance(exc, OutputLimitExceeded):
+            cell = _original(notebook, self.node.cells[exc.cell_index])
+            limit = notebook.settings.max_output_mb
+            error = ExecutionError(
+                f"the run printed more than {limit:g} MB of output, so promoter stopped it "
+                "in this cell",
+                location=notebook.at(cell),
+                hint="print less (a summary, or the head of a table), or tag the cell `skip` "
+                "if the service does not need it; metadata.promoter.max_output_mb raises the "
+                "limit",
+                ename="OutputLimitExceeded",
+            )
+        elif isinstance(exc, CellTimeoutError):
             error = ExecutionError(
                 f"the cell did not finish within {self.timeout:g} s",
                 location=notebook.at(cell),
@@ -257,40 +279,6 @@ class _Papermill:
         else:
             return exc
         return _with_executed(error, _read(self._output))
-
-
-def _kernel_manager_class(stderr: Any) -> Any:
-    # A class, not an instance: nbclient shuts down (and closes the sockets of) only the kernels
-    # whose manager it created itself; a manager passed in leaked one kernel per run.
-    # The kernel is always this interpreter, whatever kernelspec the notebook names: the
-    # service will run in this environment, so the notebook must be proven here too. Its stderr
-    # (low-level warnings such as "running over TCP without encryption") goes to a file that is
-    # shown only if the kernel dies.
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-            return KernelSpec(
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                display_name="Python (promoter)",
-                language="python",
-                resource_dir="",
-            )
-
-    # Async, as nbclient's own default: with a blocking manager nbclient's output poll blocks the
-    # event loop, so a cell that prints nothing never hits the execution timeout.
-    class Manager(AsyncKernelManager):
-        @default("kernel_spec_manager")
-        def _this_python(self) -> KernelSpecManager:
-            return ThisPython()
-
-        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            kw["stderr"] = stderr
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-
-    return Manager
 
 
 def _instrumented(

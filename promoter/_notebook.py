@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ _SETTINGS = {
     "records",
     "files",
     "max_file_mb",
+    "max_output_mb",
 }
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
@@ -115,6 +117,9 @@ class Settings:
     files: tuple[str, ...] = ()
     #: The largest data file that may travel with the service, in megabytes.
     max_file_mb: float = 200.0
+    #: The most output (prints, displays, tracebacks) a run of the notebook may produce, in
+    #: megabytes (millions of characters): a cell printing without end is stopped there.
+    max_output_mb: float = 50.0
     #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
     #: request examples).
     examples: tuple[dict[str, Any], ...] = ()
@@ -495,7 +500,8 @@ def _settings(path: Path, node: Any) -> Settings:
         timeout=float(timeout),
         execution=execution,
         files=_file_globs(raw.get("files", []), where),
-        max_file_mb=_max_file_mb(raw.get("max_file_mb", 200.0), where),
+        max_file_mb=_megabytes(raw, "max_file_mb", 200.0, where),
+        max_output_mb=_megabytes(raw, "max_output_mb", 50.0, where),
         examples=_examples(raw.get("examples", []), where),
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
@@ -535,10 +541,16 @@ def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
     return found
 
 
-def _max_file_mb(limit: Any, where: Location) -> float:
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+def _megabytes(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:
+    limit = raw.get(key, fallback)
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int | float)
+        or not math.isfinite(limit)
+        or limit <= 0
+    ):
         raise ContractError(
-            f"metadata.promoter.max_file_mb {limit!r} must be a positive number of megabytes",
+            f"metadata.promoter.{key} {limit!r} must be a positive number of megabytes",
             location=where,
         )
     return float(limit)

@@ -20,6 +20,7 @@ from typing import Any
 
 from promoter._api import convert
 from promoter._exceptions import PromoterError, UsageError
+from promoter._processes import ProcessGroup
 
 __all__ = ["serve"]
 
@@ -95,7 +96,18 @@ def _serve_reloadable(folder: str, host: str, port: int) -> None:
     # Its own process group: Ctrl+C reaches only `promoter serve`, which then stops this server
     # once (watchfiles sends SIGINT); a second SIGINT would make uvicorn abort mid-shutdown.
     os.setpgid(0, 0)
-    _serve_folder(folder, host, port)
+    group = ProcessGroup.of(os.getpid())
+    try:
+        _serve_folder(folder, host, port)
+    finally:
+        # What the service's setup started (a child process, a server) stops with it: a reload
+        # must not leave the previous version's running.
+        if group is not None:
+            group.kill(spare=os.getpid())
+    # Nor may a non-daemon thread of setup's keep the stopped server alive.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _serve_folder(folder: str, host: str, port: int) -> None:

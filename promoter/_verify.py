@@ -13,19 +13,25 @@ import math
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promoter._exceptions import Location, VerificationError
 from promoter._notebook import Notebook
+from promoter._processes import ProcessGroup
 
 __all__ = ["Fidelity", "first_difference", "verify_service"]
 
-_MARKER = "__PROMOTER_VERIFY__"
 _SCRIPT = """
-import asyncio, importlib, inspect, json, sys, time, traceback
+import asyncio, importlib, inspect, json, os, sys, time, traceback
 sys.path.insert(0, sys.argv[1])
+report = open(sys.argv[3], "a", encoding="utf-8")
+def note(**entry):  # where it got to: read when it does not finish in time
+    report.write(json.dumps(entry) + "\\n")
+    report.flush()
 loop = asyncio.new_event_loop()  # one loop for an async setup() and every async run()
 wait = lambda value: loop.run_until_complete(value) if inspect.isawaitable(value) else value
 from app.jsonable import to_jsonable
@@ -33,9 +39,11 @@ results = {}
 pipelines = []
 for package, slug, model, route, requests in json.loads(sys.argv[2]):
     try:
+        note(stage="setup", slug=slug)
         pipeline = importlib.import_module(package + ".pipeline")
         models = importlib.import_module(package + ".models")
         wait(pipeline.setup())
+        note(stage="run", slug=slug)
         pipelines.append(pipeline)
         request_class = [v for k, v in vars(models).items() if k.endswith("Request")][0]
         answers, problems = [], []
@@ -64,6 +72,7 @@ if all("error" not in r for r in results.values()):
     # generated code's shows here. Its setup already ran above, so the app's start-up only
     # marks it ready; each route then answers the default request a second time.
     try:
+        note(stage="app", slug=None)
         for pipeline in pipelines:
             if not inspect.iscoroutinefunction(pipeline.run):
                 # An async run's objects (an httpx.AsyncClient) belong to the event loop
@@ -79,6 +88,7 @@ if all("error" not in r for r in results.values()):
                     raise LookupError("app.main serves no route " + result["route"])
                 if result["seconds"] > SLOW:
                     continue  # a second run would double a slow notebook's verification
+                note(stage="app", slug=slug)
                 begin = time.monotonic()
                 reply = client.post(result["route"], json={})
                 while reply.status_code == 503 and time.monotonic() - begin < 30:
@@ -91,8 +101,20 @@ if all("error" not in r for r in results.values()):
                 result["http"] = {"status": reply.status_code, "body": body}
     except BaseException:
         app_error = traceback.format_exc(limit=-6)
-print(MARKER + json.dumps({"results": results, "app_error": app_error}))
-""".replace("MARKER", repr(_MARKER)).replace("SLOW", "10.0")
+note(report={"results": results, "app_error": app_error})
+# Done: a child process or a non-daemon thread the notebook's setup started must not keep this
+# process alive. Its children are killed here (one that left the session too), the rest of the
+# session by promoter.
+import psutil
+for child in psutil.Process().children(recursive=True):
+    try:
+        child.kill()
+    except psutil.Error:
+        pass
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
+""".replace("SLOW", "10.0")
 
 
 @dataclass(frozen=True)
@@ -129,7 +151,7 @@ def verify_service(
         [package, nb.stem, model, nb.route, [{}, *(r for r, _ in examples.get(nb.stem, []))]]
         for nb, package, model, _ in notebooks
     ]
-    found = _run_script(folder, spec, timeout)
+    found = _run_script(folder, spec, timeout, {nb.stem: nb for nb, _, _, _ in notebooks})
     results = found["results"]
     checks = []
     for nb, package, _, expected in notebooks:
@@ -150,28 +172,120 @@ def verify_service(
     return checks
 
 
-def _run_script(folder: Path, spec: list[Any], timeout: float) -> Any:
-    """Run the verification script in a fresh interpreter; its JSON report."""
+def _run_script(
+    folder: Path, spec: list[Any], timeout: float, notebooks: dict[str, Notebook]
+) -> Any:
+    """Run the verification script in a fresh interpreter; its JSON report.
+
+    The interpreter runs in a session of its own with its output going to a file, not a pipe
+    (a grandchild holding a pipe would keep promoter waiting for its lifetime); once it is
+    done, or past ``timeout`` or the output limit, its whole session is killed, so nothing the
+    notebook's setup started (a child process, a server) outlives the check.
+    """
+    limit = max(int(nb.settings.max_output_mb * 1_000_000) for nb in notebooks.values())
+    with tempfile.TemporaryDirectory(prefix="promoter-verify-") as tmp:
+        report, output = Path(tmp) / "report.jsonl", Path(tmp) / "output.txt"
+        with output.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _SCRIPT, str(folder), json.dumps(spec), str(report)],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=str(folder),
+                start_new_session=True,
+            )
+            group = ProcessGroup.of(proc.pid)
+            try:
+                stopped = _wait(proc, output, timeout, limit)
+            finally:
+                if group is not None:
+                    group.kill()
+                proc.kill()
+                proc.wait()
+        entries = _entries(report)
+        if "report" in entries[-1]:
+            return entries[-1]["report"]
+        raise _unfinished(stopped, entries[-1], notebooks, timeout, limit, _tail(output))
+
+
+def _wait(proc: subprocess.Popen[bytes], output: Path, timeout: float, limit: int) -> str | None:
+    """Wait for the verifier: ``None`` when it exited, else why it was stopped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if output.stat().st_size > limit:
+            return "output"
+        if time.monotonic() >= deadline:
+            return "timeout"
+
+
+def _entries(report: Path) -> list[dict[str, Any]]:
+    """The verifier's notes, in order (a first empty one when it wrote none)."""
+    entries: list[dict[str, Any]] = [{}]
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _SCRIPT, str(folder), json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=str(folder),
-        )
-    except subprocess.TimeoutExpired:
-        raise VerificationError(
-            f"the generated service did not answer its default request within {timeout:g} s"
-        ) from None
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(_MARKER)), None)
-    if line is None:
-        tail = " ".join(proc.stderr.strip().splitlines()[-3:])[:500]
-        raise VerificationError(
+        lines = report.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:  # the last line, cut off when the verifier was killed
+            break
+    return entries
+
+
+def _tail(output: Path, size: int = 4096) -> str:
+    """The last lines of what the verifier printed (without reading all of it)."""
+    with output.open("rb") as file:
+        file.seek(max(0, output.stat().st_size - size))
+        text = file.read().decode("utf-8", errors="replace")
+    return " ".join(text.strip().splitlines()[-3:])[:500]
+
+
+def _unfinished(
+    stopped: str | None,
+    last: dict[str, Any],
+    notebooks: dict[str, Notebook],
+    timeout: float,
+    limit: int,
+    tail: str,
+) -> VerificationError:
+    """Why the verifier wrote no report: it failed to start, printed too much, or took too long."""
+    if stopped is None:
+        return VerificationError(
             f"the generated service could not be imported: {tail}",
             hint="this is likely a promoter bug; please report it with the notebook",
         )
-    return json.loads(line[len(_MARKER) :])
+    nb = notebooks.get(str(last.get("slug")))
+    where = Location(notebook=nb.path) if nb is not None else None
+    doing = _STAGES.get(str(last.get("stage")), "starting")
+    if stopped == "output":
+        return VerificationError(
+            f"the generated service printed more than {limit / 1_000_000:g} MB while {doing}, "
+            "and was stopped",
+            location=where,
+            hint="print less in the promoted cells (a service's prints go to its log), or "
+            "tag the printing cell `skip`; metadata.promoter.max_output_mb raises the limit",
+        )
+    return VerificationError(
+        f"the generated service was still {doing} after {timeout:g} s, and was stopped",
+        location=where,
+        hint="the promoted cells may wait for something they started (a child process, a "
+        "thread: stop or join it in the cell, or start the thread with daemon=True), or be "
+        "slower outside Jupyter; the notebook itself ran them to the end",
+    )
+
+
+#: What the verifier was doing, by the last stage it noted.
+_STAGES = {
+    "setup": "running its setup (the notebook's setup cells)",
+    "run": "answering its default request",
+    "app": "starting the app (app/main.py) and answering through it",
+}
 
 
 def _app_error(trace: str) -> VerificationError:

@@ -754,3 +754,32 @@ def test_new_endpoints_need_the_xsrf_token_with_a_cookie(
     status, _ = call(method, path, body, headers={"Authorization": "", "Cookie": cookie})
     assert status == 403
     assert call("GET", "promoter/jobs")[1]["jobs"] == []
+
+
+def test_a_runaway_notebook_answers_a_clear_error_and_leaves_nothing(api: Api, root: Path) -> None:
+    # Through the endpoint the kernel runs under the Jupyter server: its output is capped the
+    # same way, and what setup started ends with the run.
+    import random
+
+    from tests.helpers import write_notebook
+
+    marker = f"600.{random.randrange(10**8):08d}"
+    write_notebook(
+        root / "runaway.ipynb",
+        ("code", f"import subprocess\nhelper = subprocess.Popen(['sleep', '{marker}'])", []),
+        ("code", "n = 3", ["parameters"]),
+        ("code", 'while True:\n    print("x" * 1000)', []),
+        ("code", "{'n': n}", ["response"]),
+        metadata={"max_output_mb": 2},
+    )
+    status, reply = api("inspect", {"path": "runaway.ipynb"})
+    assert status == 422, reply
+    assert (reply["error"], reply["cell_index"]) == ("ExecutionError", 2)
+    assert "printed more than 2 MB of output" in reply["message"]
+    assert "print less" in reply["hint"]
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline", "status"])
+        if marker in (p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert left == []

@@ -81,3 +81,68 @@ def test_a_busy_port_is_a_usage_error_before_the_notebook_runs(tmp_path: Path) -
     assert f"cannot listen on 127.0.0.1:{port}: another program uses the port" in result.stderr
     assert "--port" in result.stderr  # the hint
     assert "serving" not in result.output and "Traceback" not in result.output
+
+
+def _alive_with(marker: str) -> int:
+    import psutil
+
+    return sum(
+        1
+        for p in psutil.process_iter(["cmdline", "status"])
+        if marker in (p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+    )
+
+
+def _settle(marker: str, wanted: int) -> int:
+    """The number of live processes with ``marker``, once it reached ``wanted`` (or gave up)."""
+    for _ in range(100):
+        if _alive_with(marker) == wanted:
+            break
+        time.sleep(0.1)
+    return _alive_with(marker)
+
+
+def test_a_reload_stops_what_the_previous_setup_started(tmp_path: Path) -> None:
+    import random
+
+    marker = f"600.{random.randrange(10**8):08d}"
+    setup = (
+        "import subprocess, threading, time\n"
+        f"helper = subprocess.Popen(['sleep', '{marker}'])\n"
+        f"threading.Thread(target=time.sleep, args=({marker},)).start()"
+    )
+    notebook = write_notebook(
+        tmp_path / "helper.ipynb",
+        ("code", setup, []),
+        ("code", "name = 'world'", ["parameters"]),
+        ("code", "{'greeting': f'hello {name}'}", ["response"]),
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    # To a file: a helper left running would hold a pipe open, and the test would hang on it.
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "promoter", "serve", str(notebook), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/helper"
+    try:
+        _wait_for(url, lambda r: r.json() == {"greeting": "hello world"})
+        # The running server's helper; the kernel's and the verifier's ended with them.
+        assert _settle(marker, 1) == 1
+        nb = nbformat.read(notebook, as_version=4)
+        nb.cells[2].source = "{'greeting': f'hi {name}'}"
+        nbformat.write(nb, notebook)
+        _wait_for(url, lambda r: r.status_code == 200 and r.json() == {"greeting": "hi world"})
+        assert _settle(marker, 1) == 1  # the new server's helper only
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert _settle(marker, 0) == 0
+    assert b"Traceback" not in log.read_bytes()

@@ -85,3 +85,38 @@ def test_cell_markers_count_cells_from_one(tmp_path: Path) -> None:
     )
     third = nb.cells[2]
     assert cellref(third) == f"cell 3 (id {third.id})"
+
+
+def test_a_setup_that_never_ends_is_stopped_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import random
+
+    import psutil
+
+    marker = f"600.{random.randrange(10**8):08d}"
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': x}", ["response"]),
+        )
+    )
+    folder = _service(tmp_path, "    return {'x': request.x}\n")
+    # Setup starts a helper, then waits for something that never comes (a join on a thread
+    # or a child that runs for ten minutes).
+    (folder / "app/pipeline.py").write_text(
+        "import subprocess, time\n\n\ndef setup():\n"
+        f"    subprocess.Popen(['sleep', '{marker}'])\n"
+        "    time.sleep(600)\n\n\n"
+        "def run(request):\n    return {'x': request.x}\n"
+    )
+    with pytest.raises(VerificationError, match="still running its setup") as caught:
+        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})], timeout=10)
+    assert "after 10 s, and was stopped" in caught.value.message
+    assert caught.value.location.notebook == nb.path
+    assert "daemon=True" in (caught.value.hint or "")
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline", "status"])
+        if marker in (p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert left == []
