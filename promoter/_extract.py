@@ -662,7 +662,7 @@ def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
         return _harmless(head) and all(_only_draws(n, drawing, keep_drawings) for n in body)
     value = node.value if isinstance(node, ast.Expr | ast.Assign) else None
     if isinstance(node, ast.Assign) and not all(_plain_target(t) for t in node.targets):
-        return False
+        return not keep_drawings and _configures_drawing(node, drawing)
     if not isinstance(value, ast.Call):
         return False
     if any(isinstance(n, ast.Await | ast.Yield | ast.YieldFrom) for n in ast.walk(value)):
@@ -674,6 +674,14 @@ def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
         return False
     chain = _attribute_chain(func)
     return bool(set(chain[1:]) & _DRAWING_METHODS) or chain[0] in drawing
+
+
+def _configures_drawing(node: ast.Assign, drawing: set[str]) -> bool:
+    """``plt.rcParams["figure.figsize"] = (12, 4)``: a setting of a drawing module only."""
+    return _harmless(node.value) and all(
+        isinstance(t, ast.Subscript | ast.Attribute) and _attribute_chain(t)[0] in drawing
+        for t in node.targets
+    )
 
 
 def _harmless(expr: ast.expr) -> bool:
