@@ -57,7 +57,7 @@ for package, slug, model, route, requests in json.loads(sys.argv[2]):
             "seconds": seconds,
         }
     except BaseException:
-        results[slug] = {"error": traceback.format_exc(limit=-6)}
+        results[slug] = {"error": traceback.format_exc()}  # whole: a library may be deep
 app_error = None
 if all("error" not in r for r in results.values()):
     # The whole app, as uvicorn loads it: a name of the notebook that replaces one of the
@@ -256,9 +256,38 @@ def _pipeline_error(folder: Path, package: str, nb: Notebook, trace: str) -> Ver
         f"the generated service fails where the notebook did not: {last}"
         + (f" (at `{statement}`)" if statement else ""),
         location=location,
-        hint="the cell likely depends on a cell that is not promoted (tagged `skip`, or after "
-        "the response cell), or on notebook state; make the promoted cells self-contained",
+        hint=_hint(last, folder, nb),
     )
+
+
+_SELF_CONTAINED = (
+    "the cell likely depends on a cell that is not promoted (tagged `skip`, or after the "
+    "response cell), or on notebook state; make the promoted cells self-contained"
+)
+_EXIT_CALL = (
+    "`exit()` and `quit()` only ask Jupyter to close the kernel, so the notebook's run went on "
+    "past them; in the service they end the request: remove the call, or raise an exception "
+    "(e.g. ValueError) to refuse the input"
+)
+
+
+def _hint(last: str, folder: Path, nb: Notebook) -> str:
+    """What to do about the service's error ``last`` (the traceback's last line)."""
+    if last.startswith("SystemExit"):
+        return _EXIT_CALL
+    if last.startswith("FileNotFoundError"):
+        root = nb.path.parent.resolve()
+        for word in re.findall(r"[\w./\\-]+", last.split(":", 1)[-1]):
+            rel = Path(word).relative_to(folder) if Path(word).is_relative_to(folder) else None
+            rel = rel or (Path(word) if not Path(word).is_absolute() else None)
+            if rel is not None and (root / rel).is_file():
+                return (
+                    f"the notebook's run was not seen reading {rel.as_posix()} (readers written "
+                    "in C, such as pyarrow's for parquet, open files unseen), so the service "
+                    "does not have it: name it in metadata.promoter.files, e.g. "
+                    f'"files": ["{rel.as_posix()}"]'
+                )
+    return _SELF_CONTAINED
 
 
 def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
