@@ -48,6 +48,8 @@ _READING_METHODS = {
     *("join", "split", "strip", "upper", "lower", "startswith", "endswith", "agg", "isna"),
 }
 _HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
+# Calls that only list files (Kaggle's first cell prints every file `os.walk` finds).
+_LISTING_CALLS = {"os.walk", "os.listdir", "os.scandir", "glob.glob", "glob.iglob"}
 # Calls that write into the objects passed to them (``plt.savefig(buf)``).
 _WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
 # `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
@@ -685,16 +687,18 @@ def _configures_drawing(node: ast.Assign, drawing: set[str]) -> bool:
 
 
 def _harmless(expr: ast.expr) -> bool:
-    """Whether ``expr`` calls only builtins that change nothing (``enumerate``, ``zip``, ...)."""
+    """Whether ``expr`` calls only what changes nothing (``enumerate``, ``zip``, ``os.walk``)."""
     for node in ast.walk(expr):
         if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
             return False
         if isinstance(node, ast.Call):
             func = node.func
             named = isinstance(func, ast.Name) and func.id in _HARMLESS_BUILTINS
-            if not named and not (
-                isinstance(func, ast.Attribute) and func.attr in {"items", "keys", "values"}
-            ):
+            method = isinstance(func, ast.Attribute) and (
+                func.attr in {"items", "keys", "values"}
+                or ".".join(_attribute_chain(func)) in _LISTING_CALLS
+            )
+            if not named and not method:
                 return False
     return True
 

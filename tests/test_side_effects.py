@@ -282,3 +282,25 @@ def test_matplotlib_settings_in_setup_do_not_keep_the_handler_drawing(tmp_path: 
     assert "plt.rcParams['figure.figsize'] = (12, 4)" in _sliced(ex)
     assert "plt.axhline(threshold, ls='--')" in _sliced(ex)
     assert ex.modules == ("numpy",)
+
+
+def test_kaggles_file_listing_loop_is_dropped(tmp_path: Path) -> None:
+    ex = _extract(
+        tmp_path,
+        (
+            "code",
+            "import os\nimport glob\nfor dirname, _, filenames in os.walk('input'):\n"
+            "    for filename in filenames:\n        print(os.path.join(dirname, filename))\n"
+            "for name in sorted(glob.glob('input/*.csv')):\n    print(name)\nn0 = 1",
+            [],
+        ),
+        ("code", "x = 2", ["parameters"]),
+        ("code", "{'x': x + n0}", ["response"]),
+    )
+    code = _code(ex)
+    assert "os.walk" not in code and "glob" not in code and "print" not in code, code
+    assert _sliced(ex) == [
+        "for dirname, _, filenames in os.walk('input'):",
+        "for name in sorted(glob.glob('input/*.csv')):",
+    ]
+    assert ex.imports == ()
