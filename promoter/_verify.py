@@ -264,17 +264,10 @@ _SELF_CONTAINED = (
     "the cell likely depends on a cell that is not promoted (tagged `skip`, or after the "
     "response cell), or on notebook state; make the promoted cells self-contained"
 )
-_EXIT_CALL = (
-    "`exit()` and `quit()` only ask Jupyter to close the kernel, so the notebook's run went on "
-    "past them; in the service they end the request: remove the call, or raise an exception "
-    "(e.g. ValueError) to refuse the input"
-)
 
 
 def _hint(last: str, folder: Path, nb: Notebook) -> str:
     """What to do about the service's error ``last`` (the traceback's last line)."""
-    if last.startswith("SystemExit"):
-        return _EXIT_CALL
     if last.startswith("FileNotFoundError"):
         root = nb.path.parent.resolve()
         for word in re.findall(r"[\w./\\-]+", last.split(":", 1)[-1]):

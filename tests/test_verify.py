@@ -113,11 +113,3 @@ def test_a_file_the_run_did_not_see_names_the_files_glob_deep_in_a_library(
         verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
     assert caught.value.location.cell_index == 1
     assert 'metadata.promoter.files, e.g. "files": ["data/t.parquet"]' in str(caught.value.hint)
-
-
-def test_an_exit_call_the_kernel_ignored_says_so(tmp_path: Path) -> None:
-    nb = _notebook(tmp_path)
-    folder = _service(tmp_path, "    exit()\n")
-    with pytest.raises(VerificationError, match="SystemExit") as caught:
-        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
-    assert "only ask Jupyter to close the kernel" in str(caught.value.hint)
