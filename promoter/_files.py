@@ -175,9 +175,10 @@ def data_files(
     )
     warnings = [
         (
-            f"the notebook opens {rel} by an absolute path: the service copies it but would "
-            "read the original path, which its image or another machine does not have; use "
-            "a path relative to the notebook's folder",
+            f"the notebook opens {rel} by an absolute path: the service copies it and runs in "
+            "its own folder, so a path built from os.getcwd() works there, but one written out "
+            "names a place its image or another machine does not have; use a path relative "
+            "to the notebook's folder",
             notebook.at(_cell(notebook, cell_index)),
         )
         for rel, cell_index in observed.absolute.items()
