@@ -268,6 +268,16 @@ _SELF_CONTAINED = (
 
 def _hint(last: str, folder: Path, nb: Notebook) -> str:
     """What to do about the service's error ``last`` (the traceback's last line)."""
+    local = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", last)
+    if local:
+        top = local.group(1).split(".")[0]
+        root = nb.path.parent.resolve()
+        glob = f"{top}.py" if (root / f"{top}.py").is_file() else f"{top}/**/*.py"
+        if (root / f"{top}.py").is_file() or (root / top).is_dir():
+            return (
+                f"{top} is a local module of the notebook's folder, and Python files travel "
+                f'only when named: add it to metadata.promoter.files, e.g. "files": ["{glob}"]'
+            )
     if last.startswith("FileNotFoundError"):
         root = nb.path.parent.resolve()
         for word in re.findall(r"[\w./\\-]+", last.split(":", 1)[-1]):
@@ -295,6 +305,11 @@ def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
             if cell is not None:
                 offset = _line_in_cell(cell.source, statement)
                 return nb.at(cell, offset), statement
+    # Above the first marker: the imports, gathered from every cell; the cell that wrote it.
+    for cell in nb.cells:
+        offset = _line_in_cell(cell.source, statement) if cell.cell_type == "code" else None
+        if offset is not None:
+            return nb.at(cell, offset), statement
     return Location(notebook=nb.path), statement
 
 

@@ -113,3 +113,22 @@ def test_a_file_the_run_did_not_see_names_the_files_glob_deep_in_a_library(
         verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
     assert caught.value.location.cell_index == 1
     assert 'metadata.promoter.files, e.g. "files": ["data/t.parquet"]' in str(caught.value.hint)
+
+
+def test_a_local_module_left_behind_names_its_cell_and_the_files_glob(tmp_path: Path) -> None:
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "import math\nfrom helpers import clean", []),
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': x}", ["response"]),
+        )
+    )
+    (tmp_path / "helpers.py").write_text("def clean(s):\n    return s\n")
+    folder = _service(tmp_path, "    return {'x': request.x}\n")
+    pipeline = folder / "app" / "pipeline.py"
+    pipeline.write_text("import math\nfrom helpers import clean\n\n\n" + pipeline.read_text())
+    with pytest.raises(VerificationError, match="No module named 'helpers'") as caught:
+        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
+    assert (caught.value.location.cell_index, caught.value.location.line) == (0, 2)
+    assert 'metadata.promoter.files, e.g. "files": ["helpers.py"]' in str(caught.value.hint)
