@@ -182,7 +182,7 @@ def data_files(
             notebook.at(_cell(notebook, cell_index)),
         )
         for rel, cell_index in observed.absolute.items()
-        if Path(rel).as_posix() in found
+        if Path(rel).as_posix() in found and _travels(rel)  # not an import of a local module
     ]
     return files, warnings
 

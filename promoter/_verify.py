@@ -314,7 +314,10 @@ def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
 
 
 def _line_in_cell(source: str, statement: str) -> int | None:
-    for number, text in enumerate(source.splitlines(), start=1):
-        if statement and text.strip() == statement:
-            return number
+    lines = source.splitlines()
+    for uncommented in (False, True):  # the generated code drops a trailing comment
+        for number, text in enumerate(lines, start=1):
+            code = text.split("#", 1)[0] if uncommented else text
+            if statement and code.strip() == statement:
+                return number
     return None

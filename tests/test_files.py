@@ -316,3 +316,22 @@ def test_a_parquet_file_read_in_c_travels_by_its_literal_path(tmp_path: Path) ->
     inspection = promoter.inspect(notebook)
 
     assert [f.path for f in inspection.files] == ["data/t.parquet"]
+
+
+def test_a_local_module_named_by_a_glob_travels_without_an_absolute_path_warning(
+    tmp_path: Path,
+) -> None:
+    # The kernel imports it through its absolute sys.path entry: not the author's absolute path.
+    (tmp_path / "text_utils.py").write_text("def norm(s):\n    return s.lower()\n")
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from text_utils import norm", []),
+        ("code", "s = 'A'", ["parameters"]),
+        ("code", "{'s': norm(s)}", ["response"]),
+        metadata={"files": ["text_utils.py"]},
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["text_utils.py"]
+    assert not [w for w in inspection.warnings if "absolute path" in w.message]

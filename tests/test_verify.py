@@ -119,7 +119,7 @@ def test_a_local_module_left_behind_names_its_cell_and_the_files_glob(tmp_path: 
     nb = read_notebook(
         write_notebook(
             tmp_path / "nb.ipynb",
-            ("code", "import math\nfrom helpers import clean", []),
+            ("code", "import math\nfrom helpers import clean  # ours", []),
             ("code", "x = 1", ["parameters"]),
             ("code", "{'x': x}", ["response"]),
         )
