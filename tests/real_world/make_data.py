@@ -249,6 +249,21 @@ def kaggle(root: Path, rng: np.random.Generator) -> None:
     _write(root / "bike_rentals" / "input" / "test.csv", frame.drop(columns="rentals").head(10))
 
 
+def catalog(root: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "sku": ["EM-1", "EM-2", "GR-1", "KT-9"],
+            "title": [
+                "Espresso Machine",
+                "The espresso machine (2023 model)",
+                "Coffee Grinder",
+                "Kettle, new",
+            ],
+        }
+    )
+    _write(root / "text_cleaning" / "data" / "catalog.csv", frame)
+
+
 def main(root: Path) -> None:
     rng = np.random.default_rng(20240611)
     churn(root, rng)
@@ -264,6 +279,7 @@ def main(root: Path) -> None:
     loans(root, rng)
     experiment(root, rng)
     kaggle(root, rng)
+    catalog(root)
 
 
 if __name__ == "__main__":
