@@ -281,6 +281,20 @@ class _Papermill:
         return _with_executed(error, _read(self._output))
 
 
+# IPython's `exit()` and `quit()` only ask Jupyter to close the kernel, which then dies a moment
+# later, at whichever cell runs next: in the run they end it at once, as in a script (and as the
+# service, where they are Python's, does).
+_EXIT_AS_IN_A_SCRIPT = """
+def __promoter_exit__(code=None):
+    raise SystemExit(code)
+
+
+exit = quit = __promoter_exit__
+get_ipython().user_ns_hidden.update(exit=exit, quit=quit)
+del __promoter_exit__
+"""
+
+
 def _instrumented(
     notebook: Notebook, response: ResponseExpression, parameter_names: list[str], all_cells: bool
 ) -> Any:
@@ -291,7 +305,7 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    cells = [new_cell(observer_code(), id=OBSERVER_CELL_ID)]
+    cells = [new_cell(observer_code() + _EXIT_AS_IN_A_SCRIPT, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:
             continue  # what is not promoted does not run

@@ -57,6 +57,8 @@ _FRAME_METHODS = {
     *("corr", "cov", "median", "quantile", "nlargest", "nsmallest", "isnull", "notna"),
 }
 _HARMLESS_BUILTINS = {"range", "enumerate", "zip", "sorted", "reversed", "list", "tuple", "len"}
+# Calls that only list files (Kaggle's first cell prints every file `os.walk` finds).
+_LISTING_CALLS = {"os.walk", "os.listdir", "os.scandir", "glob.glob", "glob.iglob"}
 # Calls that write into the objects passed to them (``plt.savefig(buf)``).
 _WRITING_CALLS = {"savefig", "write", "dump", "to_csv", "to_json", "to_parquet"}
 # `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
@@ -706,7 +708,7 @@ def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
         return _harmless(head) and all(_only_draws(n, drawing, keep_drawings) for n in body)
     value = node.value if isinstance(node, ast.Expr | ast.Assign) else None
     if isinstance(node, ast.Assign) and not all(_plain_target(t) for t in node.targets):
-        return False
+        return not keep_drawings and _configures_drawing(node, drawing)
     if not isinstance(value, ast.Call):
         return False
     if any(isinstance(n, ast.Await | ast.Yield | ast.YieldFrom) for n in ast.walk(value)):
@@ -720,17 +722,27 @@ def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
     return bool(set(chain[1:]) & _DRAWING_METHODS) or chain[0] in drawing
 
 
+def _configures_drawing(node: ast.Assign, drawing: set[str]) -> bool:
+    """``plt.rcParams["figure.figsize"] = (12, 4)``: a setting of a drawing module only."""
+    return _harmless(node.value) and all(
+        isinstance(t, ast.Subscript | ast.Attribute) and _attribute_chain(t)[0] in drawing
+        for t in node.targets
+    )
+
+
 def _harmless(expr: ast.expr) -> bool:
-    """Whether ``expr`` calls only builtins that change nothing (``enumerate``, ``zip``, ...)."""
+    """Whether ``expr`` calls only what changes nothing (``enumerate``, ``zip``, ``os.walk``)."""
     for node in ast.walk(expr):
         if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
             return False
         if isinstance(node, ast.Call):
             func = node.func
             named = isinstance(func, ast.Name) and func.id in _HARMLESS_BUILTINS
-            if not named and not (
-                isinstance(func, ast.Attribute) and func.attr in {"items", "keys", "values"}
-            ):
+            method = isinstance(func, ast.Attribute) and (
+                func.attr in {"items", "keys", "values"}
+                or ".".join(_attribute_chain(func)) in _LISTING_CALLS
+            )
+            if not named and not method:
                 return False
     return True
 

@@ -8,16 +8,19 @@ for reading, and relative paths that leave it. ``metadata.promoter.files`` adds 
 that only other parameters read. The files are copied into the service under the same relative
 layout; the service runs with its folder as working directory. Python sources (local modules),
 notebooks and hidden files (``.env``: often secrets) are not data and are left out unless a glob
-names them.
+names them. Readers written in C open files without an audit event (pyarrow's parquet reader):
+the path a promoted cell passes as a string literal to a ``read_*`` call travels too.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promoter._exceptions import ContractError, Location
+from promoter._exceptions import CellSyntaxError, ContractError, Location
 from promoter._notebook import Cell, Notebook
+from promoter._source import parse_cell
 
 __all__ = [
     "OBSERVER_CELL_ID",
@@ -40,8 +43,8 @@ _ELSEWHERE = (
 
 # Runs in the kernel. The hook must be cheap (it sees every import) and must never raise.
 # A path first opened for writing is the notebook's own output, not an input. Readers that open
-# files in C without an audit event (pyarrow's parquet reader) are not seen: a `files` glob
-# names what they read.
+# files in C without an audit event (pyarrow's parquet reader) are not seen: `_named_reads` reads
+# their literal paths from the source, and a `files` glob names the others.
 _OBSERVER = """\
 # Injected by promoter: record the data files the notebook reads (not part of the notebook).
 def __promoter_observe__():
@@ -150,6 +153,7 @@ def data_files(
         ContractError: A file is outside the notebook's folder, too large, or a glob matches
             nothing.
     """
+    observed = observed.merged(_named_reads(notebook))
     if observed.outside:
         given, cell_index = next(iter(observed.outside.items()))
         raise ContractError(
@@ -171,15 +175,63 @@ def data_files(
     )
     warnings = [
         (
-            f"the notebook opens {rel} by an absolute path: the service copies it but would "
-            "read the original path, which its image or another machine does not have; use "
-            "a path relative to the notebook's folder",
+            f"the notebook opens {rel} by an absolute path: the service copies it and runs in "
+            "its own folder, so a path built from os.getcwd() works there, but one written out "
+            "names a place its image or another machine does not have; use a path relative "
+            "to the notebook's folder",
             notebook.at(_cell(notebook, cell_index)),
         )
         for rel, cell_index in observed.absolute.items()
-        if Path(rel).as_posix() in found
+        if Path(rel).as_posix() in found and _travels(rel)  # not an import of a local module
     ]
     return files, warnings
+
+
+def _named_reads(notebook: Notebook) -> Observed:
+    """Files a promoted cell names as a string literal to a ``read_*``/``scan_*`` call.
+
+    Readers written in C open their files without an audit event (pyarrow's parquet and
+    feather readers, polars), so ``pd.read_parquet("data/x.parquet")`` is read from the source.
+    """
+    root = notebook.path.parent.resolve()
+    read: dict[str, int | None] = {}
+    outside: dict[str, int | None] = {}
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or not cell.promoted:
+            continue
+        try:
+            tree = parse_cell(notebook, cell)[1]
+        except CellSyntaxError:
+            continue  # reported where the cell is compiled
+        for given in _reader_literals(tree):
+            if Path(given).is_absolute():
+                continue  # as in the run: absolute paths outside the folder are the machine's
+            try:
+                full = (root / given).resolve()
+                if not full.is_file():
+                    continue
+            except (OSError, ValueError):
+                continue
+            if full.is_relative_to(root):
+                read.setdefault(full.relative_to(root).as_posix(), cell.index)
+            else:
+                outside.setdefault(given, cell.index)
+    return Observed(read, outside)
+
+
+def _reader_literals(tree: ast.Module) -> list[str]:
+    """The string literals passed first to a call named ``read_*`` or ``scan_*``."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        first = node.args[0]
+        literal = first.value if isinstance(first, ast.Constant) else None
+        if name.startswith(("read_", "scan_")) and isinstance(literal, str):
+            found.append(literal)
+    return found
 
 
 def _sized(notebook: Notebook, rel: str, source: Path, cell_index: int | None) -> DataFile:

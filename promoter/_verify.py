@@ -65,7 +65,7 @@ for package, slug, model, route, requests in json.loads(sys.argv[2]):
             "seconds": seconds,
         }
     except BaseException:
-        results[slug] = {"error": traceback.format_exc(limit=-6)}
+        results[slug] = {"error": traceback.format_exc()}  # whole: a library may be deep
 app_error = None
 if all("error" not in r for r in results.values()):
     # The whole app, as uvicorn loads it: a name of the notebook that replaces one of the
@@ -370,9 +370,41 @@ def _pipeline_error(folder: Path, package: str, nb: Notebook, trace: str) -> Ver
         f"the generated service fails where the notebook did not: {last}"
         + (f" (at `{statement}`)" if statement else ""),
         location=location,
-        hint="the cell likely depends on a cell that is not promoted (tagged `skip`, or after "
-        "the response cell), or on notebook state; make the promoted cells self-contained",
+        hint=_hint(last, folder, nb),
     )
+
+
+_SELF_CONTAINED = (
+    "the cell likely depends on a cell that is not promoted (tagged `skip`, or after the "
+    "response cell), or on notebook state; make the promoted cells self-contained"
+)
+
+
+def _hint(last: str, folder: Path, nb: Notebook) -> str:
+    """What to do about the service's error ``last`` (the traceback's last line)."""
+    local = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", last)
+    if local:
+        top = local.group(1).split(".")[0]
+        root = nb.path.parent.resolve()
+        glob = f"{top}.py" if (root / f"{top}.py").is_file() else f"{top}/**/*.py"
+        if (root / f"{top}.py").is_file() or (root / top).is_dir():
+            return (
+                f"{top} is a local module of the notebook's folder, and Python files travel "
+                f'only when named: add it to metadata.promoter.files, e.g. "files": ["{glob}"]'
+            )
+    if last.startswith("FileNotFoundError"):
+        root = nb.path.parent.resolve()
+        for word in re.findall(r"[\w./\\-]+", last.split(":", 1)[-1]):
+            rel = Path(word).relative_to(folder) if Path(word).is_relative_to(folder) else None
+            rel = rel or (Path(word) if not Path(word).is_absolute() else None)
+            if rel is not None and (root / rel).is_file():
+                return (
+                    f"the notebook's run was not seen reading {rel.as_posix()} (readers written "
+                    "in C, such as pyarrow's for parquet, open files unseen), so the service "
+                    "does not have it: name it in metadata.promoter.files, e.g. "
+                    f'"files": ["{rel.as_posix()}"]'
+                )
+    return _SELF_CONTAINED
 
 
 def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
@@ -387,11 +419,19 @@ def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
             if cell is not None:
                 offset = _line_in_cell(cell.source, statement)
                 return nb.at(cell, offset), statement
+    # Above the first marker: the imports, gathered from every cell; the cell that wrote it.
+    for cell in nb.cells:
+        offset = _line_in_cell(cell.source, statement) if cell.cell_type == "code" else None
+        if offset is not None:
+            return nb.at(cell, offset), statement
     return Location(notebook=nb.path), statement
 
 
 def _line_in_cell(source: str, statement: str) -> int | None:
-    for number, text in enumerate(source.splitlines(), start=1):
-        if statement and text.strip() == statement:
-            return number
+    lines = source.splitlines()
+    for uncommented in (False, True):  # the generated code drops a trailing comment
+        for number, text in enumerate(lines, start=1):
+            code = text.split("#", 1)[0] if uncommented else text
+            if statement and code.strip() == statement:
+                return number
     return None

@@ -17,6 +17,8 @@ FAILURES = FIXTURES / "failures"
 RUN_FAILURES = {
     "sys_exit": (3, "SystemExit: x is too large for this demo"),
     "exit_zero": (2, "SystemExit: 0"),
+    # IPython's exit() only asks Jupyter to close the kernel, which died at a later cell.
+    "exit_call": (2, "SystemExit"),
     "line_magic_fails": (2, "No module named 'no_such_extension_xyz'"),
     "unknown_magic": (2, "UsageError: Line magic function `%no_such_magic_xyz` not found"),
     "kernel_dies": (3, "the kernel died while running this cell"),

@@ -296,3 +296,42 @@ def test_a_data_file_where_the_service_keeps_its_own_files_is_refused(tmp_path: 
     with pytest.raises(ContractError, match=r"tests/cases\.json, a path the generated service"):
         promoter.convert([notebook], tmp_path / "svc")
     assert not (tmp_path / "svc").exists()
+
+
+def test_a_parquet_file_read_in_c_travels_by_its_literal_path(tmp_path: Path) -> None:
+    # pyarrow opens parquet files in C, without an audit event: the run does not see them.
+    import pandas as pd
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"x": [1, 2, 3]}).to_parquet(tmp_path / "data" / "t.parquet")
+    pd.DataFrame({"x": [9]}).to_parquet(tmp_path / "data" / "only_explored.parquet")
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "import pandas as pd\ndf = pd.read_parquet('data/t.parquet')", []),
+        ("code", "pd.read_parquet('data/only_explored.parquet')", ["skip"]),
+        ("code", "k = 2", ["parameters"]),
+        ("code", "{'s': int(df.x.sum()) * k}", ["response"]),
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["data/t.parquet"]
+
+
+def test_a_local_module_named_by_a_glob_travels_without_an_absolute_path_warning(
+    tmp_path: Path,
+) -> None:
+    # The kernel imports it through its absolute sys.path entry: not the author's absolute path.
+    (tmp_path / "text_utils.py").write_text("def norm(s):\n    return s.lower()\n")
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "from text_utils import norm", []),
+        ("code", "s = 'A'", ["parameters"]),
+        ("code", "{'s': norm(s)}", ["response"]),
+        metadata={"files": ["text_utils.py"]},
+    )
+
+    inspection = promoter.inspect(notebook)
+
+    assert [f.path for f in inspection.files] == ["text_utils.py"]
+    assert not [w for w in inspection.warnings if "absolute path" in w.message]

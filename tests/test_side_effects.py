@@ -253,3 +253,54 @@ def test_names_read_only_inside_their_own_scope_do_not_keep_a_drawing(tmp_path: 
         ("code", "{'s': squares}", ["response"]),
     )
     assert _sliced(ex) == ["fig = plt.figure()"]
+
+
+def test_matplotlib_settings_in_setup_do_not_keep_the_handler_drawing(tmp_path: Path) -> None:
+    # `plt.rcParams[...] = ...` in setup read `plt`, which made the slice believe the service
+    # answers a drawing: every plot call of the handler was kept and drew on the shared figure.
+    ex = _extract(
+        tmp_path,
+        (
+            "code",
+            "import numpy as np\nimport matplotlib as mpl\nimport matplotlib.pyplot as plt\n"
+            "plt.rcParams['figure.figsize'] = (12, 4)\nmpl.rcParams['lines.linewidth'] = 2\n"
+            "plt.style.use('ggplot')\nreadings = np.arange(10.0)",
+            [],
+        ),
+        ("code", "threshold = 1.0", ["parameters"]),
+        (
+            "code",
+            "z = (readings - readings.mean()) / readings.std()\nplt.plot(z)\n"
+            "plt.axhline(threshold, ls='--')\nhits = np.flatnonzero(abs(z) > threshold)",
+            [],
+        ),
+        ("code", "{'count': len(hits)}", ["response"]),
+    )
+    code = _code(ex)
+    assert not re.search(r"\b(plt|mpl)\b", code), code
+    assert "hits = np.flatnonzero(abs(z) > threshold)" in code
+    assert "plt.rcParams['figure.figsize'] = (12, 4)" in _sliced(ex)
+    assert "plt.axhline(threshold, ls='--')" in _sliced(ex)
+    assert ex.modules == ("numpy",)
+
+
+def test_kaggles_file_listing_loop_is_dropped(tmp_path: Path) -> None:
+    ex = _extract(
+        tmp_path,
+        (
+            "code",
+            "import os\nimport glob\nfor dirname, _, filenames in os.walk('input'):\n"
+            "    for filename in filenames:\n        print(os.path.join(dirname, filename))\n"
+            "for name in sorted(glob.glob('input/*.csv')):\n    print(name)\nn0 = 1",
+            [],
+        ),
+        ("code", "x = 2", ["parameters"]),
+        ("code", "{'x': x + n0}", ["response"]),
+    )
+    code = _code(ex)
+    assert "os.walk" not in code and "glob" not in code and "print" not in code, code
+    assert _sliced(ex) == [
+        "for dirname, _, filenames in os.walk('input'):",
+        "for name in sorted(glob.glob('input/*.csv')):",
+    ]
+    assert ex.imports == ()

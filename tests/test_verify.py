@@ -87,6 +87,53 @@ def test_cell_markers_count_cells_from_one(tmp_path: Path) -> None:
     assert cellref(third) == f"cell 3 (id {third.id})"
 
 
+def _notebook(tmp_path: Path) -> object:
+    return read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': x}", ["response"]),
+        )
+    )
+
+
+def test_a_file_the_run_did_not_see_names_the_files_glob_deep_in_a_library(
+    tmp_path: Path,
+) -> None:
+    # pyarrow reads parquet in C (no audit event), so the file is not copied; its error is
+    # raised many frames below the pipeline, which the report once cut away with the cell.
+    nb = _notebook(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.parquet").write_bytes(b"PAR1")
+    deep = "".join(f"def f{i}():\n    f{i + 1}()\n" for i in range(12))
+    folder = _service(tmp_path, "    from app.deep import f0\n\n    return f0()\n")
+    missing = "def f12():\n    raise FileNotFoundError('data/t.parquet')\n"
+    (folder / "app" / "deep.py").write_text(deep + missing)
+    with pytest.raises(VerificationError, match="FileNotFoundError") as caught:
+        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
+    assert caught.value.location.cell_index == 1
+    assert 'metadata.promoter.files, e.g. "files": ["data/t.parquet"]' in str(caught.value.hint)
+
+
+def test_a_local_module_left_behind_names_its_cell_and_the_files_glob(tmp_path: Path) -> None:
+    nb = read_notebook(
+        write_notebook(
+            tmp_path / "nb.ipynb",
+            ("code", "import math\nfrom helpers import clean  # ours", []),
+            ("code", "x = 1", ["parameters"]),
+            ("code", "{'x': x}", ["response"]),
+        )
+    )
+    (tmp_path / "helpers.py").write_text("def clean(s):\n    return s\n")
+    folder = _service(tmp_path, "    return {'x': request.x}\n")
+    pipeline = folder / "app" / "pipeline.py"
+    pipeline.write_text("import math\nfrom helpers import clean\n\n\n" + pipeline.read_text())
+    with pytest.raises(VerificationError, match="No module named 'helpers'") as caught:
+        verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
+    assert (caught.value.location.cell_index, caught.value.location.line) == (0, 2)
+    assert 'metadata.promoter.files, e.g. "files": ["helpers.py"]' in str(caught.value.hint)
+
+
 def test_a_setup_that_never_ends_is_stopped_and_leaves_nothing_running(tmp_path: Path) -> None:
     import random
 
