@@ -63,6 +63,17 @@ ARGUMENT_MUTATORS = frozenset(
         *("numpy.place", "numpy.putmask", "numpy.fill_diagonal", "setattr", "delattr"),
     }
 )
+#: Methods that write the file named by their first argument (or ``path``-like keyword).
+_FILE_WRITING_METHODS = frozenset(
+    {"to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_feather", "to_hdf"}
+    | {"write_text", "write_bytes", "savefig"}
+)
+#: Functions that write a file.
+_FILE_WRITERS = frozenset(
+    {"numpy.save", "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "joblib.dump"}
+    | {"pickle.dump", "json.dump", "torch.save", "shutil.copy", "shutil.copyfile"}
+)
+_PATH_KEYWORDS = frozenset({"path", "path_or_buf", "fname", "excel_writer", "filename"})
 #: Methods whose result is (part of) the object itself, so it aliases shared state.
 _ALIAS_METHODS = frozenset({"get", "setdefault", "values", "items", "__getitem__"})
 #: Process state no lock can protect: every route, the server and the OS read it.
@@ -153,6 +164,7 @@ class _Scan:
     functions: dict[str, _Function]
     self_mutators: set[str]
     aliases: dict[str, str] = field(default_factory=dict)
+    writes: dict[tuple[int, int], tuple[str, Location]] = field(default_factory=dict)
     copied: dict[str, tuple[str, Location]] = field(default_factory=dict)
     serialised: dict[str, tuple[str, Location]] = field(default_factory=dict)
 
@@ -253,8 +265,17 @@ def _result(scan: _Scan) -> Isolation:
         )
         for key, (what, where) in sorted(scan.serialised.items())
     ]
+    findings += [
+        (
+            f"`{what}` writes a file on every request: concurrent requests write the same file, "
+            "and a container's folder may be read-only; return the data in the response, or "
+            "write under a folder of its own per request (tempfile.TemporaryDirectory)",
+            where,
+        )
+        for what, where in scan.writes.values()
+    ]
     reasons = tuple(
-        f"{what} (cell {where.cell_index}, line {where.line})"
+        f"{what} (cell {where.cell_number}, line {where.line})"
         for _, (what, where) in sorted(scan.serialised.items())
     )
     return Isolation(tuple(sorted(scan.copied)), reasons, tuple(findings))
@@ -363,6 +384,26 @@ def _inspect_call(scan: _Scan, cell: Cell, node: ast.Call) -> None:
             _changed(scan, cell, node, func.value, what)
     if isinstance(func, ast.Name) and func.id in scan.functions:
         _call_summary(scan, cell, node, func.id)
+    if _writes_a_file(node, full):
+        where = _where(scan, cell, node)
+        scan.writes.setdefault((cell.index, node.lineno), (what, where))
+
+
+def _writes_a_file(node: ast.Call, full: str | None) -> bool:
+    """Whether the call writes a file: ``open(p, "w")``, ``df.to_csv(p)``, ``np.save(p, a)``."""
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "open":
+        mode = node.args[1] if len(node.args) > 1 else None
+        mode = next((k.value for k in node.keywords if k.arg == "mode"), mode)
+        return isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+") != set()
+    if full in _FILE_WRITERS:
+        return True
+    if not isinstance(func, ast.Attribute) or func.attr not in _FILE_WRITING_METHODS:
+        return False
+    if func.attr in {"write_text", "write_bytes"}:
+        return True  # Path(...).write_text(data): the path is the object
+    # `df.to_csv()` with no path returns the text and writes nothing.
+    return bool(node.args) or any(k.arg in _PATH_KEYWORDS for k in node.keywords)
 
 
 def _call_summary(scan: _Scan, cell: Cell, node: ast.Call, name: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,39 @@ async def _send_all(
                 return reply.status_code, reply.json()
 
         return await asyncio.gather(*(send(name, body) for name, body in plan))
+
+
+def test_a_file_written_on_every_request_is_reported_at_its_line(tmp_path: Path) -> None:
+    """A scoring notebook that saves its result beside itself, as people do before emailing it."""
+    notebook = write_notebook(
+        tmp_path / "score.ipynb",
+        ("code", "import numpy as np\nimport pandas as pd", []),
+        ("code", "n = 3", ["parameters"]),
+        (
+            "code",
+            "df = pd.DataFrame({'x': range(n)})\ncsv_text = df.to_csv()\n"
+            "df.to_csv('scored.csv', index=False)\nnp.save('scores.npy', df.x.to_numpy())\n"
+            "with open('log.txt', 'a') as log:\n    log.write(csv_text)\n"
+            "with open('scored.csv') as f:\n    first = f.readline()",
+            [],
+        ),
+        ("code", "{'total': int(df.x.sum()), 'header': first.strip()}", ["response"]),
+    )
+    result = run_cli("inspect", notebook, "--static")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    warned = [ln for ln in output.splitlines() if "writes a file on every request" in ln]
+    # to_csv(path), np.save and open(..., 'a'); not to_csv() (it returns text) nor the read.
+    places = [re.search(r"cell (\d+) \(id [^)]*\), line (\d+)", ln) for ln in warned]
+    assert [m.groups() if m else ln for m, ln in zip(places, warned, strict=True)] == [
+        ("3", "3"),
+        ("3", "4"),
+        ("3", "5"),
+    ], output
+
+
+def test_why_a_route_is_serialised_counts_cells_from_one(tmp_path: Path) -> None:
+    notebook = _notebook(tmp_path, "seed", *SAFE["seed"])
+    inspection = promoter.inspect(notebook, execute=False)
+    (reason,) = inspection.extraction.serialised
+    assert "(cell 3, line" in reason, reason
