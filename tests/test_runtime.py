@@ -312,6 +312,74 @@ def test_batched_handler_keeps_every_line_in_order(runtime: types.ModuleType) ->
         log.propagate, log.level = saved
 
 
+def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -> None:
+    """Plumbing queues each request's line; the logging module gets it on the loop within the
+    delay, before any later line, and a delay of 0 logs it at once."""
+    stream = io.StringIO()
+    handler = runtime.BatchedStreamHandler(stream, delay=0.05)
+    handler.setFormatter(runtime.JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def request(plumbing: Any, request_id: str) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/a",
+            "headers": [(b"x-request-id", request_id.encode())],
+        }
+        await plumbing(scope, receive, send)
+
+    def lines() -> list[tuple[str, str | None]]:
+        rows = [json.loads(line) for line in stream.getvalue().splitlines()]
+        return [(row["message"], row.get("request_id")) for row in rows]
+
+    async def scenario() -> None:
+        settings = runtime.Settings(log_flush_seconds=0.05)
+        plumbing = runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics())
+        await request(plumbing, "r-1")
+        await request(plumbing, "r-2")
+        assert lines() == []  # queued: made later, together
+        logging.getLogger("app").warning("after both")
+        assert lines() == [
+            ("GET /a 200 0.0 ms", "r-1"),
+            ("GET /a 200 0.0 ms", "r-2"),
+            ("after both", None),
+        ]
+        await request(plumbing, "r-3")
+        for _ in range(200):  # the timer makes and writes it
+            if len(lines()) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert lines()[3] == ("GET /a 200 0.0 ms", "r-3")
+        at_once = runtime.Settings(log_flush_seconds=0)
+        handler.delay = 0  # as configure_logging sets it from the same setting
+        plumbing = runtime.Plumbing(app, settings=at_once, metrics=runtime.Metrics())
+        await request(plumbing, "r-4")
+        assert lines()[4] == ("GET /a 200 0.0 ms", "r-4")
+        handler.delay = 0.05
+        await request(runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics()), "r-5")
+
+    try:
+        asyncio.run(scenario())
+        handler.flush()  # as logging.shutdown() at exit and the app's end do
+        assert lines()[5] == ("GET /a 200 0.0 ms", "r-5")
+    finally:
+        root.handlers[:], root.level = saved
+
+
 def test_request_counts_expose_what_prometheus_client_types_would(
     runtime: types.ModuleType,
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import concurrent.futures
 import contextvars
 import inspect
@@ -181,11 +182,11 @@ _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 
 class AccessRecord(logging.LogRecord):
-    """The request's log line as a record, made in a few attribute stores.
+    """The request's log line as a record, made from a copy of one made at import.
 
-    ``LogRecord()`` works out the source file's name, the thread's and the process's names for
-    every record (a third of the line's cost); the access line is the same record each time but
-    for its values, so the attributes that never change are copied from one made at import. It
+    ``LogRecord()`` splits the source file's name and looks up the process's name for every
+    record; the access line is the same record each time but for its values, which are set
+    here (method, route, path, status, latency, request id, error id: no ``extra=`` dict). It
     is a real record: any handler or formatter added to the logging module takes it.
     """
 
@@ -198,11 +199,17 @@ class AccessRecord(logging.LogRecord):
     error_id: str | None
 
     def __init__(  # LogRecord.__init__ is not called, on purpose: see above
-        self, method: str, route: str, path: str, status: int, seconds: float, state: RequestState
+        self,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        seconds: float,
+        state: RequestState,
+        created: float | None = None,
     ) -> None:
-        fields = self.__dict__
-        fields.update(_ACCESS_FIELDS)
-        created = time.time()
+        fields = _ACCESS_FIELDS.copy()  # one copy of a dict is cheaper than 20 stores
+        created = time.time() if created is None else created
         latency_ms = round(seconds * 1000, 3)
         fields["created"] = created
         fields["msecs"] = int((created - int(created)) * 1000) + 0.0
@@ -214,6 +221,7 @@ class AccessRecord(logging.LogRecord):
         fields["method"], fields["route"], fields["path"] = method, route, path
         fields["status"], fields["latency_ms"] = status, latency_ms
         fields["request_id"], fields["error_id"] = state.request_id, state.error_id
+        self.__dict__ = fields
 
 
 _ACCESS_MESSAGE = "%s %s %d %.1f ms"  # method, path, status, latency
@@ -286,8 +294,9 @@ class _RequestIdFilter(logging.Filter):
     """Gives text-format records a ``request_id`` attribute."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        state = _request.get()
-        record.request_id = "-" if state is None else state.request_id
+        if type(record) is not AccessRecord:  # that one carries its own (made later)
+            state = _request.get()
+            record.request_id = "-" if state is None else state.request_id
         return True
 
 
@@ -310,6 +319,8 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._timer_loop: asyncio.AbstractEventLoop | None = None  # a flush is due on it
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _unlogged and type(record) is not AccessRecord:
+            _log_requests()  # the lines of requests that ended before this one come first
         try:
             loop = _running_loop()
             batched = loop is not None and self.delay > 0 and record.levelno < logging.WARNING
@@ -326,6 +337,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
     def flush(self) -> None:
+        _log_requests()
         self.acquire()
         try:
             self._timer_loop = None
@@ -352,6 +364,29 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:  # not on an event loop's thread
         return None
+
+
+# Requests whose log line is yet to be made (see Plumbing._log), oldest first.
+_unlogged: collections.deque[tuple[str, str, str, int, float, RequestState, float]] = (
+    collections.deque()
+)
+
+
+def _log_requests() -> None:
+    """Make the waiting requests' records and hand them to the logging module, in order."""
+    batch = []
+    while True:  # taken first, so a flush while they are handled finds none (no recursion)
+        try:
+            batch.append(_unlogged.popleft())  # atomic: a flush in another thread may race
+        except IndexError:
+            break
+    for entry in batch:
+        request_logger.handle(AccessRecord(*entry))
+
+
+def _write_logs() -> None:
+    _log_requests()
+    _flush_logs()
 
 
 def _flush_logs() -> None:
@@ -538,6 +573,7 @@ class Plumbing:
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
         self.limit = settings.max_body_bytes
+        self.log_delay = settings.log_flush_seconds
         self.keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self.metrics = metrics
         self.active = 0  # requests in flight (read by the gauge at scrape time)
@@ -591,7 +627,7 @@ class Plumbing:
             route = self._route(scope)
             status = status or 500
             self.metrics.observe(scope["method"], route, status, seconds)
-            self._log(scope, route, status, seconds, state)
+            self._log(scope["method"], route, scope["path"], status, seconds, state)
             _request.reset(token)
 
     async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -635,12 +671,27 @@ class Plumbing:
             self._paths = {getattr(route, "path", "") for route in routes}
         return scope["path"] if scope["path"] in self._paths else "<unmatched>"
 
-    @staticmethod
-    def _log(scope: Scope, route: str, status: int, seconds: float, state: RequestState) -> None:
-        """The request's log line (no caller lookup, no ``extra=`` churn on the hot path)."""
-        if request_logger.isEnabledFor(logging.INFO):
-            method, path = scope["method"], scope["path"]
-            request_logger.handle(AccessRecord(method, route, path, status, seconds, state))
+    def _log(
+        self, method: str, route: str, path: str, status: int, seconds: float, state: RequestState
+    ) -> None:
+        """The request's log line, made later with the other requests' (see below).
+
+        The record is made and handled by the logging module on the event loop within
+        ``SERVICE_LOG_FLUSH_SECONDS`` (or at once when it is 0), in a batch: per request, the
+        line costs an append here. Any other line a handler of the service writes, a flush, a
+        fork, the app's end and the interpreter's exit make the waiting lines first.
+        """
+        if not request_logger.isEnabledFor(logging.INFO):
+            return
+        entry = (method, route, path, status, seconds, state, time.time())
+        if self.log_delay <= 0:
+            request_logger.handle(AccessRecord(*entry))
+            return
+        if not _unlogged:
+            asyncio.get_running_loop().call_later(self.log_delay, _write_logs)
+        _unlogged.append(entry)
+        if len(_unlogged) >= 512:
+            _log_requests()
 
 
 async def _plain(send: Send, status: int, body: dict[str, Any]) -> None:
