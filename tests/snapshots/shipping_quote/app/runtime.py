@@ -396,6 +396,7 @@ def _flush_logs() -> None:
 
 
 def _drop_inherited_lines() -> None:
+    _unlogged.clear()  # the parent's requests: the parent writes their lines
     for handler in logging.getLogger().handlers:
         if isinstance(handler, BatchedStreamHandler):
             handler._lines.clear()
