@@ -8,6 +8,7 @@ documented scalar rules), and ``dumps`` must give exactly the data of ``to_jsona
 from __future__ import annotations
 
 import datetime
+import enum
 import importlib.util
 import json
 import math
@@ -327,6 +328,22 @@ def test_numpy_values() -> None:
     assert same_both_ways(pd.Timestamp("2024-01-01", tz="UTC")) == "2024-01-01T00:00:00+00:00"
     assert same_both_ways(pd.NA) is None
     assert same_both_ways(Decimal("2.50")) == "2.50"
+
+
+def test_an_enum_is_its_value() -> None:
+    """As in FastAPI and orjson: a ``class E(str, Enum)`` member is "red", not "Colour.RED"."""
+
+    class Colour(str, enum.Enum):  # noqa: UP042 (the mixin is the case under test)
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Pair(enum.Enum):
+        P = (1, np.float64(2.5))
+
+    value = {"c": Colour.RED, "l": Level.HIGH, "p": Pair.P}
+    assert same_both_ways(value) == {"c": "red", "l": 3, "p": [1, 2.5]}
 
 
 @pytest.mark.parametrize(

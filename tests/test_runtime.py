@@ -8,6 +8,9 @@ logs, metrics, request ids, API keys, /version, and /docs in headless Chromium w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import enum
 import importlib.util
 import io
 import json
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import time
 import types
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promoter._resources import template_dir
 from tests.helpers import free_port, run_cli, wait_ready, write_notebook
@@ -126,6 +133,70 @@ def test_json_body_matches_json_and_takes_what_orjson_refuses(runtime: types.Mod
     assert json.loads(runtime.json_body(small)) == small
 
 
+class _Colour(str, enum.Enum):  # noqa: UP042 (the mixin, whose str() is "_Colour.RED")
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Pair(enum.Enum):
+    P = (1, 2.5)
+
+
+class _Text(str):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: float
+    y: int
+
+
+# Values orjson could write its own way; drawn by index (hypothesis reports enums badly).
+_SPECIAL: list[Any] = [
+    _Colour.RED,
+    _Level.HIGH,
+    _Pair.P,
+    uuid.UUID(int=5),
+    _Text("t"),
+    _Point(1.5, 2),
+    np.float64(0.1),
+    np.int32(7),
+    np.bool_(True),
+    datetime.date(2020, 1, 2),
+    datetime.datetime(2020, 1, 2, 3, 4, 5, 6),
+    "lone \ud800 surrogate",
+    1e16,
+]
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(range(len(_SPECIAL))).map(_SPECIAL.__getitem__),
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@given(_VALUES)
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_json_body_writes_the_bytes_jsonable_writes(runtime: types.ModuleType, value: Any) -> None:
+    """json_body's orjson fast path for plain answers changes no byte of any answer."""
+    assert runtime.json_body(value) == runtime.dumps(value)
+
+
 def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
     async def scenario() -> None:
         slots = runtime.Slots(2, wait=0.05, grace=0.0)
@@ -154,6 +225,218 @@ def test_api_key_check_accepts_each_key_in_constant_time(runtime: types.ModuleTy
         assert not plumbing._allowed(key, scope)
     source = (APP / "runtime.py").read_text()
     assert "secrets.compare_digest(key, candidate)" in source
+
+
+def test_access_record_is_a_log_record_every_formatter_takes(runtime: types.ModuleType) -> None:
+    """The per-request record skips LogRecord's look-ups, yet has every attribute it has."""
+    state = runtime.RequestState("rid-7", error_id="e-9")
+    record = runtime.AccessRecord("POST", "/score", "/score", 500, 0.0123, state)
+    assert isinstance(record, logging.LogRecord)
+    assert set(logging.makeLogRecord({}).__dict__) <= set(record.__dict__)
+    assert record.process == os.getpid() and record.levelno == logging.INFO
+    text = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(process)d %(threadName)s %(filename)s "
+        "[%(request_id)s] %(message)s"
+    ).format(record)
+    assert "INFO app.request" in text and "[rid-7] POST /score 500 12.3 ms" in text
+    line = json.loads(runtime.JsonFormatter().format(record))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line.pop("time"))
+    assert line == {
+        "level": "INFO",
+        "logger": "app.request",
+        "message": "POST /score 500 12.3 ms",
+        "request_id": "rid-7",
+        "method": "POST",
+        "route": "/score",
+        "path": "/score",
+        "status": 500,
+        "latency_ms": 12.3,
+        "error_id": "e-9",
+    }
+    assert "error_id" not in json.loads(
+        runtime.JsonFormatter().format(
+            runtime.AccessRecord("GET", "/a", "/a", 200, 0.001, runtime.RequestState("r"))
+        )
+    )
+
+
+def _messages(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+
+
+def test_batched_handler_keeps_every_line_in_order(runtime: types.ModuleType) -> None:
+    """INFO lines logged on the loop wait and go out together; a warning, a line from another
+    thread, and the timer write them, in the order they were logged."""
+    stream = io.StringIO()
+    handler = runtime.BatchedStreamHandler(stream, delay=0.05)
+    handler.setFormatter(runtime.JsonFormatter())
+    log = logging.getLogger("app.request")  # the access record's own logger
+    log.addHandler(handler)
+    saved = log.propagate, log.level
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    state = runtime.RequestState("rid-1")
+
+    async def scenario() -> None:
+        log.info("first")
+        log.handle(runtime.AccessRecord("POST", "/a", "/a", 200, 0.001, state))
+        assert stream.getvalue() == ""  # waiting to be written together
+        log.warning("a warning")  # at once, after what waited
+        assert _messages(stream) == ["first", "POST /a 200 1.0 ms", "a warning"]
+        log.info("third")
+        await asyncio.to_thread(log.info, "from a thread")  # off the loop: at once
+        assert _messages(stream)[3:] == ["third", "from a thread"]
+        log.info("fourth")
+        for _ in range(200):  # the timer writes it
+            if len(_messages(stream)) == 6:
+                break
+            await asyncio.sleep(0.02)
+        assert _messages(stream)[5:] == ["fourth"]
+        log.info("at shutdown")
+
+    try:
+        asyncio.run(scenario())
+        assert _messages(stream)[-1] != "at shutdown"  # waits for the timer or an exit...
+        handler.flush()  # ...which logging.shutdown() (atexit) and the lifespan's end call
+        assert _messages(stream)[-1] == "at shutdown"
+        unbatched = runtime.BatchedStreamHandler(io.StringIO(), delay=0)
+        unbatched.setFormatter(runtime.JsonFormatter())
+
+        async def at_once() -> None:
+            unbatched.handle(runtime.AccessRecord("GET", "/b", "/b", 200, 0.002, state))
+            assert _messages(unbatched.stream) == ["GET /b 200 2.0 ms"]
+
+        asyncio.run(at_once())
+    finally:
+        log.removeHandler(handler)
+        log.propagate, log.level = saved
+
+
+def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -> None:
+    """Plumbing queues each request's line; the logging module gets it on the loop within the
+    delay, before any later line, and a delay of 0 logs it at once."""
+    stream = io.StringIO()
+    handler = runtime.BatchedStreamHandler(stream, delay=0.05)
+    handler.setFormatter(runtime.JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def request(plumbing: Any, request_id: str) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/a",
+            "headers": [(b"x-request-id", request_id.encode())],
+        }
+        await plumbing(scope, receive, send)
+
+    def lines() -> list[tuple[str, str | None]]:
+        rows = [json.loads(line) for line in stream.getvalue().splitlines()]
+        return [(row["message"], row.get("request_id")) for row in rows]
+
+    async def scenario() -> None:
+        settings = runtime.Settings(log_flush_seconds=0.05)
+        plumbing = runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics())
+        await request(plumbing, "r-1")
+        await request(plumbing, "r-2")
+        assert lines() == []  # queued: made later, together
+        logging.getLogger("app").warning("after both")
+        assert lines() == [
+            ("GET /a 200 0.0 ms", "r-1"),
+            ("GET /a 200 0.0 ms", "r-2"),
+            ("after both", None),
+        ]
+        await request(plumbing, "r-3")
+        for _ in range(200):  # the timer makes and writes it
+            if len(lines()) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert lines()[3] == ("GET /a 200 0.0 ms", "r-3")
+        at_once = runtime.Settings(log_flush_seconds=0)
+        handler.delay = 0  # as configure_logging sets it from the same setting
+        plumbing = runtime.Plumbing(app, settings=at_once, metrics=runtime.Metrics())
+        await request(plumbing, "r-4")
+        assert lines()[4] == ("GET /a 200 0.0 ms", "r-4")
+        handler.delay = 0.05
+        await request(runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics()), "r-5")
+
+    try:
+        asyncio.run(scenario())
+        handler.flush()  # as logging.shutdown() at exit and the app's end do
+        assert lines()[5] == ("GET /a 200 0.0 ms", "r-5")
+    finally:
+        root.handlers[:], root.level = saved
+
+
+def test_request_counts_expose_what_prometheus_client_types_would(
+    runtime: types.ModuleType,
+) -> None:
+    """The plain-number collector gives the same series as Counter and Histogram."""
+    import prometheus_client as prom
+
+    counts = runtime.RequestCounts(prom.Histogram.DEFAULT_BUCKETS)
+    ours_registry = prom.CollectorRegistry()
+    ours_registry.register(counts)
+    registry = prom.CollectorRegistry()
+    requests = prom.Counter(
+        "http_requests",
+        "Requests answered, by route and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = prom.Histogram(
+        "http_request_duration_seconds",
+        "Time from request to response, by route.",
+        ["method", "route"],
+        registry=registry,
+    )
+    errors = prom.Counter(
+        "http_server_errors",
+        "Responses with a 5xx status, by route.",
+        ["route"],
+        registry=registry,
+    )
+    seen = [
+        ("POST", "/a", 200, 0.003),
+        ("POST", "/a", 200, 0.2),
+        ("POST", "/a", 200, 0.005),  # on a bucket's bound: counted in it
+        ("POST", "/a", 500, 12.0),
+        ("POST", "/a", 504, 0.75),
+        ("GET", "/health", 200, 0.0001),
+        ("POST", "<unmatched>", 401, 0.0002),
+    ]
+    for method, route, status, seconds in seen:
+        counts.observe(method, route, status, seconds)
+        requests.labels(method, route, str(status)).inc()
+        latency.labels(method, route).observe(seconds)
+        if status >= 500:
+            errors.labels(route).inc()
+
+    def series(registry: prom.CollectorRegistry) -> list[str]:
+        lines = prom.generate_latest(registry).decode().splitlines()
+        return sorted(line for line in lines if "_created" not in line)
+
+    theirs = series(registry)
+    assert series(ours_registry) == theirs
+    assert 'http_server_errors_total{route="/a"} 2.0' in theirs
+    created = prom.generate_latest(ours_registry).decode().splitlines()
+    assert any(line.startswith("http_requests_created{") for line in created)
+    service_metrics = runtime.Metrics()  # the service's registry has the collector
+    service_metrics.observe("POST", "/a", 200, 0.003)
+    exposed = service_metrics.exposition()[0].decode()
+    assert 'http_requests_total{method="POST",route="/a",status="200"} 1.0' in exposed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,3 +838,83 @@ def test_sys_exit_in_a_handler_is_a_500_with_an_error_id(tmp_path: Path, serve_f
         reply = httpx.post(url, json={"how": how})
         assert reply.status_code == 500 and "error_id" in reply.json(), reply.text
     assert httpx.post(url, json={}).json() == {"how": "none"}  # the worker lives on
+
+
+GATED_SETUP = '''\
+import asyncio
+import os
+import time
+
+
+class Gated:
+    """An answer whose JSON conversion waits until the file `gate` exists."""
+
+    def __init__(self, gate: str, started: str) -> None:
+        self.gate, self.started = gate, started
+
+    def model_dump(self, mode: str = "python") -> dict:
+        if self.started:
+            open(self.started, "w").close()
+        while self.gate and not os.path.exists(self.gate):
+            time.sleep(0.01)
+        return {"converted": True}
+'''
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One service, two routes whose answer converts to JSON only once a file exists: a
+    plain run (worker thread) and an async one (top-level await, on the event loop)."""
+    folder = tmp_path_factory.mktemp("gated")
+    notebooks = [
+        write_notebook(
+            folder / f"{name}.ipynb",
+            ("markdown", "# Gated\n\nAn answer whose JSON conversion waits for a file.", []),
+            ("code", GATED_SETUP, ["setup"]),
+            (
+                "code",
+                'gate = ""  # File to wait for\nstarted = ""  # Written as the conversion starts',
+                ["parameters"],
+            ),
+            ("code", handler, []),
+            ("code", "answer", ["response"]),
+            metadata={"timeout": 30},
+        )
+        for name, handler in [
+            ("gated", "answer = Gated(gate, started)"),
+            ("gated_async", "await asyncio.sleep(0)\nanswer = Gated(gate, started)"),
+        ]
+    ]
+    result = run_cli("convert", *notebooks, "-o", folder / "svc")
+    assert result.returncode == 0, result.output
+    return folder / "svc"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["/gated", "/gated_async"])
+def test_answer_json_is_written_off_the_loop_under_the_timeout(
+    gated: Path, tmp_path: Path, route: str
+) -> None:
+    """Issue 13: a large answer's JSON conversion ran on the event loop, outside the timeout
+    (/health stalled 3.3 s). Here the conversion provably runs (it waits for a file the test
+    has not made): /health answers meanwhile, and the request gets 504 at its timeout."""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    with (
+        serve(gated, tmp_path / "server.log", timeout=5) as url,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        body = {"gate": str(gate), "started": str(started)}
+        big = pool.submit(httpx.post, url + route, json=body, timeout=60)
+        _until(started.exists)  # the answer is being converted to JSON now
+        health = httpx.get(url + "/health", timeout=30)  # the loop is free
+        assert health.status_code == 200
+        assert not big.done()  # /health answered while the conversion ran
+        reply = big.result()
+        assert reply.status_code == 504, reply.text  # the conversion ran past the timeout
+        assert len(reply.json()["error_id"]) == 32
+        assert _metric(url, "notebook_timeouts_total", route=route) == 1
+        assert _metric(url, "notebook_timed_out_running") == 1  # its thread holds a slot
+        gate.touch()
+        _until(lambda: _metric(url, "notebook_timed_out_running") == 0)
+        done = httpx.post(url + route, json=body, timeout=60)
+        assert done.status_code == 200 and done.json() == {"converted": True}

@@ -122,7 +122,10 @@ def _convert(value: Any, path: str, depth: int, embed: Embed) -> Any:
     converted = _numpy_or_pandas(value, path, depth, embed)
     if converted is not _UNHANDLED:
         return converted
-    # Subclasses (IntEnum, numpy.str_) become the plain JSON type.
+    # An enum is its value (a `class E(str, Enum)` too, whose str() is "E.A"), as in FastAPI
+    # and orjson; other subclasses (numpy.str_) become the plain JSON type.
+    if isinstance(value, enum.Enum):
+        return _convert(value.value, path, depth + 1, embed)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
@@ -187,8 +190,6 @@ def _other(value: Any, path: str, depth: int, embed: Embed) -> Any:
         return value.total_seconds()
     if isinstance(value, decimal.Decimal):
         return str(value) if value.is_finite() else None
-    if isinstance(value, enum.Enum):
-        return _convert(value.value, path, depth + 1, embed)
     if isinstance(value, uuid.UUID | PurePath):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
