@@ -298,3 +298,28 @@ def test_a_file_name_with_invisible_characters_reaches_no_file_raw(tmp_path: Pat
 
     name = "churn" + _INVISIBLE + string.ascii_letters[:3] + ".ipynb"
     assert _invisible_in(doctext(name)) == [] and _invisible_in(mdtext(name)) == []
+
+
+@pytest.mark.slow
+def test_request_values_convert_as_the_service_readme_says(tmp_path: Path, serve_folder) -> None:
+    """Lax by default (`false` for a float is 0.0), strict where the parameters cell says so."""
+    notebook = write_notebook(
+        tmp_path / "rates.ipynb",
+        ("code", "from typing import Annotated\nfrom pydantic import Field", []),
+        (
+            "code",
+            "rate: Annotated[float, Field(strict=True)] = 1.0\nscale: float = 1.0\nn: int = 1",
+            ["parameters"],
+        ),
+        ("code", "{'rate': rate, 'scale': scale, 'n': n}", ["response"]),
+    )
+    out = tmp_path / "svc"
+    result = run_cli("convert", notebook, "-o", out, timeout=900)
+    assert result.returncode == 0, result.output
+    assert "`false`/`true` for a number field is 0/1" in (out / "README.md").read_text()
+    server = serve_folder(out)
+    lax = _post(server.url, "/rates", {"scale": False, "n": "3"})
+    assert lax.json() == {"rate": 1.0, "scale": 0.0, "n": 3}
+    strict = _post(server.url, "/rates", {"rate": False})
+    assert strict.status_code == 422 and strict.json()["detail"][0]["loc"][-1] == "rate"
+    assert _post(server.url, "/rates", {"rate": 2}).json()["rate"] == 2.0
