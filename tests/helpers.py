@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -112,3 +113,13 @@ def write_notebook(
 def golden(folder: Path) -> dict:
     path = next((folder / "tests" / "golden").glob("*.json"))
     return json.loads(path.read_text())
+
+
+def send_json(handler: BaseHTTPRequestHandler, answer: object) -> None:
+    """Answer a stub server's request with ``answer`` as JSON (200)."""
+    body = json.dumps(answer).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from promoter import inspect
-from tests.helpers import run_cli, write_notebook
+from tests.helpers import run_cli, send_json, write_notebook
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "real" / "await_quote.ipynb"
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -35,12 +34,7 @@ class _Quotes(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(DELAY)
         symbol = parse_qs(urlparse(self.path).query).get("symbol", ["?"])[0]
-        body = json.dumps({"symbol": symbol, "price": 10.5 + len(symbol)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, {"symbol": symbol, "price": 10.5 + len(symbol)})
 
     def log_message(self, format: str, *args: object) -> None:
         pass

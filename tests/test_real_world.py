@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from promoter._verify import first_difference
-from tests.helpers import golden, run_cli
+from tests.helpers import golden, run_cli, send_json
 
 CORPUS = Path(__file__).resolve().parent / "real_world"
 EXPECTED: list[dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())["notebooks"]
@@ -54,12 +54,7 @@ class _Rates(BaseHTTPRequestHandler):
             answer: dict[str, Any] = {"base": base, "rates": RATES}
         else:
             answer = {"source": "stub"}
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, answer)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
