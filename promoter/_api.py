@@ -388,7 +388,8 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    build = build_service([i.plan() for i in inspections], options, out, force=force, strict=strict)
+    plans = [i.plan() for i in inspections]
+    build = build_service(plans, options, out, force=force, cell_timeout=timeout, strict=strict)
     return Conversion(
         build.out_dir,
         build.files,

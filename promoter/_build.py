@@ -62,7 +62,7 @@ def build_service(
     out_dir: Path,
     *,
     force: bool = False,
-    timeout: float = 600,
+    cell_timeout: float | None = 600,
     strict: bool = False,
 ) -> Build:
     """Render, verify, format and lock the service of ``plans`` into ``out_dir``, atomically.
@@ -72,7 +72,9 @@ def build_service(
         options: Service-wide choices.
         out_dir: The service folder (created, or regenerated in place).
         force: Overwrite generated files the user edited (the old folder is kept as a backup).
-        timeout: Seconds the verification of the generated code may take.
+        cell_timeout: Seconds any one notebook cell may run; verification, which runs every
+            promoted cell in one go in a fresh interpreter, gets that for each of them, plus
+            the interpreter's start-up.
         strict: Fail when a notebook's answer changes from run to run (else a warning).
 
     Raises:
@@ -94,7 +96,7 @@ def build_service(
         fidelity = verify_service(
             stage.path,
             [_verification(p, len(plans)) for p in plans],
-            timeout,
+            _verification_timeout(plans, cell_timeout),
             examples={p.notebook.stem: _examples(p) for p in plans},
         )
         pairs = list(zip(plans, fidelity, strict=True))
@@ -106,6 +108,11 @@ def build_service(
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup, tuple(warnings))
+
+
+def _verification_timeout(plans: list[NotebookPlan], cell_timeout: float | None) -> float:
+    cells = sum(1 for plan in plans for cell in plan.notebook.cells if cell.promoted)
+    return (cell_timeout or 600) * max(cells, 1) + 30
 
 
 def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:

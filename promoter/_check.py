@@ -325,20 +325,13 @@ def _fidelity(
                 [inspection.plan()],
                 service_options([notebook], out),
                 out,
-                timeout=_service_timeout(inspection, timeout),
+                cell_timeout=timeout,
                 strict=strict,
             )
     except PromoterError as exc:
         return _failure("fidelity", exc, path), []
     warnings = [str(Finding(message, where)) for message, where in build.warnings]
     return Outcome("fidelity", Status.PASSED), warnings
-
-
-def _service_timeout(inspection: Inspection, timeout: float | None) -> float:
-    # The service runs every promoted cell in one go, in a fresh interpreter: give it the
-    # per-cell limit for each of them, plus the interpreter's start-up and imports.
-    cells = sum(1 for cell in inspection.notebook.cells if cell.promoted)
-    return (timeout or 600) * max(cells, 1) + 30
 
 
 def _drift(path: Path, services: ServiceIndex) -> Outcome:

@@ -207,3 +207,31 @@ def test_a_service_printing_without_end_while_verified_is_stopped(tmp_path: Path
     assert "printed more than 5 MB while running its setup" in out
     assert "Traceback" not in out
     assert not (tmp_path / "svc").exists()
+
+
+def test_convert_timeout_bounds_the_verification_too(tmp_path: Path) -> None:
+    # In Jupyter the setup finishes; outside it (the service, its verification) it waits for
+    # a child nobody stops. `--timeout 2` is per cell: 3 promoted cells + 30 s of start-up.
+    marker = _marker()
+    nb = write_notebook(
+        tmp_path / "waits.ipynb",
+        (
+            "code",
+            "import subprocess, sys, time\n"
+            "if 'ipykernel' not in sys.modules:\n"
+            f"    subprocess.Popen(['sleep', '{marker}'])\n"
+            "    time.sleep(600)",
+            [],
+        ),
+        ("code", "n = 3", ["parameters"]),
+        ("code", "{'n': n}", ["response"]),
+    )
+    found = _convert("convert", nb, "-o", tmp_path / "svc", "--timeout", "2", cwd=tmp_path)
+    out = str(found["out"])
+    assert found["rc"] == 1, out
+    assert (
+        "waits.ipynb" in out
+        and "still running its setup (the notebook's setup cells) after 36 s" in out
+    ), out
+    assert "Traceback" not in out
+    assert _none_left(marker) == []
