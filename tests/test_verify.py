@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from promoter import VerificationError
-from promoter._notebook import read_notebook
+from promoter._notebook import Notebook, read_notebook
 from promoter._verify import first_difference, verify_service
 from tests.helpers import write_notebook
 
@@ -43,14 +43,19 @@ def _service(tmp_path: Path, body: str) -> Path:
     return folder
 
 
-def test_verify_compares_the_answer_and_the_model(tmp_path: Path) -> None:
-    nb = read_notebook(
+def _notebook(tmp_path: Path) -> Notebook:
+    """The notebook every verification here stands for: ``x = 1`` answered as ``{'x': x}``."""
+    return read_notebook(
         write_notebook(
             tmp_path / "nb.ipynb",
             ("code", "x = 1", ["parameters"]),
             ("code", "{'x': x}", ["response"]),
         )
     )
+
+
+def test_verify_compares_the_answer_and_the_model(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path)
     folder = _service(tmp_path, "    return {'x': request.x}\n")
     [same] = verify_service(folder, [(nb, "app", "NbResponse", {"x": 1})])
     assert same.matches and same.difference is None and same.model_error is None
@@ -85,16 +90,6 @@ def test_cell_markers_count_cells_from_one(tmp_path: Path) -> None:
     )
     third = nb.cells[2]
     assert cellref(third) == f"cell 3 (id {third.id})"
-
-
-def _notebook(tmp_path: Path) -> object:
-    return read_notebook(
-        write_notebook(
-            tmp_path / "nb.ipynb",
-            ("code", "x = 1", ["parameters"]),
-            ("code", "{'x': x}", ["response"]),
-        )
-    )
 
 
 def test_a_file_the_run_did_not_see_names_the_files_glob_deep_in_a_library(
@@ -140,13 +135,7 @@ def test_a_setup_that_never_ends_is_stopped_and_leaves_nothing_running(tmp_path:
     import psutil
 
     marker = f"600.{random.randrange(10**8):08d}"
-    nb = read_notebook(
-        write_notebook(
-            tmp_path / "nb.ipynb",
-            ("code", "x = 1", ["parameters"]),
-            ("code", "{'x': x}", ["response"]),
-        )
-    )
+    nb = _notebook(tmp_path)
     folder = _service(tmp_path, "    return {'x': request.x}\n")
     # Setup starts a helper, then waits for something that never comes (a join on a thread
     # or a child that runs for ten minutes).
