@@ -386,8 +386,9 @@ def _hint(last: str, folder: Path, nb: Notebook) -> str:
     if local:
         top = local.group(1).split(".")[0]
         root = nb.path.parent.resolve()
-        glob = f"{top}.py" if (root / f"{top}.py").is_file() else f"{top}/**/*.py"
-        if (root / f"{top}.py").is_file() or (root / top).is_dir():
+        module = (root / f"{top}.py").is_file()
+        glob = f"{top}.py" if module else f"{top}/**/*.py"
+        if module or (root / top).is_dir():
             return (
                 f"{top} is a local module of the notebook's folder, and Python files travel "
                 f'only when named: add it to metadata.promoter.files, e.g. "files": ["{glob}"]'
