@@ -1,44 +1,36 @@
 """promoter: turn a tagged Jupyter notebook into a tested FastAPI service.
 
-The pipeline (DESIGN.md section 2), one module per stage, each arrow a library call::
+The pipeline (DESIGN.md section 2): one folder per stage, each arrow a library call::
 
     notebook.ipynb
-      │ _notebook   read and validate (nbformat), give each cell its role
-      │ _source     cell source as Python (IPython syntax translated), the response expression
+      │ reading/     notebook: read and validate (nbformat), give each cell its role
+      │              source: cell source as Python (IPython syntax translated)
       ▼
-    Notebook ──► _parameters ──► RequestSchema        (types checked by _types' allow-list)
+    Notebook ──► analysis/parameters ──► RequestSchema   (analysis/types: the allow-list)
       │                              │
-      ├────────► _extract ◄──────────┘ ──► Extraction (setup and handler code, per cell)
-      │            └─ _isolation: what the handler changes that requests share (copy, lock, refuse)
+      ├────────► analysis/extract ◄──┘ ──► Extraction (setup and handler code, per cell)
+      │            └─ analysis/isolation: what the handler changes that requests share
       ▼
-    _execute (papermill) ──► Execution ──► _response ──► ResponseSchema
-      │        ├─ _files: the data files the run read (audit hook), which travel with the service
-      │        └─ _kernel: papermill engine, output capped, leftovers killed (_processes)
+    running/execute (papermill) ──► Execution ──► analysis/response ──► ResponseSchema
+      │        ├─ analysis/files: the data files the run read, which travel with the service
+      │        └─ running/kernel: papermill engine, output capped, leftovers killed (processes)
       │
       ▼  Inspection (_api.inspect)  ──►  NotebookPlan
-    _build: _render (+ _filters, _pins, _resources) ──► staged folder (_output)
-            ──► _verify (fresh process, own session: _processes) ──► _determinism
-                (the one non-determinism rule)
+    building/build: render (+ filters, pins, resources) ──► staged folder (output)
+            ──► verify (fresh process, own session) ──► analysis/determinism
             ──► tests rendered ──► format ──► lock ──► swap in
 
-The front-ends call that API and nothing below it::
+The front-ends (``frontends/``) call that API and nothing below it: ``cli`` (promoter
+inspect/convert/serve/check), ``check`` with ``discover`` and ``reports`` and ``running/pool``,
+``serve``, ``jupyter`` with ``jupyter_worker`` (the JupyterLab extension's REST endpoints), and
+``pytest_plugin`` (pytest --promoter).
 
-    _api        inspect(), convert()             the library surface
-    _cli        promoter inspect/convert/serve/check
-    _check      check(): contract, execute, fidelity (through _build), drift
-                  with _discover (notebooks, services), _pool (worker processes),
-                  _reports (GitHub annotations, JUnit XML, HTML)
-    _serve      promoter serve (regenerate on save)
-    _jupyter    the JupyterLab extension's REST endpoints (job queue, roles, Try it)
-                  with _jupyter_worker (one inspect/convert run per process)
-    _pytest_plugin  pytest --promoter
-
-``_exceptions`` holds the one error tree; ``_lazy`` keeps ``import nbformat`` fast.
+At the top: ``_api`` (:func:`inspect`, :func:`convert`, the library surface), ``_exceptions``
+(the one error tree) and ``_lazy`` (keeps ``import nbformat`` fast). Each stage folder's
+docstring says what enters it and what leaves.
 """
 
 from promoter._api import Conversion, Finding, Inspection, convert, inspect
-from promoter._build import Build
-from promoter._check import CHECKS, CheckReport, NotebookResult, Outcome, Status, check
 from promoter._exceptions import (
     CellSyntaxError,
     ContractError,
@@ -54,12 +46,14 @@ from promoter._exceptions import (
     UsageError,
     VerificationError,
 )
-from promoter._execute import Execution, ProgressCallback
-from promoter._extract import Block, Dropped, Extraction
-from promoter._notebook import Cell, Notebook, Role, Settings
-from promoter._parameters import Parameter, RequestSchema
-from promoter._response import ModelClass, ModelField, ResponseSchema
-from promoter._verify import Fidelity
+from promoter.analysis.extract import Block, Dropped, Extraction
+from promoter.analysis.parameters import Parameter, RequestSchema
+from promoter.analysis.response import ModelClass, ModelField, ResponseSchema
+from promoter.building.build import Build
+from promoter.building.verify import Fidelity
+from promoter.frontends.check import CHECKS, CheckReport, NotebookResult, Outcome, Status, check
+from promoter.reading.notebook import Cell, Notebook, Role, Settings
+from promoter.running.execute import Execution, ProgressCallback
 
 
 def __getattr__(name: str) -> str:
@@ -133,4 +127,4 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """The jupyter_server extension that serves the button's REST endpoints."""
-    return [{"module": "promoter._jupyter"}]
+    return [{"module": "promoter.frontends.jupyter"}]

@@ -1,3 +1,3 @@
-from promoter._cli import main
+from promoter.frontends.cli import main
 
 main()

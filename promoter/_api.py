@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
-from promoter._extract import Dropped, Extraction, extract
-from promoter._files import DataFile, data_files
-from promoter._isolation import isolate
-from promoter._notebook import Notebook, Role, read_notebook
-from promoter._parameters import (
+from promoter.analysis.extract import Dropped, Extraction, extract
+from promoter.analysis.files import DataFile, data_files
+from promoter.analysis.isolation import isolate
+from promoter.analysis.parameters import (
     RequestSchema,
     infer_request,
     request_error,
     request_json_schema,
 )
-from promoter._response import ResponseSchema, infer_response
-from promoter._source import ResponseExpression, response_expression
+from promoter.analysis.response import ResponseSchema, infer_response
+from promoter.reading.notebook import Notebook, Role, read_notebook
+from promoter.reading.source import ResponseExpression, response_expression
 
 if TYPE_CHECKING:  # importing these at run time would import papermill and jinja2 (slow)
-    from promoter._execute import Execution, ProgressCallback
-    from promoter._render import NotebookPlan
-    from promoter._verify import Fidelity
+    from promoter.building.render import NotebookPlan
+    from promoter.building.verify import Fidelity
+    from promoter.running.execute import Execution, ProgressCallback
 
 __all__ = ["Conversion", "Finding", "Inspection", "convert", "inspect"]
 
@@ -163,7 +163,7 @@ class Inspection:
         self, timeout: float | None, on_progress: ProgressCallback | None, all_cells: bool
     ) -> list[Execution]:
         """The run with the defaults, then those of ``metadata.promoter.examples``."""
-        from promoter._execute import execute
+        from promoter.running.execute import execute
 
         names = [p.name for p in self.request.parameters]
         runs = [
@@ -195,7 +195,7 @@ class Inspection:
 
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
-        from promoter._render import NotebookPlan
+        from promoter.building.render import NotebookPlan
 
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
@@ -370,8 +370,8 @@ def convert(
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
     """
-    from promoter._build import build_service, service_options
-    from promoter._output import check_destination
+    from promoter.building.build import build_service, service_options
+    from promoter.building.output import check_destination
 
     begin = time.perf_counter()
     if not paths:
@@ -450,7 +450,7 @@ def _papermill_types(notebook: Notebook) -> dict[str, str]:
     """papermill's own view of the parameters (its inspection is the baseline we extend)."""
     from papermill.translators import papermill_translators
 
-    from promoter._execute import quiet_papermill
+    from promoter.running.execute import quiet_papermill
 
     cell = notebook.node.cells[notebook.parameters_cell.index]
     try:

@@ -18,12 +18,17 @@ import nbformat
 import pytest
 from typer.testing import CliRunner
 
-from promoter._check import CheckReport, NotebookResult, Outcome, Status
-from promoter._cli import app
-from promoter._discover import find_notebooks, has_promoter_tags
 from promoter._exceptions import Location, UsageError
-from promoter._notebook import cell_file_line
-from promoter._reports import github_annotations, junit_xml, markdown_summary, summary_lines
+from promoter.frontends.check import CheckReport, NotebookResult, Outcome, Status
+from promoter.frontends.cli import app
+from promoter.frontends.discover import find_notebooks, has_promoter_tags
+from promoter.frontends.reports import (
+    github_annotations,
+    junit_xml,
+    markdown_summary,
+    summary_lines,
+)
+from promoter.reading.locate import cell_file_line
 from tests.helpers import EXAMPLES, FIXTURES, git, run_cli, write_notebook
 
 BAD = FIXTURES / "bad"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from promoter._cli import app
+from promoter.frontends.cli import app
 from tests.helpers import EXAMPLES, FIXTURES, run_cli
 
 runner = CliRunner()

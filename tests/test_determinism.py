@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from promoter._determinism import unseeded_randomness
-from promoter._notebook import read_notebook
+from promoter.analysis.determinism import unseeded_randomness
+from promoter.reading.notebook import read_notebook
 from tests.helpers import run_cli, write_notebook
 
 

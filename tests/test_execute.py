@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from promoter import ExecutionError
-from promoter._execute import execute
-from promoter._notebook import read_notebook
-from promoter._source import response_expression
+from promoter.reading.notebook import read_notebook
+from promoter.reading.source import response_expression
+from promoter.running.execute import execute
 from tests.helpers import write_notebook
 
 pytestmark = pytest.mark.slow

@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 
 from promoter import ContractError
-from promoter._extract import extract
-from promoter._notebook import read_notebook
-from promoter._parameters import infer_request
-from promoter._source import response_expression
+from promoter.analysis.extract import extract
+from promoter.analysis.parameters import infer_request
+from promoter.reading.notebook import read_notebook
+from promoter.reading.source import response_expression
 from tests.helpers import write_notebook
 
 

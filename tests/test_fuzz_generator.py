@@ -29,13 +29,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from promoter._build import format_python
-from promoter._extract import extract
-from promoter._notebook import class_prefix, read_notebook
-from promoter._parameters import infer_request
-from promoter._render import NotebookPlan, ServiceOptions, render_service, render_tests
-from promoter._response import infer_response
-from promoter._source import response_expression
+from promoter.analysis.extract import extract
+from promoter.analysis.parameters import infer_request
+from promoter.analysis.response import infer_response
+from promoter.building.build import format_python
+from promoter.building.render import NotebookPlan, ServiceOptions, render_service, render_tests
+from promoter.reading.notebook import class_prefix, read_notebook
+from promoter.reading.source import response_expression
 
 FUZZ = settings(
     max_examples=40,

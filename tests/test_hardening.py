@@ -10,8 +10,8 @@ import pytest
 
 from promoter import inspect
 from promoter._exceptions import NotebookReadError, ParameterError
-from promoter._response import safe_attr
-from promoter._source import source_lines
+from promoter.analysis.response import safe_attr
+from promoter.reading.source import source_lines
 from tests.helpers import write_notebook
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -96,7 +96,7 @@ def test_corpus_table_matches_expected_json() -> None:
 
 
 def test_generated_code_with_separators_parses(tmp_path: Path) -> None:
-    from promoter._filters import codeindent
+    from promoter.building.filters import codeindent
 
     code = "text = 'a\u2028b'\nn = 1"
     indented = codeindent(code, 4)

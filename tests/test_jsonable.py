@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import pandas as hpd
 
-from promoter._resources import jsonable_source, template_dir
+from promoter.building.resources import jsonable_source, template_dir
 from tests.helpers import run_cli, write_notebook
 
 SOURCE = template_dir() / "service" / "app" / "jsonable.py"

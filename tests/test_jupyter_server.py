@@ -369,7 +369,7 @@ def workers_and_kernels() -> tuple[list[psutil.Process], list[psutil.Process]]:
     workers, kernels = [], []
     for process in psutil.Process().children(recursive=True):
         try:
-            if "promoter._jupyter_worker" in " ".join(process.cmdline()):
+            if "promoter.frontends.jupyter_worker" in " ".join(process.cmdline()):
                 workers.append(process)
                 kernels += process.children()
         except psutil.NoSuchProcess:

@@ -428,7 +428,7 @@ def worker_kernels(lab: Lab) -> int:
     count = 0
     for process in psutil.Process(lab.pid).children(recursive=True):
         try:
-            if "promoter._jupyter_worker" in " ".join(process.cmdline()):
+            if "promoter.frontends.jupyter_worker" in " ".join(process.cmdline()):
                 count += sum(
                     "ipykernel" in " ".join(child.cmdline()) for child in process.children()
                 )

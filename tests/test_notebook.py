@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from promoter import ContractError, NotebookReadError, UsageError
-from promoter._notebook import Role, read_notebook, route_for, snake_case
+from promoter.reading.notebook import Role, read_notebook, route_for, snake_case
 from tests.helpers import EXAMPLES, write_notebook
 
 

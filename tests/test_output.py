@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from promoter import EditedFileError, OutputError
-from promoter._output import LOCK_NAME, Lock, read_lock, staged
+from promoter.building.output import LOCK_NAME, Lock, read_lock, staged
 
 
 def _write(out: Path, files: dict[str, str], force: bool = False) -> Path | None:

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from promoter import ParameterError
-from promoter._notebook import read_notebook
-from promoter._parameters import infer_request, request_json_schema
-from promoter._types import type_of_value
+from promoter.analysis.parameters import infer_request, request_json_schema
+from promoter.analysis.types import type_of_value
+from promoter.reading.notebook import read_notebook
 from tests.helpers import EXAMPLES, write_notebook
 
 PARAMS = """from typing import Annotated, Literal

@@ -41,7 +41,7 @@ def test_plugin_is_registered_and_light(tmp_path: Path) -> None:
     help_text = _pytest("--help", cwd=tmp_path).stdout
     assert "--promoter=PATH" in help_text and "--promoter-timeout" in help_text
     # Loaded in every pytest run: importing it must not import the kernel machinery.
-    probe = "import sys, promoter._pytest_plugin; print('papermill' in sys.modules)"
+    probe = "import sys, promoter.frontends.pytest_plugin; print('papermill' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

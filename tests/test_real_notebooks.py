@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promoter._determinism import judge
-from promoter._extract import Extraction, extract
-from promoter._notebook import read_notebook
-from promoter._parameters import infer_request
-from promoter._source import response_expression
-from promoter._verify import Fidelity
+from promoter.analysis.determinism import judge
+from promoter.analysis.extract import Extraction, extract
+from promoter.analysis.parameters import infer_request
+from promoter.building.verify import Fidelity
+from promoter.reading.notebook import read_notebook
+from promoter.reading.source import response_expression
 from tests.helpers import run_cli, write_notebook
 
 

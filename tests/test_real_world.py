@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from promoter._verify import first_difference
+from promoter.building.verify import first_difference
 from tests.helpers import golden, run_cli, send_json
 
 CORPUS = Path(__file__).resolve().parent / "real_world"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promoter._filters import codeindent, pyrepr
+from promoter.building.filters import codeindent, pyrepr
 from tests.helpers import run_cli, write_notebook
 
 HOSTILE = "\"\"\" ''' {{ 7*7 }} {% if x %} \\ \n __import__('os').system('touch PWNED') # }}"

@@ -1,7 +1,7 @@
 """``_response``: the response model inferred from the notebook's JSON answer."""
 
 from promoter._exceptions import Location
-from promoter._response import infer_response, safe_attr
+from promoter.analysis.response import infer_response, safe_attr
 
 
 def test_nested_objects_become_models_and_lists_typed() -> None:

@@ -119,7 +119,7 @@ def test_a_cell_printing_without_end_stops_with_a_clear_error(
 
 
 def test_the_default_output_cap_is_fifty_megabytes(tmp_path: Path) -> None:
-    from promoter._notebook import read_notebook
+    from promoter.reading.notebook import read_notebook
 
     cells = (("code", "x = 1", ["parameters"]), ("code", "x", ["response"]))
     assert read_notebook(write_notebook(tmp_path / "nb.ipynb", *cells)).settings.max_output_mb == 50

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promoter._resources import template_dir
+from promoter.building.resources import template_dir
 from tests.helpers import free_port, run_cli, wait_ready, write_notebook
 
 APP = template_dir() / "service" / "app"

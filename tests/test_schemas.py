@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from promoter._exceptions import ContractError, Location
-from promoter._notebook import read_notebook
-from promoter._response import infer_response
+from promoter.analysis.response import infer_response
+from promoter.reading.notebook import read_notebook
 from tests.helpers import FIXTURES, run_cli, write_notebook
 
 SCHEMAS = FIXTURES / "schemas"

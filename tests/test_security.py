@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import promoter
-from promoter._types import TYPE_NAMES
+from promoter.analysis.types import TYPE_NAMES
 from tests.helpers import run_cli, write_notebook
 
 
@@ -294,7 +294,7 @@ def test_a_setup_cell_defining_a_generated_name_is_refused(tmp_path: Path, name:
 
 def test_a_file_name_with_invisible_characters_reaches_no_file_raw(tmp_path: Path) -> None:
     """The README and docstring paths of a file name, rendered without running a kernel."""
-    from promoter._filters import doctext, mdtext
+    from promoter.building.filters import doctext, mdtext
 
     name = "churn" + _INVISIBLE + string.ascii_letters[:3] + ".ipynb"
     assert _invisible_in(doctext(name)) == [] and _invisible_in(mdtext(name)) == []

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from promoter._verify import first_difference
+from promoter.building.verify import first_difference
 from tests.helpers import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
 
 pytestmark = pytest.mark.slow
@@ -38,10 +38,10 @@ OTHER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
 
 _PAPERMILL = """
 import json, sys
-from promoter._execute import execute
-from promoter._notebook import read_notebook
-from promoter._parameters import infer_request
-from promoter._source import response_expression
+from promoter.running.execute import execute
+from promoter.reading.notebook import read_notebook
+from promoter.analysis.parameters import infer_request
+from promoter.reading.source import response_expression
 notebook = read_notebook(sys.argv[1])
 names = [p.name for p in infer_request(notebook).parameters]
 run = execute(notebook, response_expression(notebook), names, json.loads(sys.argv[2]))

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promoter._extract import Extraction, extract
-from promoter._notebook import read_notebook
-from promoter._parameters import infer_request
-from promoter._source import response_expression
+from promoter.analysis.extract import Extraction, extract
+from promoter.analysis.parameters import infer_request
+from promoter.reading.notebook import read_notebook
+from promoter.reading.source import response_expression
 from tests.helpers import run_cli, write_notebook
 
 SLICED = "only draws or prints; the response does not depend on it"

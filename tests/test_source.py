@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from promoter import ContractError
-from promoter._notebook import read_notebook
-from promoter._source import python_source, response_expression, source_lines
+from promoter.reading.notebook import read_notebook
+from promoter.reading.source import python_source, response_expression, source_lines
 from tests.helpers import write_notebook
 
 

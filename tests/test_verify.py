@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from promoter import VerificationError
-from promoter._notebook import Notebook, read_notebook
-from promoter._verify import first_difference, verify_service
+from promoter.building.verify import first_difference, verify_service
+from promoter.reading.notebook import Notebook, read_notebook
 from tests.helpers import write_notebook
 
 
@@ -78,7 +78,7 @@ def test_a_failing_pipeline_names_the_cell(tmp_path: Path) -> None:
 
 
 def test_cell_markers_count_cells_from_one(tmp_path: Path) -> None:
-    from promoter._filters import cellref
+    from promoter.building.filters import cellref
 
     nb = read_notebook(
         write_notebook(

@@ -27,7 +27,7 @@ def test_convert_from_the_wheel(tmp_path: Path) -> None:
     unpacked = tmp_path / "wheel"
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe = (
-        "import promoter, promoter._resources as r, sys;"
+        "import promoter, promoter.building.resources as r, sys;"
         "print(promoter.__file__); print(r.template_dir())"
     )
     env = {"PYTHONPATH": str(unpacked), "PATH": str(Path(sys.executable).parent)}

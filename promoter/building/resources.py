@@ -13,10 +13,11 @@ __all__ = ["jsonable_source", "runtime_source", "template_dir"]
 
 def template_dir() -> Path:
     """The templates folder: inside the installed wheel, or at the root of a source checkout."""
-    packaged = Path(__file__).parent / "templates"
+    package = Path(__file__).parents[1]
+    packaged = package / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).parent.parent / "templates"
+    return package.parent / "templates"
 
 
 def jsonable_source() -> str:

@@ -9,7 +9,7 @@ promoter registers one, ``promoter``, that is papermill's nbclient engine with t
   of memory and stops with a clear error (:class:`OutputLimitExceeded`) instead of growing
   the process by gigabytes until the cell timeout.
 - Processes: the kernel runs in its own session (as jupyter_client starts it); what its code
-  starts there is killed once the run is done (:class:`promoter._processes.ProcessGroup`), so
+  starts there is killed once the run is done (:class:`promoter.running.processes.ProcessGroup`), so
   a setup cell's ``subprocess.Popen`` or server does not outlive the run.
 
 Imported only when a notebook runs: it imports papermill and nbclient.
@@ -34,7 +34,7 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from traitlets import default
 
-from promoter._processes import ProcessGroup
+from promoter.running.processes import ProcessGroup
 
 __all__ = ["ENGINE", "KernelRun", "OutputLimitExceeded"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._types import TYPE_NAMES, build_type, safe_annotation
+from promoter.analysis.types import TYPE_NAMES, build_type, safe_annotation
 
 __all__ = [
     "ModelClass",

@@ -16,9 +16,10 @@ cookie plus XSRF) and confined to the server's root directory::
     *      promoter/try/<name>/... -> proxied to that service on 127.0.0.1
 
 Kernel runs (inspect and convert, directly or as jobs) each run in a worker process
-(``promoter._jupyter_worker``) and at most ``Promoter.max_concurrent_runs`` at once; the others
-wait in a queue. ``roles`` is static (no kernel): it inspects the notebook as the browser holds
-it, unsaved edits included, so the labels on the cells follow the library's rules exactly.
+(``promoter.frontends.jupyter_worker``) and at most ``Promoter.max_concurrent_runs`` at
+once; the others wait in a queue. ``roles`` is static (no kernel): it inspects the notebook as
+the browser holds it, unsaved edits included, so the labels on the cells follow the library's
+rules exactly.
 
 Paths in requests and in replies are API paths: relative to the root, ``/``-separated. Errors
 answer JSON ``PromoterError.to_dict()``: 400 for a bad request, 403 for a path outside the root
@@ -239,7 +240,7 @@ class Runner:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "promoter._jupyter_worker",
+            "promoter.frontends.jupyter_worker",
             # The result is one JSON line; a big sample response outgrows the 64 KiB default.
             limit=_LINE_LIMIT,
             stdin=asyncio.subprocess.PIPE,

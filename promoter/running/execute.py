@@ -29,10 +29,10 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter._files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
-from promoter._notebook import Cell, Notebook, Role
-from promoter._resources import jsonable_source
-from promoter._source import ResponseExpression, prefix_before, source_lines
+from promoter.analysis.files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
+from promoter.building.resources import jsonable_source
+from promoter.reading.notebook import Cell, Notebook, Role
+from promoter.reading.source import ResponseExpression, prefix_before, source_lines
 
 __all__ = [
     "CAPTURE_CELL_IDS",
@@ -193,7 +193,7 @@ class _Papermill:
     def __call__(self, parameters: dict[str, Any], cells: _Progress) -> Any:
         import papermill
 
-        from promoter._kernel import ENGINE, KernelRun
+        from promoter.running.kernel import ENGINE, KernelRun
 
         with self._stderr.open("w") as stderr, quiet_papermill():
             limit = int(self.notebook.settings.max_output_mb * 1_000_000)
@@ -237,7 +237,7 @@ class _Papermill:
         import papermill
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-        from promoter._kernel import OutputLimitExceeded
+        from promoter.running.kernel import OutputLimitExceeded
 
         notebook = self.notebook
         if isinstance(exc, papermill.PapermillExecutionError):

@@ -20,19 +20,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from promoter._determinism import judge
 from promoter._exceptions import ContractError, Location
-from promoter._files import DataFile
-from promoter._notebook import Notebook
-from promoter._output import LOCK_NAME, Lock, staged
-from promoter._render import (
+from promoter.analysis.determinism import judge
+from promoter.analysis.files import DataFile
+from promoter.building.output import LOCK_NAME, Lock, staged
+from promoter.building.render import (
     NotebookPlan,
     ServiceOptions,
     notebook_package,
     render_service,
     render_tests,
 )
-from promoter._verify import Fidelity, verify_service
+from promoter.building.verify import Fidelity, verify_service
+from promoter.reading.notebook import Notebook
 
 __all__ = ["Build", "build_service", "format_python", "relative_path", "service_options"]
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from promoter._check import NotebookResult
-    from promoter._discover import ServiceIndex
+    from promoter.frontends.check import NotebookResult
+    from promoter.frontends.discover import ServiceIndex
 
 __all__ = ["NotebookFile", "NotebookItem", "PromoterCheckFailed"]
 
@@ -101,8 +101,8 @@ def _selected(config: pytest.Config) -> frozenset[Path]:
     cached = config.stash.get(_SELECTED, None)
     if cached is not None:
         return cached
-    from promoter._discover import find_notebooks, has_promoter_tags
     from promoter._exceptions import PromoterError
+    from promoter.frontends.discover import find_notebooks, has_promoter_tags
 
     try:
         found = find_notebooks(
@@ -136,7 +136,7 @@ class NotebookItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run contract, execute, fidelity and drift checks; fail with their messages."""
-        from promoter._check import check_notebook
+        from promoter.frontends.check import check_notebook
 
         config = self.config
         services = _services(tuple(config.getoption("promoter_paths")), str(config.rootpath))
@@ -182,6 +182,6 @@ def _shown(path: Path) -> Path:
 @functools.cache
 def _services(paths: tuple[str, ...], rootdir: str) -> ServiceIndex:
     """Generated services under the checked paths and the rootdir, found once per process."""
-    from promoter._discover import find_services
+    from promoter.frontends.discover import find_services
 
     return find_services([*paths, rootdir])

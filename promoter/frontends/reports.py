@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from promoter._check import CHECKS, CheckReport, NotebookResult, Outcome, Status
-from promoter._execute import CAPTURE_CELL_IDS
+from promoter.frontends.check import CHECKS, CheckReport, NotebookResult, Outcome, Status
+from promoter.running.execute import CAPTURE_CELL_IDS
 
 __all__ = [
     "github_annotations",

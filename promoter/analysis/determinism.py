@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from promoter._exceptions import Location, PromoterError, VerificationError
-from promoter._notebook import Notebook
-from promoter._source import parse_cell
+from promoter.reading.notebook import Notebook
+from promoter.reading.source import parse_cell
 
 if TYPE_CHECKING:
-    from promoter._verify import Fidelity
+    from promoter.building.verify import Fidelity
 
 __all__ = ["judge", "unseeded_randomness"]
 

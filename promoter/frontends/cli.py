@@ -309,7 +309,7 @@ def serve(
     debug: Debug = False,
 ) -> None:
     """Convert to a temporary folder and serve it, regenerating when the notebook is saved."""
-    from promoter._serve import serve as serve_notebook
+    from promoter.frontends.serve import serve as serve_notebook
 
     console = _console(stderr=True)
 
@@ -419,7 +419,7 @@ def check(
     Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
     Actions), a Markdown summary is appended to that file.
     """
-    from promoter import _check
+    from promoter.frontends import check as _check
 
     if output_format not in ("text", "github"):
         _console(stderr=True).print(
@@ -447,7 +447,7 @@ def check(
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         if output_format == "github":
-            from promoter._reports import github_annotations
+            from promoter.frontends.reports import github_annotations
 
             for line in github_annotations(result):
                 typer.echo(line)
@@ -456,7 +456,7 @@ def check(
 
 
 def _write_reports(result: Any, junit_xml: Path | None, report: Path | None, debug: bool) -> None:
-    from promoter import _reports
+    from promoter.frontends import reports as _reports
 
     if junit_xml is not None:
         junit_xml.parent.mkdir(parents=True, exist_ok=True)
@@ -515,7 +515,7 @@ def _check_line(result: Any) -> str:
 def _show_check(result: Any, report: Path | None) -> None:
     from rich.text import Text
 
-    from promoter._reports import summary_lines
+    from promoter.frontends.reports import summary_lines
 
     console = _console()
     console.print("[bold]promoter check[/]")

@@ -150,7 +150,7 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
 def _index_lock(
     folder: Path, files: list[str], services: dict[Path, list[tuple[Path, Any]]]
 ) -> None:
-    from promoter._output import LOCK_NAME, read_lock
+    from promoter.building.output import LOCK_NAME, read_lock
 
     lock = read_lock(folder) if LOCK_NAME in files else None
     for entry in lock.notebooks if lock is not None else []:

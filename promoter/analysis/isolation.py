@@ -28,9 +28,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from promoter._exceptions import ContractError, Location
-from promoter._extract import Extraction
-from promoter._notebook import Cell, Notebook, Role
-from promoter._source import parse_cell
+from promoter.analysis.extract import Extraction
+from promoter.reading.notebook import Cell, Notebook, Role
+from promoter.reading.source import parse_cell
 
 __all__ = ["RESERVED_NAMES", "Isolation", "isolate"]
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from promoter._extract import Extraction
-from promoter._files import DataFile
-from promoter._filters import FILTERS
-from promoter._notebook import Cell, Notebook
-from promoter._parameters import RequestSchema
-from promoter._pins import installed_version, service_dependencies, testing_dependencies
-from promoter._resources import jsonable_source, runtime_source, template_dir
-from promoter._response import ResponseSchema, safe_attr
-from promoter._types import TYPE_NAMES, model_imports
+from promoter.analysis.extract import Extraction
+from promoter.analysis.files import DataFile
+from promoter.analysis.parameters import RequestSchema
+from promoter.analysis.response import ResponseSchema, safe_attr
+from promoter.analysis.types import TYPE_NAMES, model_imports
+from promoter.building.filters import FILTERS
+from promoter.building.pins import installed_version, service_dependencies, testing_dependencies
+from promoter.building.resources import jsonable_source, runtime_source, template_dir
+from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
     "NotebookPlan",

@@ -28,20 +28,20 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promoter._discover import (
+from promoter._exceptions import Location, PromoterError, UsageError
+from promoter.frontends.discover import (
     ServiceIndex,
     find_notebooks,
     find_services,
     git_root,
     has_promoter_tags,
 )
-from promoter._exceptions import Location, PromoterError, UsageError
-from promoter._notebook import cell_file_line
+from promoter.reading.locate import cell_file_line
 
 if TYPE_CHECKING:
     from promoter._api import Inspection
-    from promoter._execute import ProgressCallback
-    from promoter._output import Lock
+    from promoter.building.output import Lock
+    from promoter.running.execute import ProgressCallback
 
 __all__ = [
     "CHECKS",
@@ -315,7 +315,7 @@ def _fidelity(
     The build applies the one non-determinism rule (``_determinism.judge``), as in ``convert``.
     """
     from promoter._api import Finding
-    from promoter._build import build_service, service_options
+    from promoter.building.build import build_service, service_options
 
     notebook = inspection.notebook
     try:
@@ -335,7 +335,7 @@ def _fidelity(
 
 
 def _drift(path: Path, services: ServiceIndex) -> Outcome:
-    from promoter._output import sha256
+    from promoter.building.output import sha256
 
     found = services.for_notebook(path)
     if not found:
@@ -493,7 +493,7 @@ def _check_all(
             if on_result is not None:
                 on_result(results[path])
         return results
-    from promoter._pool import run_in_processes
+    from promoter.running.pool import run_in_processes
 
     return run_in_processes(
         job,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
-from promoter._notebook import Cell, Notebook
-from promoter._source import parse_cell
+from promoter.reading.notebook import Cell, Notebook
+from promoter.reading.source import parse_cell
 
 __all__ = [
     "OBSERVER_CELL_ID",

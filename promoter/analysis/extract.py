@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass, field
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
-from promoter._notebook import Cell, Notebook, Role
-from promoter._parameters import RequestSchema
-from promoter._source import ResponseExpression, parse_cell, source_lines
+from promoter.analysis.parameters import RequestSchema
+from promoter.reading.notebook import Cell, Notebook, Role
+from promoter.reading.source import ResponseExpression, parse_cell, source_lines
 
 __all__ = ["Block", "Dropped", "Extraction", "extract"]
 

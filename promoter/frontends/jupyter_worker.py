@@ -1,10 +1,11 @@
 """One inspect or convert run for the Jupyter server extension, in a process of its own.
 
-The server (``promoter._jupyter``) starts ``python -m promoter._jupyter_worker``, writes one JSON
-request on its stdin and reads JSON lines from its stdout: ``{"progress": [done, total]}`` while
-the kernel runs, then ``{"status": HTTP status, "result": reply}``. A process of its own is what
-makes Cancel real: the server kills the worker and every process under it, the kernel included,
-which a thread inside the server could not do.
+The server (``promoter.frontends.jupyter``) starts
+``python -m promoter.frontends.jupyter_worker``, writes one JSON request on its stdin and reads
+JSON lines from its stdout: ``{"progress": [done, total]}`` while the kernel runs, then
+``{"status": HTTP status, "result": reply}``. A process of its own is what makes Cancel real:
+the server kills the worker and every process under it, the kernel included, which a thread
+inside the server could not do.
 
 Only these lines go to the real stdout; anything else printed (papermill, the kernel's warnings)
 is sent to stderr so it cannot corrupt the protocol.

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from promoter._exceptions import Location, VerificationError
-from promoter._notebook import Notebook
-from promoter._processes import ProcessGroup
+from promoter.reading.notebook import Notebook
+from promoter.running.processes import ProcessGroup
 
 __all__ = ["Fidelity", "first_difference", "verify_service"]
 

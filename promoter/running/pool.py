@@ -22,7 +22,7 @@ R = TypeVar("R")
 
 #: The (notebook, cells done, cells in all) progress of a worker's task.
 Relay = Callable[[str, int, int], None]
-_PRELOAD = ["promoter._check", "papermill", "nbclient", "nbconvert"]
+_PRELOAD = ["promoter.frontends.check", "papermill", "nbclient", "nbconvert"]
 
 _worker_events: Any = None
 

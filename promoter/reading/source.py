@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from promoter._exceptions import CellSyntaxError
 
 if TYPE_CHECKING:
-    from promoter._notebook import Cell, Notebook
+    from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
     "ResponseExpression",

@@ -17,15 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from promoter._exceptions import Location, ParameterError
-from promoter._notebook import Cell, Notebook, Role
-from promoter._source import parse_cell
-from promoter._types import (
+from promoter.analysis.types import (
     build_type,
     imports_for,
     names_in,
     safe_annotation,
     type_of_value,
 )
+from promoter.reading.notebook import Cell, Notebook, Role
+from promoter.reading.source import parse_cell
 
 __all__ = [
     "Parameter",
@@ -309,7 +309,7 @@ def _model(parameters: Iterable[Parameter]) -> Any:
     aliased to its JSON name (a parameter may be called ``model_dump`` or ``json``)."""
     import pydantic
 
-    from promoter._response import safe_attr
+    from promoter.analysis.response import safe_attr
 
     taken: set[str] = set()
     fields: dict[str, Any] = {

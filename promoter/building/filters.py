@@ -17,10 +17,10 @@ import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from promoter._source import source_lines
+from promoter.reading.source import source_lines
 
 if TYPE_CHECKING:
-    from promoter._notebook import Cell
+    from promoter.reading.notebook import Cell
 
 __all__ = [
     "FILTERS",

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from promoter._exceptions import ContractError, Location, NotebookReadError, UsageError
 from promoter._lazy import defer_iri_grammar
+from promoter.reading.settings import JSON_PATH, Settings, read_settings
 
 __all__ = [
     "JSON_PATH",
@@ -27,7 +26,6 @@ __all__ = [
     "Notebook",
     "Role",
     "Settings",
-    "cell_file_line",
     "class_prefix",
     "read_notebook",
     "route_for",
@@ -41,29 +39,7 @@ TAG_SKIP = "skip"
 ROLE_TAGS = (TAG_PARAMETERS, TAG_SETUP, TAG_RESPONSE, TAG_SKIP)
 
 # Validators use fullmatch: with re.match, `$` also matches before a trailing newline.
-_ROUTE = re.compile(r"/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
-_NAME = re.compile(r"[a-z][a-z0-9\-]*")
-_VERSION = re.compile(r"[0-9A-Za-z.\-+]+")
 _CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_SHARED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_SETTINGS = {
-    "route",
-    "name",
-    "version",
-    "timeout",
-    "execution",
-    "shared",
-    "examples",
-    "maps",
-    "records",
-    "files",
-    "max_file_mb",
-    "max_output_mb",
-}
-#: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
-#: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
-JSON_PATH = re.compile(r'\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\.\*|\["(?:[^"\\]|\\.)*"\])*')
-_EXECUTION_MODES = ("thread", "inline", "process")
 
 
 class Role(StrEnum):
@@ -98,37 +74,6 @@ class Cell:
         """The first non-empty line of the source, shortened to ``width`` characters."""
         line = next((ln.strip() for ln in self.source.splitlines() if ln.strip()), "")
         return line if len(line) <= width else line[: width - 1] + "…"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Notebook-level settings from ``metadata.promoter`` (all optional)."""
-
-    route: str | None = None
-    name: str | None = None
-    version: str = "0.1.0"
-    timeout: float = 30.0
-    #: "thread" (default): each request runs in a worker thread under the timeout.
-    #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
-    #: "process": in worker processes (pebble) that are killed past the timeout.
-    execution: str = "thread"
-    #: Globs (relative to the notebook's folder) of data files that travel with the service
-    #: besides those the default run was seen reading (files only other parameters read).
-    files: tuple[str, ...] = ()
-    #: The largest data file that may travel with the service, in megabytes.
-    max_file_mb: float = 200.0
-    #: The most output (prints, displays, tracebacks) a run of the notebook may produce, in
-    #: megabytes (millions of characters): a cell printing without end is stopped there.
-    max_output_mb: float = 50.0
-    #: Parameter sets run besides the defaults to infer the response schema (and the OpenAPI
-    #: request examples).
-    examples: tuple[dict[str, Any], ...] = ()
-    #: JSON paths of response objects to read as maps (``dict[str, T]``) / as records (models).
-    maps: tuple[str, ...] = ()
-    records: tuple[str, ...] = ()
-    #: Setup names (or modules, e.g. "random") that requests share on purpose: promoter
-    #: neither copies them per request nor refuses handlers that change them.
-    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,7 +175,7 @@ def read_notebook(path: str | Path) -> Notebook:
         path=path,
         node=node,
         cells=cells,
-        settings=_settings(path, node),
+        settings=read_settings(path, node),
         content_hash=hashlib.sha256(raw).hexdigest(),
         warnings=tuple((msg, Location(notebook=path)) for msg in warnings),
         **_summary(cells),
@@ -455,229 +400,3 @@ def _first_paragraph(lines: list[str]) -> str | None:
             break
         paragraph.append(line.strip())
     return " ".join(paragraph) or None
-
-
-def _settings(path: Path, node: Any) -> Settings:
-    raw = node.metadata.get("promoter", {})
-    where = Location(notebook=path)
-    if not isinstance(raw, dict):
-        raise ContractError(
-            "metadata.promoter must be an object", location=where, hint="see DESIGN.md section 1"
-        )
-    unknown = set(raw) - _SETTINGS
-    if unknown:
-        raise ContractError(
-            f"unknown keys in metadata.promoter: {sorted(unknown)}",
-            location=where,
-            hint=f"known keys: {sorted(_SETTINGS)}",
-        )
-    route, name = _route_and_name(raw, where)
-    version = raw.get("version", "0.1.0")
-    if not isinstance(version, str) or not _VERSION.fullmatch(version):
-        raise ContractError(
-            f"metadata.promoter.version {version!r} is not a valid version",
-            location=where,
-            hint="use a version like 1.2.0",
-        )
-    timeout = raw.get("timeout", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ContractError(
-            f"metadata.promoter.timeout {timeout!r} must be a positive number of seconds",
-            location=where,
-        )
-    execution = raw.get("execution", "thread")
-    if execution not in _EXECUTION_MODES:
-        raise ContractError(
-            f"metadata.promoter.execution {execution!r} is not one of {list(_EXECUTION_MODES)}",
-            location=where,
-            hint='"thread" (the default) enforces the timeout; "inline" is for microsecond code; '
-            '"process" runs the code in worker processes that a timeout kills',
-        )
-    return Settings(
-        route=route,
-        name=name,
-        version=version,
-        timeout=float(timeout),
-        execution=execution,
-        files=_file_globs(raw.get("files", []), where),
-        max_file_mb=_megabytes(raw, "max_file_mb", 200.0, where),
-        max_output_mb=_megabytes(raw, "max_output_mb", 50.0, where),
-        examples=_examples(raw.get("examples", []), where),
-        maps=_json_paths(raw, "maps", where),
-        records=_json_paths(raw, "records", where),
-        shared=_shared(raw.get("shared", []), where),
-    )
-
-
-def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, str | None]:
-    route = raw.get("route")
-    if route is not None and (not isinstance(route, str) or not _ROUTE.fullmatch(route)):
-        raise ContractError(
-            f"metadata.promoter.route {route!r} is not a valid route",
-            location=where,
-            hint="use a path like /churn_score (letters, digits, _ and -)",
-        )
-    name = raw.get("name")
-    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
-        raise ContractError(
-            f"metadata.promoter.name {name!r} is not a valid service name",
-            location=where,
-            hint="use lower-case letters, digits and dashes, e.g. churn-score",
-        )
-    return route, name
-
-
-def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
-    example = '["data/*.csv", "models/**/*.joblib"], relative to the notebook\'s folder'
-    found = _strings(globs, "files", "glob strings", lambda g: bool(g.strip()), where, example)
-    for glob in found:
-        if glob.startswith(("/", "\\")) or ".." in Path(glob).parts:
-            raise ContractError(
-                f"metadata.promoter.files glob {glob!r} leaves the notebook's folder",
-                location=where,
-                hint="only files under the notebook's folder travel with the service; read "
-                "others from a mounted volume or object storage",
-            )
-    return found
-
-
-def _megabytes(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:
-    limit = raw.get(key, fallback)
-    if (
-        isinstance(limit, bool)
-        or not isinstance(limit, int | float)
-        or not math.isfinite(limit)
-        or limit <= 0
-    ):
-        raise ContractError(
-            f"metadata.promoter.{key} {limit!r} must be a positive number of megabytes",
-            location=where,
-        )
-    return float(limit)
-
-
-def _examples(raw: Any, where: Location) -> tuple[dict[str, Any], ...]:
-    if not isinstance(raw, list) or not all(
-        isinstance(e, dict) and all(isinstance(k, str) for k in e) for e in raw
-    ):
-        raise ContractError(
-            "metadata.promoter.examples must be a list of parameter sets (JSON objects)",
-            location=where,
-            hint='e.g. "examples": [{"state": "CA"}, {"state": "NY", "top_k": 5}]',
-        )
-    return tuple(dict(e) for e in raw)
-
-
-def _json_paths(raw: dict[str, Any], key: str, where: Location) -> tuple[str, ...]:
-    example = '["$", "$.counts", "$.rows[*].scores", "$.by_state.*"]'
-    paths = raw.get(key, [])
-    return _strings(paths, key, "JSON paths into the response", JSON_PATH.fullmatch, where, example)
-
-
-def _shared(shared: object, where: Location) -> tuple[str, ...]:
-    example = '["cache"]: the setup names requests share on purpose'
-    return _strings(shared, "shared", "names", _SHARED.fullmatch, where, example)
-
-
-def _strings(
-    value: object,
-    key: str,
-    what: str,
-    accept: Callable[[str], object],
-    where: Location,
-    example: str,
-) -> tuple[str, ...]:
-    """A ``metadata.promoter`` setting that must be a list of strings ``accept`` takes."""
-    if not isinstance(value, list) or not all(isinstance(v, str) and accept(v) for v in value):
-        raise ContractError(
-            f"metadata.promoter.{key} {value!r} must be a list of {what}",
-            location=where,
-            hint=f"e.g. {example}",
-        )
-    return tuple(value)
-
-
-def cell_file_line(path: Path, cell_index: int | None, line: int | None = None) -> int | None:
-    """The line of the ``.ipynb`` file where cell ``cell_index`` (or its source ``line``) is.
-
-    Found by scanning the raw JSON text, so annotations point at the cell in a diff view: with
-    ``line`` (1-based, within the cell's source) the JSON line of that element of the cell's
-    ``source`` array, else the cell's ``{``. ``None`` when the index is unknown or the file is
-    not nbformat 4 JSON.
-    """
-    if cell_index is None:
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    cells = _CellScanner(text).scan()
-    if not 0 <= cell_index < len(cells):
-        return None
-    start, source = cells[cell_index]
-    if line is None or not source:
-        return start
-    if isinstance(source, int):  # source saved as one string: every line is on that JSON line
-        return source
-    return source[line - 1] if 0 < line <= len(source) else start
-
-
-@dataclass
-class _CellScanner:
-    """Lines of the cells of a notebook's JSON text: where each starts, where its source is.
-
-    Not a JSON parser: it follows strings and brackets, enough for valid notebook JSON.
-    """
-
-    text: str
-    line: int = 1
-    # The open containers: (bracket, the key it is the value of).
-    stack: list[tuple[str, str | None]] = field(default_factory=list)
-    # Per cell: its start line, and the lines of its source elements (or of its source string).
-    cells: list[tuple[int, list[int] | int]] = field(default_factory=list)
-
-    def scan(self) -> list[tuple[int, list[int] | int]]:
-        index, key = 0, None
-        while index < len(self.text):
-            char = self.text[index]
-            if char == "\n":
-                self.line += 1
-            elif char == '"':
-                end = self._string_end(index)
-                if self._is_key(end):
-                    key = self.text[index + 1 : end]
-                else:
-                    self._value_string(key)
-                index = end
-            elif char in "[{":
-                self._open(char, key)
-            elif char in "]}" and self.stack:
-                self.stack.pop()
-            index += 1
-        return self.cells
-
-    def _string_end(self, index: int) -> int:
-        end = index + 1
-        while end < len(self.text) and self.text[end] != '"':
-            end += 2 if self.text[end] == "\\" else 1
-        return end
-
-    def _is_key(self, end: int) -> bool:
-        rest = self.text[end + 1 : end + 64].lstrip()
-        return bool(self.stack) and self.stack[-1][0] == "{" and rest.startswith(":")
-
-    def _open(self, char: str, key: str | None) -> None:
-        parent = self.stack[-1] if self.stack else None
-        self.stack.append((char, key if parent is not None and parent[0] == "{" else None))
-        if char == "{" and len(self.stack) == 3 and self.stack[1] == ("[", "cells"):
-            self.cells.append((self.line, []))
-
-    def _value_string(self, key: str | None) -> None:
-        depth = len(self.stack)
-        in_cell = depth >= 3 and self.stack[1] == ("[", "cells") and self.cells
-        if in_cell and depth == 4 and self.stack[3] == ("[", "source"):
-            source = self.cells[-1][1]
-            if isinstance(source, list):
-                source.append(self.line)
-        elif in_cell and depth == 3 and key == "source":
-            self.cells[-1] = (self.cells[-1][0], self.line)

@@ -20,7 +20,7 @@ from typing import Any
 
 from promoter._api import convert
 from promoter._exceptions import PromoterError, UsageError
-from promoter._processes import ProcessGroup
+from promoter.running.processes import ProcessGroup
 
 __all__ = ["serve"]
 

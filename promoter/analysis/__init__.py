@@ -1,0 +1,14 @@
+"""Analysis: what the notebook's code means, read statically (``ast``) and from one run.
+
+Enters: a :class:`~promoter.reading.notebook.Notebook` (and, for the response and files, an
+execution of it). Leaves: the request schema, the response schema, the extracted setup and
+handler code, and the findings that explain them (isolation, files, non-determinism).
+
+- ``types``: the annotations a request field may use (an allow-list, checked as syntax).
+- ``parameters``: the parameters cell becomes a :class:`RequestSchema`.
+- ``response``: sample answers become a :class:`ResponseSchema` (models, maps, optionals).
+- ``extract``: setup and handler code per cell, side effects dropped along the data flow.
+- ``isolation``: what the handler changes that requests share (copy, serialise, or refuse).
+- ``files``: the data files the run read (audit hook), which travel with the service.
+- ``determinism``: the one rule for answers that change from run to run.
+"""

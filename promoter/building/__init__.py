@@ -1,0 +1,12 @@
+"""Building: an inspected notebook becomes a verified service folder.
+
+Enters: a :class:`~promoter.NotebookPlan` per notebook. Leaves: a service folder written
+atomically (rendered, verified against the notebook's own answers, formatted, locked).
+
+- ``build``: the sequence: render, verify, render the tests, format, lock, swap in.
+- ``render``: the Jinja2 templates (``templates/service``), with ``filters`` for safe literals.
+- ``pins``: the service's dependencies, pinned from what the notebook imports.
+- ``resources``: the templates and the shipped runtime, from a checkout or a wheel.
+- ``output``: the staged folder, the lock file, edited files never overwritten.
+- ``verify``: the service started in a fresh process and compared with the notebook.
+"""
