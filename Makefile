@@ -10,7 +10,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 DEMO_DIR := build/demo_service
 DEMO_PORT ?= 8765
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo dist docs test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,18 @@ $(CHECKOV): $(BIN)/python pyproject.toml
 
 install: $(STAMP) $(CHECKOV)
 
-demo: install
+# The demo needs promoter and the example notebook's libraries, nothing of the development
+# toolchain (no checkov, browser tests, Node or JupyterLab build): HATCH_BUILD_NO_HOOKS skips
+# building the JupyterLab extension, which `make install` adds later.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	@echo "Installing promoter and the demo notebook's libraries (numpy, pandas, scikit-learn, matplotlib) into $(VENV)/ ..."
+	HATCH_BUILD_NO_HOOKS=true $(BIN)/python -m pip install -e ".[demo]"
+	$(BIN)/python -c "import promoter, sklearn, pandas, matplotlib"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(DEMO_STAMP)
+
+demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/python scripts/demo.py --notebook "examples/notebooks/iris_classifier.ipynb" \
 		--out $(DEMO_DIR) --port $(DEMO_PORT)
 
@@ -37,7 +48,19 @@ lint: install
 	$(BIN)/ruff format --check promoter tests bench scripts
 	$(BIN)/mypy
 
-test: install lint
+# The wheel users install with pip, no Node needed: the JupyterLab extension is built here
+# (Node 20) and packed inside, with the server extension's config.
+dist: $(STAMP)
+	rm -rf dist && mkdir -p build
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist . > build/dist.log 2>&1 \
+		|| (tail -20 build/dist.log; exit 1)
+	$(BIN)/python scripts/check_wheel.py dist/promoter-*.whl
+
+# The user guide (docs/, MkDocs): --strict fails on a broken link or a page left out of nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: install lint docs
 	$(BIN)/python -m pytest -n auto
 
 bench: install

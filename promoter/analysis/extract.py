@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import symtable
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
@@ -487,7 +488,7 @@ def _check_names(
         for symbol in child.get_symbols():
             name = symbol.get_name()
             if symbol.is_global() and symbol.is_referenced() and name not in defined:
-                _undefined(notebook, name, scope)
+                _undefined(notebook, name, scope, params)
 
 
 def _skeleton(extraction: Extraction, params: list[str]) -> str:
@@ -510,7 +511,9 @@ def _skeleton(extraction: Extraction, params: list[str]) -> str:
     )
 
 
-def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
+def _undefined(
+    notebook: Notebook, name: str, cells: list[_CellCode], params: Sequence[str] = ()
+) -> None:
     uses = [
         (code, node)
         for code in cells
@@ -522,6 +525,14 @@ def _undefined(notebook: Notebook, name: str, cells: list[_CellCode]) -> None:
     # Prefer a use in promoted lines; the response expression is not among them.
     code, node = next(((c, n) for c, n in uses if n.lineno in c.keep_lines), uses[-1])
     where = notebook.at(code.cell, node.lineno)
+    if name in params and code.cell.role is Role.SETUP:
+        raise ContractError(
+            f"`{name}` is a request parameter, and it is used by a setup cell "
+            f"({_cell_name(code.cell)}), which runs once at start-up, before any request",
+            location=where,
+            hint="move the code that uses it into a handler cell (untagged, between "
+            "`parameters` and `response`)",
+        )
     definer = _defined_in_skipped(notebook, name)
     if definer is not None:
         raise ContractError(
