@@ -422,9 +422,7 @@ def check(
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     services = find_services([*paths, *_cwd_repository()])
-    if changed:
-        paths = services.changed(paths)
-    found = find_notebooks(paths, exclude)
+    found = find_notebooks(services.changed(paths) if changed else paths, exclude)
     todo = [p for p, named in found if (named and not skip_untagged) or has_promoter_tags(p)]
     if on_start is not None:
         on_start(todo)
