@@ -371,6 +371,10 @@ def _check_names(
         s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()
     }
     defined |= set(extraction.setup_globals) | {"__name__", "__file__"}
+    for code in setup:  # nested scopes too (a comprehension over a parameter)
+        for node in ast.walk(code.tree):
+            if isinstance(node, ast.Name) and node.id in params and node.id not in defined:
+                _undefined(notebook, node.id, [code], params)
     for child in table.get_children():
         scope = handler if child.get_name() == "run" else setup
         for symbol in child.get_symbols():

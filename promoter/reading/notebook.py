@@ -196,13 +196,14 @@ def missing_path_hint(path: Path) -> str:
 
     folder = path.parent
     try:
-        names = [p.name for p in folder.iterdir() if p.suffix == ".ipynb" or p.is_dir()]
+        # Compared without the suffix, which every notebook shares.
+        names = {p.stem: p.name for p in folder.iterdir() if p.suffix == ".ipynb"}
     except OSError:
         return "check the path (its folder does not exist either)"
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(path.stem, list(names), n=1, cutoff=0.6)
     if not close:
         return "check the path"
-    return f"did you mean {(folder / close[0]).as_posix()}?"
+    return f"did you mean {(folder / names[close[0]]).as_posix()}?"
 
 
 def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:
