@@ -11,6 +11,7 @@ import ast
 import builtins
 import io
 import keyword
+import re
 import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -69,12 +70,12 @@ class Parameter:
         not validate defaults unless asked, so ``when.year`` would fail on a string.
         """
         return not self.literal_default or (
-            self.annotated and self.default is not None and self.annotation not in _JSON_SCALARS
+            self.annotated and bool(_CONVERTED.search(self.annotation))
         )
 
 
-#: Annotations a literal default already has the type of (no validation needed).
-_JSON_SCALARS = frozenset({"int", "float", "str", "bool"})
+#: Types whose values a literal or JSON default only stands for (a string for a date).
+_CONVERTED = re.compile(r"\b(date|datetime|time|timedelta|Decimal|Path|PurePosixPath|UUID)\b")
 
 
 @dataclass(frozen=True)
