@@ -56,12 +56,7 @@ class Environment:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.bin = root / "venv" / "bin"
-        tools = root / "tools"
-        tools.mkdir()
-        git_path = shutil.which("git")
-        assert git_path is not None
-        (tools / "git").symlink_to(git_path)
-        self.path = os.pathsep.join([str(self.bin), str(tools)])
+        self.path = os.pathsep.join([str(self.bin), str(_system_tools_without_node(root))])
         self.env = {
             "HOME": os.environ.get("HOME", str(root)),
             "PATH": self.path,
@@ -86,6 +81,22 @@ class Environment:
             text=True,
             timeout=timeout,
         )
+
+
+#: Node and the tools that run it: absent from the user's PATH.
+_NODE_TOOLS = ("node", "nodejs", "npm", "npx", "corepack", "yarn", "yarnpkg")
+
+
+def _system_tools_without_node(root: Path) -> Path:
+    """A folder of links to the system's commands (git needs sed, basename...), Node's left out."""
+    tools = root / "tools"
+    tools.mkdir()
+    for folder in (Path("/usr/local/bin"), Path("/usr/bin"), Path("/bin")):
+        for command in sorted(folder.iterdir()) if folder.is_dir() else []:
+            link = tools / command.name
+            if command.name not in _NODE_TOOLS and not link.exists() and not link.is_symlink():
+                link.symlink_to(command)
+    return tools
 
 
 @pytest.fixture(scope="module")
