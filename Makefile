@@ -48,10 +48,11 @@ lint: install
 	$(BIN)/ruff format --check promoter tests bench scripts
 	$(BIN)/mypy
 
-# The wheel users install with pip, no Node needed: the JupyterLab extension is built here
-# (Node 20) and packed inside, with the server extension's config.
+# The wheel users install with pip, no Node needed: the JupyterLab extension is built afresh
+# here (Node 20; a stale build is never shipped) and packed inside, with the server extension's
+# config; scripts/check_wheel.py refuses a wheel without it.
 dist: $(STAMP)
-	rm -rf dist && mkdir -p build
+	rm -rf dist promoter/labextension && mkdir -p build
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist . > build/dist.log 2>&1 \
 		|| (tail -20 build/dist.log; exit 1)
 	$(BIN)/python scripts/check_wheel.py dist/promoter-*.whl
