@@ -129,7 +129,12 @@ def execute(
         executed=executed,
         seconds=time.perf_counter() - begin,
         files=Observed(
-            **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
+            **{
+                kind: {p: cells_run.get(n) for p, n in seen[kind].items()}
+                for kind in seen
+                if kind != "lines"  # lines of cells, not execution counts
+            },
+            lines=seen["lines"],
         ),
     )
 
