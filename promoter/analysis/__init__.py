@@ -9,6 +9,7 @@ handler code, and the findings that explain them (isolation, files, non-determin
 - ``response``: sample answers become a :class:`ResponseSchema` (models, maps, optionals).
 - ``code``: one cell's kept code, and the scope rules extraction and the slice share.
 - ``extract``: setup and handler code per cell, side effects dropped along the data flow.
+- ``magics``: IPython magics and shell escapes, dropped and listed by their real names.
 - ``slicing``: the backward slice from the response that drops what only draws or prints.
 - ``isolation``: what the handler changes that requests share (copy, serialise, or refuse).
 - ``state``: the shared state a handler may change, and the names that resolve to it.
