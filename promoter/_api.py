@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
+from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.extract import Dropped, Extraction, extract
 from promoter.analysis.files import DataFile, data_files
 from promoter.analysis.isolation import isolate
@@ -131,6 +132,10 @@ class Inspection:
             examples=[r.response for r in runs],
             maps=settings.maps,
             records=settings.records,
+            data_keyed=data_keyed(
+                [b.code for b in (*self.extraction.setup, *self.extraction.handler)],
+                self.extraction.response,
+            ),
         )
         return replace(
             self,
@@ -333,6 +338,7 @@ def inspect(
         copied=isolation.copied,
         serialised=isolation.serialised,
         restored=isolation.restored,
+        closes_figures=isolation.closes_figures,
         rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
     )
     warnings = [

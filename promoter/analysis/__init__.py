@@ -14,6 +14,8 @@ handler code, and the findings that explain them (isolation, files, non-determin
 - ``isolation``: what the handler changes that requests share (copy, serialise, or refuse).
 - ``state``: the shared state a handler may change, and the names that resolve to it.
 - ``summaries``: what calling a setup function changes (setup names, arguments, state).
+- ``datamaps``: the answer's objects the code keys by data (``s.to_dict()``), read as maps.
 - ``files``: the data files the run read (audit hook), which travel with the service.
+- ``draws``: draws from the global random generators, in any library (pandas, scikit-learn).
 - ``determinism``: the one rule for answers that change from run to run.
 """

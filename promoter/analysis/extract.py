@@ -30,6 +30,7 @@ from promoter.analysis.code import (
     names_in,
     used_names,
 )
+from promoter.analysis.draws import draws, import_aliases
 from promoter.analysis.magics import (
     cell_magics_dropped,
     magic,
@@ -82,6 +83,7 @@ class Extraction:
             does not).
         restored: Global random generators each request resets to their state after setup
             (``_isolation``).
+        closes_figures: Each request closes the pyplot figures it leaves open (``isolation``).
     """
 
     imports: tuple[str, ...]
@@ -99,6 +101,7 @@ class Extraction:
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
+    closes_figures: bool = False
 
 
 def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpression) -> Extraction:
@@ -121,7 +124,8 @@ def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpres
         for stmt in request.private
     )
     all_code = [*setup, *handler]
-    backward_slice(notebook, all_code, [*private, response_src], dropped)
+    aliases = import_aliases([s for c in all_code for s in c.imports])
+    backward_slice(notebook, all_code, [*private, response_src], dropped, aliases)
     # run() binds the parameters first, so inside it they shadow module-level imports.
     used = used_names([_kept(c) for c in setup]) | (
         used_names([_kept(c) for c in handler] + list(private) + [response_src])
@@ -189,6 +193,8 @@ def _display_only(expr: ast.expr) -> bool:
         if isinstance(func, ast.Name) and func.id in _DISPLAY_FUNCTIONS:
             return True
         if isinstance(func, ast.Attribute) and func.attr in _DISPLAY_METHODS:
+            if func.attr == "sample" and draws(expr, {}):
+                return False  # a look that draws: later draws depend on it (see `draws`)
             return _pure(func.value) and all(_pure(a) for a in expr.args)
         return False
     return _pure(expr)

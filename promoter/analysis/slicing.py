@@ -23,6 +23,8 @@ from promoter.analysis.code import (
     used_names,
     walk_scope,
 )
+from promoter.analysis.draws import global_draws
+from promoter.analysis.state import MUTATING_METHODS
 from promoter.reading.notebook import Notebook
 from promoter.reading.source import source_lines
 
@@ -31,6 +33,8 @@ __all__ = ["backward_slice"]
 # Calls that only draw or print: functions by name, methods by name on any object, and
 # anything reached through a name a drawing module or a drawing call bound.
 _PRINTING_FUNCTIONS = {"print", "display", "pprint"}
+# The methods that draw the object they are called on (pandas' `.plot`, `.plot.bar`, `.hist`).
+_PLOTTING = {"plot", "hist", "boxplot"}
 _DRAWING_METHODS = {"head", "tail", "describe", "info", "plot", "hist", "show", "style", "boxplot"}
 _DRAWING_MODULES = {"matplotlib", "seaborn", "plotly", "bokeh", "altair", "IPython", "pprint"}
 # Methods that read their object without changing it (a call of any other method on a name the
@@ -72,7 +76,11 @@ class _Statement:
 
 
 def backward_slice(
-    notebook: Notebook, cells: list[CellCode], roots: list[str], dropped: list[Dropped]
+    notebook: Notebook,
+    cells: list[CellCode],
+    roots: list[str],
+    dropped: list[Dropped],
+    aliases: dict[str, str],
 ) -> None:
     """Drop the statements that only draw or print and that the response does not depend on.
 
@@ -80,6 +88,8 @@ def backward_slice(
     names ``roots`` (the response expression and the private parameters) read. If the kept code
     itself draws (it reads ``plt`` or a figure), every drawing statement is kept: the service's
     answer is then a drawing, and matplotlib's current figure ties those statements together.
+    A dropped statement that draws from a global random generator (``print(df.sample(2))``)
+    leaves its draws behind, so later draws get the numbers they got in the notebook.
     """
     statements = [
         _statement(code, node)
@@ -102,10 +112,25 @@ def backward_slice(
         span = set(range(first_line(node), (node.end_lineno or node.lineno) + 1))
         if span & shared.get(id(code), set()):
             continue  # `x = 1; print(x)` on one line: dropping the line would drop `x = 1`
-        code.keep_lines -= span
         text = source_lines(code.source)[node.lineno - 1].strip()
         why = "only draws or prints; the response does not depend on it"
+        calls = global_draws(node, aliases)
+        if calls and isinstance(node, ast.For | ast.While | ast.If | ast.With | ast.Try):
+            continue  # how often it draws depends on the block: keep it whole
+        code.keep_lines -= span
+        if calls:
+            _keep_draws(code, node, calls)
+            why += "; its random draws are kept, so later draws match the notebook's"
         dropped.append(Dropped(text, why, notebook.at(code.cell, node.lineno)))
+
+
+def _keep_draws(code: CellCode, node: ast.stmt, calls: list[ast.Call]) -> None:
+    """Replace the statement's first line by its draws (``plt.hist(np.random.randn(9))`` keeps
+    ``np.random.randn(9)``); the other lines of the statement are left out."""
+    lines = source_lines(code.source)
+    lines[node.lineno - 1] = "; ".join(ast.unparse(c) for c in calls)
+    code.source = "\n".join(lines) + "\n"
+    code.keep_lines.add(node.lineno)
 
 
 def _statement(code: CellCode, node: ast.stmt) -> _Statement:
@@ -251,6 +276,7 @@ def _attribute_chain(node: ast.expr) -> list[str]:
 def _mutated(node: ast.stmt) -> set[str]:
     """Names ``node`` may change in place: method calls, item/attribute stores, ``+=``, writes."""
     mutated: set[str] = set()
+    drawn = _drawn_from(node)
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             chain = _attribute_chain(sub.func)
@@ -259,6 +285,7 @@ def _mutated(node: ast.stmt) -> set[str]:
                 chain[-1] in _READING_METHODS
                 or (chain[-1] in _FRAME_METHODS and not _in_place(sub))
                 or set(chain[1:-1]) & _DRAWING_METHODS
+                or (id(sub) in drawn and chain[-1] not in MUTATING_METHODS and not _in_place(sub))
             )
             if len(chain) > 1 and not reading:
                 mutated.add(chain[0])
@@ -272,6 +299,26 @@ def _mutated(node: ast.stmt) -> set[str]:
         elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
             mutated.add(sub.target.id)
     return mutated - {""}
+
+
+def _drawn_from(node: ast.stmt) -> set[int]:
+    """The calls whose result only feeds a drawing: ``df.resample("ME").apply(f)`` in
+    ``df.resample("ME").apply(f).plot(kind="bar")``, whatever the method (unless it is known to
+    change its object in place, or is called with ``inplace=``)."""
+    drawn: set[int] = set()
+    for sub in ast.walk(node):
+        if not (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)):
+            continue
+        if not set(_attribute_chain(sub.func)[1:]) & _PLOTTING:
+            continue
+        inner: ast.expr = sub.func.value
+        while isinstance(inner, ast.Attribute | ast.Call | ast.Subscript):
+            if isinstance(inner, ast.Call):
+                drawn.add(id(inner))
+                inner = inner.func
+            else:
+                inner = inner.value
+    return drawn
 
 
 def _in_place(call: ast.Call) -> bool:
