@@ -65,6 +65,8 @@ class Inspection:
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
         files: The data files that travel with the service (found when run).
+        workdir: The pipeline's working folder in the service (``notebooks`` for a notebook
+            in ``notebooks/`` reading ``../data``; ``.`` when it reads only under its folder).
         example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
@@ -77,6 +79,7 @@ class Inspection:
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
     files: tuple[DataFile, ...] = ()
+    workdir: str = "."
     example_runs: tuple[Execution, ...] = ()
 
     @property
@@ -122,7 +125,7 @@ class Inspection:
         observed = execution.files
         for run in runs:  # files only other parameters read
             observed = observed.merged(run.files)
-        files, file_warnings = data_files(notebook, observed)
+        files, file_warnings, workdir = data_files(notebook, observed)
         response, found = infer_response(
             execution.response,
             execution.kind,
@@ -148,6 +151,7 @@ class Inspection:
             ),
             papermill_types=_papermill_types(notebook),
             files=files,
+            workdir=workdir,
             example_runs=tuple(runs),
         )
 
@@ -205,7 +209,12 @@ class Inspection:
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
         return NotebookPlan(
-            self.notebook, self.request, self.response, self.extraction, files=self.files
+            self.notebook,
+            self.request,
+            self.response,
+            self.extraction,
+            files=self.files,
+            workdir=self.workdir,
         )
 
     def to_dict(self) -> dict[str, Any]:

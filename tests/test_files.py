@@ -171,6 +171,82 @@ def test_a_file_outside_the_notebook_folder_is_refused_naming_it(tmp_path: Path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_a_notebook_in_notebooks_reads_data_of_its_project_in_the_service(
+    tmp_path: Path, serve_folder
+) -> None:
+    """`notebooks/nb.ipynb` reading `../data/x.csv` in a project (pyproject.toml at its root):
+    the file travels as data/x.csv and the pipeline works in notebooks/ (issue 22)."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (project / "data" / "x.csv").write_text("v\n1.5\n2.5\n")
+    notebook = write_notebook(
+        project / "notebooks" / "nb.ipynb",
+        ("code", "import pandas as pd\ntable = pd.read_csv('../data/x.csv')", []),
+        ("code", "k = 2.0", ["parameters"]),
+        ("code", "{'total': float(table.v.sum() * k)}", ["response"]),
+    )
+    out = tmp_path / "out"
+
+    result = run_cli("convert", notebook, "-o", out, cwd=tmp_path)
+
+    assert result.returncode == 0, result.output
+    assert (out / "data" / "x.csv").read_text() == "v\n1.5\n2.5\n"
+    assert (out / "notebooks").is_dir()
+    shutil.rmtree(project)
+    server = serve_folder(out)
+    answer = httpx.post(f"{server.url}/nb", json={"k": 3.0}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"total": 12.0}
+
+
+@pytest.mark.slow
+def test_a_symlink_leading_outside_the_project_root_is_refused(tmp_path: Path) -> None:
+    """Judged by its real path: a link inside the project to a file outside it is refused."""
+    (tmp_path / "secret.csv").write_text("a\n1\n")
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / ".git").mkdir()
+    (project / "data" / "x.csv").symlink_to(tmp_path / "secret.csv")
+    notebook = write_notebook(
+        project / "notebooks" / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "rows = open('../data/x.csv').read().splitlines()", []),
+        ("code", "{'rows': len(rows) * x}", ["response"]),
+    )
+
+    result = run_cli("convert", notebook, "-o", tmp_path / "out")
+
+    assert result.returncode in (1, 2), result.output
+    assert "../data/x.csv" in result.stderr and "outside" in result.stderr, result.output
+    assert f"project root {project}" in result.stderr and "cell 2" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_project_root_is_the_nearest_marked_folder_or_the_declared_one(
+    tmp_path: Path,
+) -> None:
+    from promoter.analysis.files import project_root
+    from promoter.reading.notebook import read_notebook
+
+    cells = (("code", "x = 1", ["parameters"]), ("code", "x", ["response"]))
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "sub" / "setup.cfg").parent.mkdir(parents=True)
+    (tmp_path / "repo" / "sub" / "setup.cfg").write_text("[metadata]\n")
+    nested = write_notebook(tmp_path / "repo" / "sub" / "notebooks" / "a.ipynb", *cells)
+    assert project_root(read_notebook(nested)) == (tmp_path / "repo" / "sub").resolve()
+    top = write_notebook(tmp_path / "repo" / "notebooks" / "b.ipynb", *cells)
+    assert project_root(read_notebook(top)) == (tmp_path / "repo").resolve()
+    declared = write_notebook(
+        tmp_path / "repo" / "notebooks" / "c.ipynb", *cells, metadata={"root": "."}
+    )
+    assert project_root(read_notebook(declared)) == (tmp_path / "repo" / "notebooks").resolve()
+    alone = write_notebook(tmp_path / "alone" / "d.ipynb", *cells)
+    assert project_root(read_notebook(alone)) == (tmp_path / "alone").resolve()
+
+
 def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "big.bin").write_bytes(b"\0" * 300_000)
     notebook = write_notebook(

@@ -24,11 +24,13 @@ from promoter.reading.source import parse_cell
 
 __all__ = [
     "OBSERVER_CELL_ID",
+    "ROOT_MARKERS",
     "DataFile",
     "Observed",
     "data_files",
     "observed_code",
     "observer_code",
+    "project_root",
 ]
 
 #: The id of the injected first cell that installs the audit hook.
@@ -37,8 +39,10 @@ _STATE = "__promoter_files__"
 _IGNORED_PARTS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
 _IGNORED_SUFFIXES = frozenset({".py", ".pyc", ".ipynb"})
 _ELSEWHERE = (
-    "a service carries only the files under its notebook's folder: move the file there, or "
-    "read it at run time from a mounted volume or object storage (a path or URL from a setting)"
+    "a service carries only the files under its project root (the nearest folder above the "
+    "notebook holding .git, pyproject.toml or setup.cfg, or metadata.promoter.root): move the "
+    "file there, or read it at run time from a mounted volume or object storage (a path or URL "
+    "from a setting)"
 )
 
 # Runs in the kernel. The hook must be cheap (it sees every import) and must never raise.
@@ -49,8 +53,14 @@ _OBSERVER = """\
 # Injected by promoter: record the data files the notebook reads (not part of the notebook).
 def __promoter_observe__():
     import os, sys
-    root = os.getcwd()
+    root = ROOT
     prefix = os.path.join(root, "")
+    # Installed packages read their own files (fonts, time zones): a venv inside the project
+    # is not the notebook's data.
+    installed = tuple(
+        os.path.join(os.path.realpath(p), "")
+        for p in {sys.prefix, sys.exec_prefix, *(p for p in sys.path if "-packages" in p)}
+    )
     creates = os.O_CREAT | os.O_TRUNC | os.O_APPEND
     seen, outside = {}, {}
     shell = get_ipython()  # its execution_count is already the next cell's while a cell runs
@@ -67,8 +77,11 @@ def __promoter_observe__():
         try:
             given = os.fsdecode(args[0])
             full = os.path.normpath(os.path.join(os.getcwd(), given))
+            real = os.path.realpath(full)  # judged by its real path: a link may lead out
             reading = flags & os.O_ACCMODE != os.O_WRONLY and not flags & creates
-            if full.startswith(prefix):
+            if real.startswith(installed):
+                return
+            if full.startswith(prefix) and real.startswith(prefix):
                 cell = (reading, shell.execution_count - 1, os.path.isabs(given))
                 seen.setdefault(os.path.relpath(full, root), cell)
             elif reading and not os.path.isabs(given):
@@ -85,9 +98,30 @@ del __promoter_observe__
 """.replace("STATE", _STATE)
 
 
-def observer_code() -> str:
-    """The source of the injected first cell that installs the audit hook."""
-    return _OBSERVER
+def observer_code(root: Path) -> str:
+    """The source of the injected first cell that installs the audit hook.
+
+    Args:
+        root: The notebook's project root (:func:`project_root`): the files under it are seen.
+    """
+    return _OBSERVER.replace("ROOT", repr(str(root)))
+
+
+#: What marks a project's root folder (the nearest one above the notebook holding one).
+ROOT_MARKERS = (".git", "pyproject.toml", "setup.cfg")
+
+
+def project_root(notebook: Notebook) -> Path:
+    """The folder that bounds what travels: ``metadata.promoter.root``, else the nearest
+    folder above the notebook holding ``.git``, ``pyproject.toml`` or ``setup.cfg``, else the
+    notebook's own folder (real paths, symlinks resolved)."""
+    folder = notebook.path.parent.resolve()
+    if notebook.settings.root is not None:
+        return (folder / notebook.settings.root).resolve()
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in ROOT_MARKERS):
+            return candidate
+    return folder
 
 
 def observed_code() -> str:
@@ -139,39 +173,48 @@ class DataFile:
 
 def data_files(
     notebook: Notebook, observed: Observed
-) -> tuple[tuple[DataFile, ...], list[tuple[str, Location]]]:
+) -> tuple[tuple[DataFile, ...], list[tuple[str, Location]], str]:
     """The data files of ``notebook``: those its run read, plus its ``files`` globs.
 
+    The files keep their layout relative to the notebook: a notebook in ``notebooks/`` reading
+    ``../data/x.csv`` gets ``data/x.csv`` in the service, and the service's pipeline works in
+    its ``notebooks/`` folder, so the same relative paths resolve.
+
     Args:
-        notebook: The notebook (its folder is the root of the layout).
-        observed: What the run read.
+        notebook: The notebook (its project root bounds what travels).
+        observed: What the run read (paths relative to the project root).
 
     Returns:
-        The files, sorted by path, and warnings with their places.
+        The files, sorted by path (relative to the service folder), warnings with their places,
+        and the pipeline's working folder relative to the service folder (``.``: the folder
+        itself; ``notebooks`` in the example above).
 
     Raises:
-        ContractError: A file is outside the notebook's folder, too large, or a glob matches
+        ContractError: A file is outside the project root, too large, or a glob matches
             nothing.
     """
-    observed = observed.merged(_named_reads(notebook))
+    root = project_root(notebook)
+    observed = observed.merged(_named_reads(notebook, root))
     if observed.outside:
         given, cell_index = next(iter(observed.outside.items()))
         raise ContractError(
-            f"the notebook reads {given!r}, which is outside its folder "
-            f"{notebook.path.parent.resolve()}",
+            f"the notebook reads {given!r}, which is outside its folder and its project "
+            f"root {root}",
             location=notebook.at(_cell(notebook, cell_index)),
             hint=_ELSEWHERE,
         )
-    root = notebook.path.parent.resolve()
     found: dict[str, tuple[Path, int | None]] = {}
     for rel, cell_index in observed.read.items():
         source = root / rel
         if _travels(rel) and source.is_file():
             found.setdefault(Path(rel).as_posix(), (source, cell_index))
-    for rel, source in _globbed(notebook, root):
-        found.setdefault(rel, (source, None))
+    folder = notebook.path.parent.resolve()
+    for rel, source in _globbed(notebook, folder):
+        found.setdefault((folder / rel).relative_to(root).as_posix(), (source, None))
+    base = _base(root, folder, list(found))
     files = tuple(
-        _sized(notebook, rel, source, cell) for rel, (source, cell) in sorted(found.items())
+        _sized(notebook, (root / rel).relative_to(base).as_posix(), source, cell)
+        for rel, (source, cell) in sorted(found.items())
     )
     warnings = [
         (
@@ -184,16 +227,26 @@ def data_files(
         for rel, cell_index in observed.absolute.items()
         if Path(rel).as_posix() in found and _travels(rel)  # not an import of a local module
     ]
-    return files, warnings
+    return files, warnings, folder.relative_to(base).as_posix()
 
 
-def _named_reads(notebook: Notebook) -> Observed:
+def _base(root: Path, folder: Path, paths: list[str]) -> Path:
+    """The deepest folder holding the notebook's folder and every file (within ``root``)."""
+    base = folder
+    for rel in paths:
+        parent = (root / rel).parent
+        while not parent.is_relative_to(base):
+            base = base.parent
+    return base
+
+
+def _named_reads(notebook: Notebook, root: Path) -> Observed:
     """Files a promoted cell names as a string literal to a ``read_*``/``scan_*`` call.
 
     Readers written in C open their files without an audit event (pyarrow's parquet and
     feather readers, polars), so ``pd.read_parquet("data/x.parquet")`` is read from the source.
     """
-    root = notebook.path.parent.resolve()
+    folder = notebook.path.parent.resolve()
     read: dict[str, int | None] = {}
     outside: dict[str, int | None] = {}
     for cell in notebook.cells:
@@ -207,7 +260,7 @@ def _named_reads(notebook: Notebook) -> Observed:
             if Path(given).is_absolute():
                 continue  # as in the run: absolute paths outside the folder are the machine's
             try:
-                full = (root / given).resolve()
+                full = (folder / given).resolve()
                 if not full.is_file():
                     continue
             except (OSError, ValueError):
