@@ -17,6 +17,7 @@ from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.extract import Dropped, Extraction, extract
 from promoter.analysis.files import DataFile, data_files
 from promoter.analysis.isolation import isolate
+from promoter.analysis.localmodules import local_module_imports
 from promoter.analysis.parameters import (
     RequestSchema,
     infer_request,
@@ -126,6 +127,8 @@ class Inspection:
         for run in runs:  # files only other parameters read
             observed = observed.merged(run.files)
         files, file_warnings, workdir = data_files(notebook, observed)
+        modules = local_module_imports([f.source for f in files], self.extraction.modules)
+        extraction = replace(self.extraction, modules=modules)
         response, found = infer_response(
             execution.response,
             execution.kind,
@@ -152,6 +155,7 @@ class Inspection:
             papermill_types=_papermill_types(notebook),
             files=files,
             workdir=workdir,
+            extraction=extraction,
             example_runs=tuple(runs),
         )
 

@@ -17,5 +17,6 @@ handler code, and the findings that explain them (isolation, files, non-determin
 - ``datamaps``: the answer's objects the code keys by data (``s.to_dict()``), read as maps.
 - ``files``: the data files the run read (audit hook), which travel with the service.
 - ``draws``: draws from the global random generators, in any library (pandas, scikit-learn).
+- ``localmodules``: the project's own modules and packages the run imported, which travel.
 - ``determinism``: the one rule for answers that change from run to run.
 """

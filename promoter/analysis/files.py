@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
+from promoter.analysis.localmodules import local_module_files
 from promoter.reading.notebook import Cell, Notebook
 from promoter.reading.source import parse_cell
 
@@ -89,8 +90,17 @@ def __promoter_observe__():
         except Exception:
             pass
 
+    def modules():  # local modules the run imported (their files, relative to the root)
+        found = {}
+        for module in list(sys.modules.values()):
+            file = getattr(module, "__file__", None)
+            real = os.path.realpath(file) if isinstance(file, str) else ""
+            if real.startswith(prefix) and not real.startswith(installed):
+                found[os.path.relpath(real, root)] = None
+        return found
+
     sys.addaudithook(hook)
-    return seen, outside
+    return seen, outside, modules
 
 
 STATE = __promoter_observe__()
@@ -129,7 +139,7 @@ def observed_code() -> str:
     return (
         f"{{'read': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r}}, "
         f"'absolute': {{p: c for p, (r, c, a) in {_STATE}[0].items() if r and a}}, "
-        f"'outside': dict({_STATE}[1])}}"
+        f"'outside': dict({_STATE}[1]), 'modules': {_STATE}[2]()}}"
     )
 
 
@@ -141,11 +151,13 @@ class Observed:
         read: Files under the notebook's folder opened for reading (relative POSIX paths).
         outside: Relative paths read that lead outside the notebook's folder, as written.
         absolute: Those of ``read`` the notebook opened by an absolute path.
+        modules: Local modules the run imported (files under the project root, not installed).
     """
 
     read: dict[str, int | None] = field(default_factory=dict)
     outside: dict[str, int | None] = field(default_factory=dict)
     absolute: dict[str, int | None] = field(default_factory=dict)
+    modules: dict[str, int | None] = field(default_factory=dict)
 
     def merged(self, other: Observed) -> Observed:
         """Both runs' observations (another parameter set may read other files)."""
@@ -153,6 +165,7 @@ class Observed:
             {**other.read, **self.read},
             {**other.outside, **self.outside},
             {**other.absolute, **self.absolute},
+            {**other.modules, **self.modules},
         )
 
 
@@ -208,6 +221,8 @@ def data_files(
         source = root / rel
         if _travels(rel) and source.is_file():
             found.setdefault(Path(rel).as_posix(), (source, cell_index))
+    for rel in local_module_files(root, observed.modules):
+        found.setdefault(rel, (root / rel, None))
     folder = notebook.path.parent.resolve()
     for rel, source in _globbed(notebook, folder):
         found.setdefault((folder / rel).relative_to(root).as_posix(), (source, None))

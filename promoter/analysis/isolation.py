@@ -59,7 +59,7 @@ __all__ = ["RESERVED_NAMES", "Isolation", "isolate"]
 RESERVED_NAMES = frozenset(
     {"setup", "run", "promoter_run", "promoter_lock", "promoter_copy", "promoter_threading"}
     | {"promoter_random", "promoter_numpy_random", "promoter_rng_state", "promoter_pyplot"}
-    | {"promoter_os", "promoter_pathlib"}
+    | {"promoter_os", "promoter_pathlib", "promoter_sys"}
 )
 #: Methods that write the file named by their first argument (or ``path``-like keyword).
 _FILE_WRITING_METHODS = frozenset(
