@@ -33,6 +33,8 @@ __all__ = ["backward_slice"]
 # Calls that only draw or print: functions by name, methods by name on any object, and
 # anything reached through a name a drawing module or a drawing call bound.
 _PRINTING_FUNCTIONS = {"print", "display", "pprint"}
+# Statements holding others: how often their random draws run depends on them.
+_BLOCKS = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try)
 # The methods that draw the object they are called on (pandas' `.plot`, `.plot.bar`, `.hist`).
 _PLOTTING = {"plot", "hist", "boxplot"}
 _DRAWING_METHODS = {"head", "tail", "describe", "info", "plot", "hist", "show", "style", "boxplot"}
@@ -98,12 +100,13 @@ def backward_slice(
         if node.lineno in code.keep_lines
     ]
     drawing = _drawing_names(cells)
-    removable = _removable(statements, roots, drawing, keep_drawings=False)
+    draws = _draw_effects(statements, aliases)
+    removable = _removable(statements, roots, drawing, draws, keep_drawings=False)
     kept_reads = set().union(
         used_names(roots), *(s.reads for s in statements if id(s) not in removable)
     )
     if kept_reads & drawing:
-        removable = _removable(statements, roots, drawing, keep_drawings=True)
+        removable = _removable(statements, roots, drawing, draws, keep_drawings=True)
     shared = _shared_lines(statements)
     for statement in statements:
         if id(statement) not in removable:
@@ -115,7 +118,7 @@ def backward_slice(
         text = source_lines(code.source)[node.lineno - 1].strip()
         why = "only draws or prints; the response does not depend on it"
         calls = global_draws(node, aliases)
-        if calls and isinstance(node, ast.For | ast.While | ast.If | ast.With | ast.Try):
+        if calls and isinstance(node, _BLOCKS):
             continue  # how often it draws depends on the block: keep it whole
         code.keep_lines -= span
         if calls:
@@ -188,18 +191,45 @@ def _scope_reads(scope: ast.AST) -> set[str]:
 
 
 def _removable(
-    statements: list[_Statement], roots: list[str], drawing: set[str], *, keep_drawings: bool
+    statements: list[_Statement],
+    roots: list[str],
+    drawing: set[str],
+    draws: dict[int, tuple[set[str], set[str]]],
+    *,
+    keep_drawings: bool,
 ) -> set[int]:
-    """The ids of the statements the backward slice from ``roots`` leaves out."""
+    """The ids of the statements the backward slice from ``roots`` leaves out.
+
+    ``draws`` gives, per statement, the generators its random draws change (``np``) and what
+    those draws read: a drawing statement that changes a needed name only by its draws is left
+    out all the same, because its draws stay (``_keep_draws``).
+    """
     needed = used_names(roots)
     removable: set[int] = set()
     for statement in reversed(statements):
         affects = statement.defines | statement.mutates
-        if not affects & needed and _only_draws(statement.node, drawing, keep_drawings):
+        changed, reads = draws.get(id(statement), (set(), set()))
+        if not (affects & needed) - changed and _only_draws(statement.node, drawing, keep_drawings):
             removable.add(id(statement))
+            needed |= reads
             continue
         needed = (needed - statement.kills) | statement.reads
     return removable
+
+
+def _draw_effects(
+    statements: list[_Statement], aliases: dict[str, str]
+) -> dict[int, tuple[set[str], set[str]]]:
+    """Per simple statement that draws: the names its draws change, and the names they read."""
+    found: dict[int, tuple[set[str], set[str]]] = {}
+    for statement in statements:
+        if isinstance(statement.node, _BLOCKS):
+            continue
+        calls = global_draws(statement.node, aliases)
+        if calls:
+            changed = {_attribute_chain(c.func)[0] for c in calls}
+            found[id(statement)] = (changed, set().union(*(_reads(c) for c in calls)))
+    return found
 
 
 def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
