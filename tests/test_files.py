@@ -412,3 +412,29 @@ def test_a_local_module_named_by_a_glob_travels_without_an_absolute_path_warning
 
     assert [f.path for f in inspection.files] == ["text_utils.py"]
     assert not [w for w in inspection.warnings if "absolute path" in w.message]
+
+
+def test_local_modules_travel_whole_packages_and_pin_their_imports(tmp_path: Path) -> None:
+    from promoter.analysis.localmodules import local_module_files, local_module_imports
+
+    (tmp_path / "mylib" / "sub").mkdir(parents=True)
+    (tmp_path / "mylib" / "__init__.py").write_text("from mylib.core import scale\n")
+    (tmp_path / "mylib" / "core.py").write_text("import numpy as np\nimport json\n")
+    (tmp_path / "mylib" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "mylib" / "sub" / "late.py").write_text("from scipy import stats\n")
+    (tmp_path / "mylib" / "__pycache__").mkdir()
+    (tmp_path / "mylib" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"")
+    (tmp_path / "helpers.py").write_text("import pandas as pd\nfrom mylib import scale\n")
+    imported = {"mylib/__init__.py": None, "mylib/core.py": None, "helpers.py": None}
+
+    files = local_module_files(tmp_path, imported)
+
+    assert files == [
+        "helpers.py",
+        "mylib/__init__.py",
+        "mylib/core.py",
+        "mylib/sub/__init__.py",
+        "mylib/sub/late.py",  # imported at request time only: the package travels whole
+    ]
+    pinned = local_module_imports([tmp_path / f for f in files], ["helpers", "mylib", "sklearn"])
+    assert pinned == ("numpy", "pandas", "scipy", "sklearn")
