@@ -120,7 +120,6 @@ class Inspection:
                 travel; names cell and line.
         """
         notebook = self.notebook
-        settings = notebook.settings
         self._check_examples()
         execution, *runs = self._runs(timeout, on_progress, all_cells)
         observed = execution.files
@@ -129,20 +128,7 @@ class Inspection:
         files, file_warnings, workdir = data_files(notebook, observed)
         modules = local_module_imports([f.source for f in files], self.extraction.modules)
         extraction = replace(self.extraction, modules=modules)
-        response, found = infer_response(
-            execution.response,
-            execution.kind,
-            notebook.class_prefix,
-            self.expression.annotation,
-            notebook.at(notebook.response_cell),
-            examples=[r.response for r in runs],
-            maps=settings.maps,
-            records=settings.records,
-            data_keyed=data_keyed(
-                [b.code for b in (*self.extraction.setup, *self.extraction.handler)],
-                self.extraction.response,
-            ),
-        )
+        response, found = self._response(execution, runs)
         return replace(
             self,
             request=self.request.with_defaults(execution.parameters),
@@ -157,6 +143,26 @@ class Inspection:
             workdir=workdir,
             extraction=extraction,
             example_runs=tuple(runs),
+        )
+
+    def _response(
+        self, execution: Execution, runs: list[Execution]
+    ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
+        """The response schema from the answers, the objects the code keys by data as maps."""
+        notebook = self.notebook
+        return infer_response(
+            execution.response,
+            execution.kind,
+            notebook.class_prefix,
+            self.expression.annotation,
+            notebook.at(notebook.response_cell),
+            examples=[r.response for r in runs],
+            maps=notebook.settings.maps,
+            records=notebook.settings.records,
+            data_keyed=data_keyed(
+                [b.code for b in (*self.extraction.setup, *self.extraction.handler)],
+                self.extraction.response,
+            ),
         )
 
     def _check_examples(self) -> None:
