@@ -27,6 +27,7 @@ from promoter.reading.notebook import Notebook, Role, read_notebook
 from promoter.reading.source import ResponseExpression, response_expression
 
 if TYPE_CHECKING:  # importing these at run time would import papermill and jinja2 (slow)
+    from promoter.building.proof import Step
     from promoter.building.render import NotebookPlan
     from promoter.building.verify import Fidelity
     from promoter.running.execute import Execution, ProgressCallback
@@ -199,8 +200,14 @@ class Inspection:
 
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
+        runs = [r for r in (self.execution, *self.example_runs) if r is not None]
         return NotebookPlan(
-            self.notebook, self.request, self.response, self.extraction, files=self.files
+            self.notebook,
+            self.request,
+            self.response,
+            self.extraction,
+            files=self.files,
+            imported=tuple(sorted({m for run in runs for m in run.modules})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +270,7 @@ class Conversion:
     kernel_seconds: float
     seconds: float
     fidelity_warnings: tuple[Finding, ...] = ()
+    steps: tuple[Step, ...] = ()
 
     @property
     def data_files(self) -> list[str]:
@@ -298,6 +306,7 @@ class Conversion:
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for i in self.inspections for d in i.dropped],
             "fidelity": {stem: f.difference for stem, f in self.fidelity.items()},
+            "proof": [step.to_dict() for step in self.steps],
             "backup": str(self.backup) if self.backup else None,
             "kernel_seconds": round(self.kernel_seconds, 3),
             "seconds": round(self.seconds, 3),
@@ -353,6 +362,7 @@ def convert(
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
     strict: bool = False,
+    isolated: bool = True,
 ) -> Conversion:
     """Generate a FastAPI service from one or more notebooks (one route each).
 
@@ -366,6 +376,8 @@ def convert(
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         strict: Fail when a notebook's answer changes from run to run with the same
             parameters (by default a warning, and its golden test checks the shape only).
+        isolated: Prove the service in a fresh environment built from its own pins alone
+            (and ship its ``requirements.lock``); ``False`` proves it in this environment.
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -389,7 +401,9 @@ def convert(
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
     plans = [i.plan() for i in inspections]
-    build = build_service(plans, options, out, force=force, cell_timeout=timeout, strict=strict)
+    build = build_service(
+        plans, options, out, force=force, cell_timeout=timeout, strict=strict, isolated=isolated
+    )
     return Conversion(
         build.out_dir,
         build.files,
@@ -399,6 +413,7 @@ def convert(
         sum(i.kernel_seconds or 0.0 for i in inspections),
         time.perf_counter() - begin,
         tuple(Finding(m, loc) for m, loc in build.warnings),
+        build.steps,
     )
 
 

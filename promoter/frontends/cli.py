@@ -52,6 +52,15 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+IsolatedEnv = Annotated[
+    bool,
+    typer.Option(
+        "--isolated-env/--no-isolated-env",
+        help="Prove the service in a fresh environment built from its own pins (uv; cached), "
+        "and ship its requirements.lock. --no-isolated-env proves it in promoter's own "
+        "environment (no network needed; the dependencies are then not proven).",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option(
@@ -245,6 +254,7 @@ def convert(
     ] = None,
     timeout: Timeout = 600,
     strict: Strict = False,
+    isolated_env: IsolatedEnv = True,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -263,6 +273,7 @@ def convert(
             timeout=timeout,
             on_progress=progress,
             strict=strict,
+            isolated=isolated_env,
         ),
     )
     if as_json:
@@ -284,6 +295,8 @@ def _show_conversion(result: Conversion) -> None:
         )
     status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
+    for step in result.steps:
+        console.print(f"  proof: {step.name} {step.status} ({_escape(step.detail)})")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
     if result.data_files:

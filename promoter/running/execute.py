@@ -70,6 +70,8 @@ class Execution:
         executed: The executed notebook (nbformat node), for reports.
         seconds: Wall-clock time of the run, kernel start included.
         files: The files the run opened for reading (seen by the audit hook).
+        modules: The top-level modules loaded in the kernel when the response was recorded
+            (what the code really imported, lazy backends and unpickled classes included).
     """
 
     response: Any
@@ -78,6 +80,7 @@ class Execution:
     executed: Any
     seconds: float
     files: Observed = field(default_factory=Observed)
+    modules: tuple[str, ...] = ()
 
 
 def execute(
@@ -127,6 +130,7 @@ def execute(
         files=Observed(
             **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
         ),
+        modules=tuple(capture.get("modules", ())),
     )
 
 
@@ -295,6 +299,10 @@ del __promoter_exit__
 """
 
 
+# The modules the kernel loaded for itself, so that those the notebook's code loaded are known.
+_MODULES_BEFORE = "\n__promoter_modules_before__ = set(__import__('sys').modules)\n"
+
+
 def _instrumented(
     notebook: Notebook, response: ResponseExpression, parameter_names: list[str], all_cells: bool
 ) -> Any:
@@ -305,7 +313,8 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    cells = [new_cell(observer_code() + _EXIT_AS_IN_A_SCRIPT, id=OBSERVER_CELL_ID)]
+    first = observer_code() + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
+    cells = [new_cell(first, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:
             continue  # what is not promoted does not run
@@ -337,6 +346,8 @@ def _capture_parameters_code(names: list[str]) -> str:
 def _capture_response_code() -> str:
     return (
         "# Injected by promoter: record the response as JSON (not part of the notebook).\n"
+        "__promoter_modules__ = sorted({m.partition('.')[0] for m in __import__('sys').modules\n"
+        "                               if m not in __promoter_modules_before__})\n"
         "__promoter_ns__ = {}\n"
         f"exec({jsonable_source()!r}, __promoter_ns__)\n"
         "__promoter_convert__ = __promoter_ns__['to_jsonable']\n"
@@ -348,6 +359,7 @@ def _capture_response_code() -> str:
         "        'parameters': {k: __promoter_convert__(v, 'parameter ' + k)\n"
         "                       for k, v in __promoter_parameters__.items()},\n"
         f"        'files': {observed_code()},\n"
+        "        'modules': __promoter_modules__,\n"
         "    }}, raw=True)\n"
     )
 
