@@ -246,7 +246,7 @@ def _sequential(server: _Server, route: RouteProof) -> list[tuple[int, Any]]:
             raise _answer_error(
                 route,
                 request,
-                f"answers differently{' the second time' if again else ''} ({difference})",
+                f"answered differently ({difference})",
                 again,
             )
         answers.append((status, answer))
@@ -325,10 +325,15 @@ def _memory(server: _Server, route: RouteProof, folder: Path) -> list[tuple[str,
 def _answer_error(
     route: RouteProof, request: RequestSet, what: str, again: bool = False
 ) -> VerificationError:
-    state = " (the handler keeps state between requests)" if again else ""
+    if again:
+        what = (
+            f"POST {route.route}: a second request with the same parameters "
+            f"{_body(request)} {what}: the handler keeps state between requests"
+        )
+    else:
+        what = f"POST {route.route} with {_body(request)} {what}, unlike the notebook's run"
     return VerificationError(
-        f"POST {route.route} with {_body(request)} {what}{state}, where the notebook "
-        "answered for itself",
+        what,
         location=route.notebook.at(route.notebook.response_cell),
         hint="keep per-request values in local variables; declare setup names requests share "
         'on purpose in metadata.promoter.shared (e.g. "shared": ["cache"])',
