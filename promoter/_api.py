@@ -194,6 +194,30 @@ class Inspection:
             runs.append(run)
         return runs
 
+    def generated_runs(
+        self, count: int, timeout: float | None = 600
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Run the notebook with ``count`` request bodies generated from its request model.
+
+        Returns:
+            ``(body, answer)`` per body the notebook answered (one it fails on is left out:
+            there is nothing to compare the service with).
+        """
+        from promoter.building.samples import generated_requests
+        from promoter.running.execute import execute
+
+        known = [{}, *self.notebook.settings.examples]
+        bodies = generated_requests(request_json_schema(self.request), count, known)
+        names = [p.name for p in self.request.parameters]
+        runs = []
+        for body in bodies:
+            try:
+                run = execute(self.notebook, self.expression, names, body, timeout=timeout)
+            except PromoterError:
+                continue
+            runs.append((body, run.response))
+        return runs
+
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
         from promoter.building.render import NotebookPlan
@@ -363,6 +387,7 @@ def convert(
     on_progress: ProgressCallback | None = None,
     strict: bool = False,
     isolated: bool = True,
+    generated: int = 2,
 ) -> Conversion:
     """Generate a FastAPI service from one or more notebooks (one route each).
 
@@ -378,6 +403,9 @@ def convert(
             parameters (by default a warning, and its golden test checks the shape only).
         isolated: Prove the service in a fresh environment built from its own pins alone
             (and ship its ``requirements.lock``); ``False`` proves it in this environment.
+        generated: How many request bodies generated from each request model (Hypothesis)
+            the service must answer as the notebook does, besides the defaults and examples
+            (each costs one papermill run).
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -400,7 +428,10 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    plans = [i.plan() for i in inspections]
+    plans = [
+        replace(i.plan(), generated=tuple(i.generated_runs(generated, timeout)))
+        for i in inspections
+    ]
     build = build_service(
         plans, options, out, force=force, cell_timeout=timeout, strict=strict, isolated=isolated
     )

@@ -156,6 +156,10 @@ def _route_proof(plan: NotebookPlan, fidelity: Fidelity, count: int) -> RoutePro
         RequestSet(f"example {n}", body, answer)
         for n, (body, answer) in enumerate(_examples(plan), start=1)
     ]
+    sets += [
+        RequestSet(f"generated {n}", body, answer)
+        for n, (body, answer) in enumerate(plan.generated, start=1)
+    ]
     package = notebook_package(nb.stem, count == 1)
     return RouteProof(nb, nb.route, tuple(sets), fidelity.matches, package)
 

@@ -39,7 +39,7 @@ from promoter.reading.notebook import Notebook, Role
 from promoter.reading.source import parse_cell
 from promoter.running.processes import ProcessGroup
 
-__all__ = ["Proof", "RequestSet", "RouteProof", "Step", "prove_service"]
+__all__ = ["Proof", "ProofOptions", "RequestSet", "RouteProof", "Step", "prove_service"]
 
 #: The answer of a parameter set the notebook itself failed on (nothing to compare with).
 NOTEBOOK_FAILED: Any = object()
@@ -48,6 +48,21 @@ MEMORY_REQUESTS = 50
 #: Growth over ``MEMORY_REQUESTS`` default requests worth reporting (allocator noise is less).
 MEMORY_LIMIT = 8 * 1024 * 1024
 _SLOW = 0.25  # seconds per request above which the memory step would take too long
+
+
+@dataclass(frozen=True)
+class ProofOptions:
+    """How far ``convert`` and ``check`` prove a service.
+
+    Attributes:
+        isolated: In a fresh environment built from the service's own pins (else in
+            promoter's own environment, and no lock file is shipped).
+        generated: Request bodies generated from each request model, besides the defaults
+            and examples (each costs one papermill run of the notebook).
+    """
+
+    isolated: bool = True
+    generated: int = 2
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class NotebookPlan:
     files: tuple[DataFile, ...] = ()
     #: Top-level modules loaded while the notebook ran (lazy backends, unpickled classes).
     imported: tuple[str, ...] = ()
+    #: Generated request bodies and the notebook's answers to them (the differential proof).
+    generated: tuple[tuple[dict[str, Any], Any], ...] = ()
 
 
 @dataclass(frozen=True)

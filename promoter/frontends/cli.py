@@ -52,6 +52,16 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Generated = Annotated[
+    int,
+    typer.Option(
+        "--generated",
+        min=0,
+        help="Request bodies generated from each request model (Hypothesis) the service must "
+        "answer as the notebook does, besides the defaults and examples; each costs one "
+        "notebook run.",
+    ),
+]
 IsolatedEnv = Annotated[
     bool,
     typer.Option(
@@ -255,6 +265,7 @@ def convert(
     timeout: Timeout = 600,
     strict: Strict = False,
     isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -274,6 +285,7 @@ def convert(
             on_progress=progress,
             strict=strict,
             isolated=isolated_env,
+            generated=generated,
         ),
     )
     if as_json:
@@ -424,6 +436,8 @@ def check(
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -432,6 +446,7 @@ def check(
     Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
     Actions), a Markdown summary is appended to that file.
     """
+    from promoter.building.proof import ProofOptions
     from promoter.frontends import check as _check
 
     if output_format not in ("text", "github"):
@@ -451,6 +466,7 @@ def check(
                 all_cells=all_cells,
                 strict=strict,
                 execute=not static,
+                proof=ProofOptions(isolated=isolated_env, generated=generated),
                 **hooks,
             )
 
