@@ -52,6 +52,25 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Generated = Annotated[
+    int,
+    typer.Option(
+        "--generated",
+        min=0,
+        help="Request bodies generated from each request model (Hypothesis) the service must "
+        "answer as the notebook does, besides the defaults and examples; each costs one "
+        "notebook run.",
+    ),
+]
+IsolatedEnv = Annotated[
+    bool,
+    typer.Option(
+        "--isolated-env/--no-isolated-env",
+        help="Prove the service in a fresh environment built from its own pins (uv; cached), "
+        "and ship its requirements.lock. --no-isolated-env proves it in promoter's own "
+        "environment (no network needed; the dependencies are then not proven).",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option(
@@ -245,6 +264,8 @@ def convert(
     ] = None,
     timeout: Timeout = 600,
     strict: Strict = False,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -263,6 +284,8 @@ def convert(
             timeout=timeout,
             on_progress=progress,
             strict=strict,
+            isolated=isolated_env,
+            generated=generated,
         ),
     )
     if as_json:
@@ -284,6 +307,8 @@ def _show_conversion(result: Conversion) -> None:
         )
     status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
+    for step in result.steps:
+        console.print(f"  proof: {step.name} {step.status} ({_escape(step.detail)})")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
     data = [f for f in result.data_files if not f.endswith(".py")]
@@ -415,6 +440,8 @@ def check(
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -423,6 +450,7 @@ def check(
     Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
     Actions), a Markdown summary is appended to that file.
     """
+    from promoter.building.proof import ProofOptions
     from promoter.frontends import check as _check
 
     if output_format not in ("text", "github"):
@@ -442,6 +470,7 @@ def check(
                 all_cells=all_cells,
                 strict=strict,
                 execute=not static,
+                proof=ProofOptions(isolated=isolated_env, generated=generated),
                 **hooks,
             )
 
