@@ -53,6 +53,24 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def process_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same sums, run in worker processes (pebble), forked once the setup has run."""
+    root = tmp_path_factory.mktemp("process")
+    notebook = write_notebook(
+        root / "ones.ipynb",
+        ("code", "import numpy as np", []),
+        ("code", "n: int = 10  # how many ones", ["parameters"]),
+        ("code", "total = float(np.ones(n).sum())", []),
+        ("code", "{'total': total}", ["response"]),
+        metadata={"execution": "process"},
+    )
+    out = root / "service"
+    result = run_cli("convert", notebook, "-o", out)
+    assert result.returncode == 0, result.output
+    return out
+
+
 def _command(service: Path, port: int) -> list[str]:
     """The image's CMD, on 127.0.0.1 and ``port``, with this interpreter's uvicorn."""
     (command,) = [
@@ -76,7 +94,13 @@ class Started:
 def start(service: Path, tmp_path: Path) -> Iterator[object]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def run(env: dict[str, str], *, files: int | None = None, ready: bool = True) -> Started:
+    def run(
+        env: dict[str, str],
+        *,
+        files: int | None = None,
+        ready: bool = True,
+        folder: Path | None = None,
+    ) -> Started:
         def limits() -> None:
             if files is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
@@ -85,8 +109,8 @@ def start(service: Path, tmp_path: Path) -> Iterator[object]:
         log = tmp_path / f"service-{port}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                _command(service, port),
-                cwd=service,
+                _command(folder or service, port),
+                cwd=folder or service,
                 env={**os.environ, **env},
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -276,8 +300,17 @@ def test_the_page_title_is_text_in_the_docs(start, page: str) -> None:
 # -- memory -------------------------------------------------------------------------------------
 
 
+def _address_space(pid: int) -> int | None:
+    """The soft RLIMIT_AS of a process, from /proc (None: unlimited)."""
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    (line,) = [line for line in limits.splitlines() if line.startswith("Max address space")]
+    soft = line.split()[3]
+    return None if soft == "unlimited" else int(soft)
+
+
 def test_a_request_too_big_for_memory_gets_507_and_the_service_keeps_serving(start) -> None:
     server = start({})
+    assert _address_space(server.process.pid) is None
     with httpx.Client(timeout=60) as client:
         huge = client.post(f"{server.url}/totals", json={"n": 10**13})
         small = client.post(f"{server.url}/totals", json={"n": 3})
@@ -293,12 +326,27 @@ def test_a_request_too_big_for_memory_gets_507_and_the_service_keeps_serving(sta
 def test_service_max_memory_mb_bounds_what_one_request_may_take(start) -> None:
     """Above the process's own start-up size, below what the request asks: 507, not an OOM."""
     server = start({"SERVICE_MAX_MEMORY_MB": "4096"})
-    limits = Path(f"/proc/{server.process.pid}/limits").read_text()
-    (line,) = [line for line in limits.splitlines() if line.startswith("Max address space")]
-    assert line.split()[3] == str(4096 * 1024 * 1024)  # checked before asking for more
+    assert _address_space(server.process.pid) == 4096 * 1024 * 1024  # before asking for more
     with httpx.Client(timeout=60) as client:
         big = client.post(f"{server.url}/totals", json={"n": 600_000_000})  # 4.8 GB of ones
         small = client.post(f"{server.url}/totals", json={"n": 3})
 
     assert big.status_code == 507, big.text
     assert small.json() == {"total": 3.0}
+
+
+def test_a_worker_process_out_of_memory_answers_507_and_is_replaced(
+    start, process_service: Path
+) -> None:
+    server = start({"SERVICE_MAX_MEMORY_MB": "4096"}, folder=process_service)
+    assert _address_space(server.process.pid) == 4096 * 1024 * 1024  # the workers inherit it
+    with httpx.Client(timeout=60) as client:
+        big = client.post(f"{server.url}/ones", json={"n": 600_000_000})
+        huge = client.post(f"{server.url}/ones", json={"n": 10**13})
+        small = client.post(f"{server.url}/ones", json={"n": 3})
+        health = client.get(f"{server.url}/health")
+
+    assert (big.status_code, huge.status_code) == (507, 507), (big.text, huge.text)
+    assert big.json()["error_id"] != huge.json()["error_id"]
+    assert small.json() == {"total": 3.0}
+    assert health.status_code == 200
