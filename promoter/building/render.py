@@ -24,7 +24,12 @@ from promoter.analysis.response import ResponseSchema, safe_attr
 from promoter.analysis.types import TYPE_NAMES, model_imports
 from promoter.building.filters import FILTERS
 from promoter.building.pins import installed_version, service_dependencies, testing_dependencies
-from promoter.building.resources import jsonable_source, runtime_source, template_dir
+from promoter.building.resources import (
+    jobs_sources,
+    jsonable_source,
+    runtime_source,
+    template_dir,
+)
 from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
@@ -122,6 +127,10 @@ class NotebookView:
     execution: str
     #: The notebook's ``metadata.promoter.timeout`` (the route's default; settings override it).
     settings_timeout: float
+    #: ``POST`` here submits the route's request as a job (DESIGN.md section 3b).
+    job_route: str
+    #: The notebook's ``metadata.promoter.job_timeout`` (settings override it).
+    job_timeout: float
     #: The notebook file's sha256 (served by ``GET /version``).
     sha256: str
     golden: bool
@@ -161,6 +170,7 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
         "app/main.py": _render("app/main.py.j2", service),
         "app/jsonable.py": jsonable_source(),
         "app/runtime.py": runtime_source(),
+        **jobs_sources(),
     }
     for nb in service.notebooks:
         if not single:
@@ -247,6 +257,8 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         timeout=nb.settings.timeout if nb.settings.execution != "inline" else None,
         execution=nb.settings.execution,
         settings_timeout=nb.settings.timeout,
+        job_route=f"{nb.route}/jobs",
+        job_timeout=nb.settings.job_timeout,
         sha256=nb.content_hash,
         golden=plan.golden,
         typed_probe=_typed_probe(parameters),
@@ -254,7 +266,9 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
 
 
 #: Module names ``app/`` holds besides the notebook packages.
-_APP_MODULES = frozenset({"main", "jsonable", "runtime", "models", "pipeline", "tests"})
+_APP_MODULES = frozenset(
+    {"main", "jsonable", "runtime", "jobs", "worker", "models", "pipeline", "tests"}
+)
 
 
 def notebook_package(slug: str, single: bool) -> str:
@@ -276,9 +290,9 @@ def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView,
     views = []
     for nb in notebooks:
         name = nb.slug
-        while name in taken:
+        while name in taken or f"{name}_job" in taken:  # the job form's function too
             name += "_route"
-        taken.add(name)
+        taken |= {name, f"{name}_job"}
         views.append(replace(nb, function=name))
     return tuple(views)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["jsonable_source", "runtime_source", "template_dir"]
+__all__ = ["jobs_sources", "jsonable_source", "runtime_source", "template_dir"]
 
 
 def template_dir() -> Path:
@@ -28,3 +28,13 @@ def jsonable_source() -> str:
 def runtime_source() -> str:
     """The source of the service's plumbing module, shipped verbatim into every service."""
     return (template_dir() / "service" / "app" / "runtime.py").read_text(encoding="utf-8")
+
+
+def jobs_sources() -> dict[str, str]:
+    """The job machinery (``app/jobs/``, ``app/worker.py``), shipped verbatim into every service.
+
+    Keyed by POSIX path relative to the service folder.
+    """
+    service = template_dir() / "service"
+    paths = [*sorted((service / "app" / "jobs").glob("*.py")), service / "app" / "worker.py"]
+    return {p.relative_to(service).as_posix(): p.read_text(encoding="utf-8") for p in paths}
