@@ -155,6 +155,8 @@ class ServiceView:
     python: str
     dependencies: list[str]
     test_dependencies: list[str]
+    #: Seconds a stopping job worker may take: the longest job timeout, plus 30.
+    job_grace: float
 
 
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
@@ -184,6 +186,9 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
     if options.k8s:
         for name in ("deployment", "service", "hpa", "pdb", "networkpolicy"):
             files[f"k8s/{name}.yaml"] = _render(f"k8s/{name}.yaml.j2", service)
+        # The job workers (SERVICE_JOBS_URL=redis://...), applied on their own: they need KEDA.
+        for name in ("deployment", "scaledobject", "networkpolicy"):
+            files[f"k8s/workers/{name}.yaml"] = _render(f"k8s/workers/{name}.yaml.j2", service)
     return files
 
 
@@ -213,6 +218,7 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         dependencies=service_dependencies(modules),
         test_dependencies=testing_dependencies(),
+        job_grace=max(plan.notebook.settings.job_timeout for plan in plans) + 30,
     )
 
 

@@ -15,7 +15,11 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    """Run the worker until it is stopped (SIGTERM: a warm shutdown, as Celery does)."""
+    """Run the worker until it is stopped (SIGTERM: a warm shutdown, as Celery does).
+
+    ``--ping``: exit 0 if this host's worker answers Celery's ping through the broker (the
+    Kubernetes probes), else 1.
+    """
     from app.main import service
 
     jobs = service.jobs
@@ -26,9 +30,11 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    engine = jobs.engine
+    if argv == ["--ping"]:
+        return _ping(engine.celery)
     from app.jobs.distributed import register_task
 
-    engine = jobs.engine
     register_task(engine.celery, engine.store, jobs.routes)
     for setup in service.setups:
         if inspect.iscoroutinefunction(setup):
@@ -38,6 +44,14 @@ def main(argv: list[str]) -> int:
     options = ["--concurrency", str(jobs.settings.job_workers), "--queues", jobs.queue]
     engine.celery.worker_main(["worker", "--pool", "prefork", *options, *argv])
     return 0
+
+
+def _ping(celery: object) -> int:
+    import socket
+
+    node = f"celery@{socket.gethostname()}"
+    answers = celery.control.ping(destination=[node], timeout=10)  # type: ignore[attr-defined]
+    return 0 if answers else 1
 
 
 if __name__ == "__main__":
