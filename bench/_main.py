@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import _cli_timing, _large, _load, _report
+from bench import _cli_timing, _jobs, _large, _load, _report
 from bench._procs import Server, ServerPool, http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,12 +143,17 @@ def run(settings: Settings, tool: str, tmp: Path) -> dict[str, Any]:
         for name in settings.notebooks:
             conversions[name] = convert(name, tmp / "services" / name)
             services[name] = bench_notebook(pool, settings, tool, name, tmp, papermill)
+        pool.stop(papermill)
+        name = settings.notebooks[0]
+        folder, count = tmp / "services" / name, 10 if settings.smoke else 100
+        jobs = _jobs.measure(pool, folder, f"/{name}", BODIES[name], count, log)
     meta["load_after"] = _report.load_average()
     return {
         "meta": meta,
         "services": services,
         "cli": {**cli, "convert": conversions},
         "targets": _report.targets(services, cli),
+        "jobs": jobs,
     }
 
 
