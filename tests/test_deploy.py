@@ -242,9 +242,7 @@ def test_worker_pods_are_restricted_and_run_the_worker(
     assert "replicas" not in workers["Deployment"]["spec"]  # the ScaledObject owns the count
 
 
-def test_workers_scale_on_their_queue(
-    service: Path, workers: dict[str, dict[str, Any]]
-) -> None:
+def test_workers_scale_on_their_queue(service: Path, workers: dict[str, dict[str, Any]]) -> None:
     """The KEDA ScaledObject (keda.sh/v1alpha1), field by field as its CRD declares them."""
     scaled = workers["ScaledObject"]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
@@ -262,7 +260,7 @@ def test_workers_scale_on_their_queue(
     # The list is the Celery queue the service submits to (app/jobs: Jobs.queue).
     service_name = yaml.safe_load((service / "k8s" / "deployment.yaml").read_text())["metadata"]
     assert metadata["listName"] == f"{service_name['name']}-jobs"
-    assert f'return f"{{self.name}}-jobs"' in (service / "app" / "jobs" / "api.py").read_text()
+    assert 'return f"{self.name}-jobs"' in (service / "app" / "jobs" / "api.py").read_text()
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert metadata["addressFromEnv"] in {e["name"] for e in container["env"]}
     assert int(metadata["listLength"]) >= 1
