@@ -37,6 +37,9 @@ from promoter.building.render import NotebookPlan, ServiceOptions, render_servic
 from promoter.reading.notebook import class_prefix, read_notebook
 from promoter.reading.source import response_expression
 
+# Kernels, Jupyter servers or the TypeScript toolchain: the full suite, not the edit loop.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(
     max_examples=40,
     deadline=None,

@@ -192,6 +192,7 @@ _VALUES = st.recursive(
 
 @given(_VALUES)
 @settings(max_examples=300, deadline=None, derandomize=True)
+@pytest.mark.slow
 def test_json_body_writes_the_bytes_jsonable_writes(runtime: types.ModuleType, value: Any) -> None:
     """json_body's orjson fast path for plain answers changes no byte of any answer."""
     assert runtime.json_body(value) == runtime.dumps(value)
