@@ -1021,6 +1021,10 @@ class Service:
             self.settings.concurrency, thread_name_prefix="notebook"
         )
         self._processes: Any = None
+        from app.jobs import Jobs
+
+        self.jobs = Jobs(self.name)
+        self.jobs.blocked = lambda: self.setup_error
 
     def runner(
         self,
@@ -1118,6 +1122,7 @@ class Service:
             return
         if any(r.execution == "process" for r in self.runners):
             await asyncio.to_thread(self.processes)
+        await asyncio.to_thread(self.jobs.start)  # the job workers fork with the setup's state
         self.ready = True
         logger.info("ready")
 
@@ -1132,6 +1137,7 @@ class Service:
         setup = asyncio.create_task(self._setup())
         yield
         await setup
+        await asyncio.to_thread(self.jobs.stop)
         _flush_logs()
         if self._processes is not None:
             self._processes.stop()
