@@ -9,6 +9,7 @@ every wait polls a state with a generous deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,21 +33,23 @@ DEADLINE = 120.0  # seconds any state may take to arrive on a loaded 2-core mach
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The nap notebook (sleeps ``seconds``, raises when ``fail``) converted by the CLI."""
+    """The nap notebook converted by the CLI: sleeps ``seconds``; raises when ``fail``; ends
+    its own process when ``crash`` (as a segfault or the OOM killer would)."""
     folder = tmp_path_factory.mktemp("jobs")
     notebook = write_notebook(
         folder / "nap.ipynb",
         ("markdown", "# Nap\n\nSleeps for a while, then says how long.", []),
-        ("code", "import time", []),
+        ("code", "import os\nimport time", []),
         (
             "code",
-            "seconds = 0.0  # How long to sleep\nfail = False  # Raise instead of answering",
+            "seconds = 0.0  # How long to sleep\nfail = False  # Raise instead of answering\n"
+            "crash = False  # End the process",
             ["parameters"],
         ),
         (
             "code",
             "time.sleep(seconds)\nif fail:\n    raise ValueError('asked to fail')\n"
-            "answer = {'slept': seconds}",
+            "if crash:\n    os._exit(3)\nanswer = {'slept': seconds}",
             [],
         ),
         ("code", "answer", ["response"]),
@@ -112,6 +115,7 @@ def start(service: Path, processes: list[subprocess.Popen[bytes]]) -> Start:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process, limit=DEADLINE)
         run.last = process  # type: ignore[attr-defined]
+        run.log = service.parent / f"{port}-{len(processes) - 1}.log"  # type: ignore[attr-defined]
         return url
 
     return run
@@ -194,14 +198,24 @@ def _check_cancel_frees_the_worker(url: str) -> None:
     assert _job(url, queued["id"])["status"] == "cancelled"  # and never ran
 
 
+def _check_crash_frees_the_worker(url: str, kind: str) -> None:
+    """Code that ends its worker process fails its job; the next job gets a fresh worker."""
+    crashed = _wait(url, _submit(url, {"crash": True})["id"], "failed")
+    assert crashed["error"]["type"] == kind
+    assert "worker" in crashed["error"]["message"]
+    after = _wait(url, _submit(url, {"seconds": 0})["id"], "succeeded")
+    assert after["result"] == {"slept": 0.0}
+
+
 def test_embedded_jobs_run_fail_list_and_cancel(start: Start, tmp_path: Path) -> None:
     url = start(jobs_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", job_workers="1")
     _check_lifecycle(url)
     _check_cancel_frees_the_worker(url)
+    _check_crash_frees_the_worker(url, "ProcessExpired")
     metrics = httpx.get(f"{url}/metrics", timeout=30).text
     assert 'jobs_finished_total{route="/nap",status="succeeded"}' in metrics
     assert 'jobs_finished_total{route="/nap",status="cancelled"}' in metrics
-    assert 'job_duration_seconds_count{route="/nap",status="failed"} 1.0' in metrics
+    assert 'job_duration_seconds_count{route="/nap",status="failed"} 2.0' in metrics
 
 
 def test_job_api_in_openapi_with_the_routes_models(start: Start, tmp_path: Path) -> None:
@@ -224,6 +238,17 @@ def test_job_api_in_openapi_with_the_routes_models(start: Start, tmp_path: Path)
     answer = httpx.get(f"{url}/jobs/{job_id}", headers={"X-API-Key": "secret"}, timeout=30)
     assert answer.status_code == 200
     assert answer.headers["x-request-id"]
+    # The submission's log line names the job and carries the request id.
+    deadline = time.monotonic() + DEADLINE
+    while f"job {job_id} queued" not in start.log.read_text():  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "no log line for the job"
+        time.sleep(0.1)
+    line = next(
+        json.loads(text)
+        for text in start.log.read_text().splitlines()  # type: ignore[attr-defined]
+        if f"job {job_id} queued" in text
+    )
+    assert (line["request_id"], line["job_id"], line["route"]) == ("job-req-1", job_id, "/nap")
 
 
 def test_job_timeout_stops_the_job(start: Start, tmp_path: Path) -> None:
@@ -283,6 +308,7 @@ def test_redis_jobs_run_on_a_celery_worker(
     url = start(jobs_url=redis_url)
     _check_lifecycle(url)
     _check_cancel_frees_the_worker(url)
+    _check_crash_frees_the_worker(url, "interrupted")
     assert worker.poll() is None
     # The service process ran none of them: it has no job worker processes of its own.
     import psutil
@@ -291,6 +317,22 @@ def test_redis_jobs_run_on_a_celery_worker(
     assert api.children(recursive=True) == []
     metrics = httpx.get(f"{url}/metrics", timeout=30).text
     assert 'jobs_finished_total{route="/nap",status="succeeded"}' in metrics
+
+
+def test_redis_job_timeout_stops_the_job(
+    start: Start,
+    service: Path,
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    env = {"SERVICE_JOBS_URL": redis_server[0], "SERVICE_JOB_WORKERS": "1"}
+    _spawn(processes, [sys.executable, "-m", "app.worker"], service, env)
+    url = start(jobs_url=redis_server[0], job_timeout="1")  # the submitter sets the limits
+    job = _wait(url, _submit(url, {"seconds": 600})["id"], "failed")
+    assert job["error"]["type"] == "timeout"
+    assert "timeout of 1 s" in job["error"]["message"]
+    after = _wait(url, _submit(url, {"seconds": 0})["id"], "succeeded")
+    assert after["result"] == {"slept": 0.0}
 
 
 def test_redis_down_answers_503_and_drops_nothing(
