@@ -119,7 +119,8 @@ class Jobs:
             if self.settings.distributed:
                 from app.jobs.distributed import CeleryEngine, RedisStore, make_celery
 
-                celery = make_celery(self.url, self.queue)
+                longest = max((spec.timeout for spec in self.routes.values()), default=0)
+                celery = make_celery(self.url, self.queue, longest)
                 store = RedisStore(self.url, self.name)
                 self._engine = CeleryEngine(store, self.routes, celery)
             else:

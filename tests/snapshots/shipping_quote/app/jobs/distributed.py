@@ -17,6 +17,7 @@ a job whose worker was killed outright (a hard time limit, a lost worker) ends i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -191,8 +192,12 @@ def _record(job_id: str, fields: dict[str, str]) -> JobRecord | None:
     )
 
 
-def make_celery(url: str, queue: str) -> Any:
-    """The Celery app of the service: Redis as broker and result store, JSON only."""
+def make_celery(url: str, queue: str, longest: float) -> Any:
+    """The Celery app of the service: Redis as broker and result store, JSON only.
+
+    ``longest`` is the longest job timeout: Redis hands an unacknowledged job to another
+    worker after the visibility timeout, which must outlast any job that still runs.
+    """
     from celery import Celery
 
     celery = Celery("app", broker=url, backend=url)
@@ -208,7 +213,10 @@ def make_celery(url: str, queue: str) -> Any:
         result_expires=KEEP_SECONDS,
         worker_hijack_root_logger=False,  # the service's JSON log lines, in the worker too
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"socket_connect_timeout": 2},
+        broker_transport_options={
+            "socket_connect_timeout": 2,
+            "visibility_timeout": int(longest + HARD_LIMIT_GRACE + 300),
+        },
         redis_socket_connect_timeout=2,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2},
     )
@@ -247,6 +255,7 @@ class CeleryEngine:
             self.celery.send_task(
                 TASK,
                 args=[job.route],
+                kwargs={"timeout": spec.timeout},  # the submitter's limit, named in an error
                 task_id=job.id,
                 soft_time_limit=spec.timeout,
                 time_limit=spec.timeout + HARD_LIMIT_GRACE,
@@ -295,7 +304,7 @@ def register_task(celery: Any, store: RedisStore, routes: dict[str, JobRoute]) -
     from celery.signals import task_postrun
 
     @celery.task(name=TASK, bind=True)  # type: ignore[untyped-decorator]
-    def run_job(task: Any, route: str) -> dict[str, Any]:
+    def run_job(task: Any, route: str, timeout: float | None = None) -> dict[str, Any]:
         job_id = task.request.id
         job = store.get(job_id)
         if job is not None and job.status == "running":  # redelivered: its worker died
@@ -304,7 +313,10 @@ def register_task(celery: Any, store: RedisStore, routes: dict[str, JobRoute]) -
             return {"status": "skipped"}
         if job is None or not store.start(job_id, time.time()):
             return {"status": "skipped"}  # cancelled before it started
-        status, value = execute(routes[route], job.request, job_id, (SoftTimeLimitExceeded,))
+        spec = routes[route]
+        if timeout is not None:  # the limit Celery enforces is the one the service sent
+            spec = dataclasses.replace(spec, timeout=timeout)
+        status, value = execute(spec, job.request, job_id, (SoftTimeLimitExceeded,))
         return {"status": status, "result" if status == "succeeded" else "error": value}
 
     @task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]

@@ -147,6 +147,22 @@ def _reopen() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if _engine is not None:
         _engine.store.reopen()
+        _fresh_locks(_engine.routes.values())
+
+
+def _fresh_locks(routes: Any) -> None:
+    """A route that answers one request at a time holds ``promoter_lock`` while it runs.
+
+    A worker forked while a request held it would inherit it held, forever: the worker gets
+    a new, free lock (it runs one job at a time anyway).
+    """
+    import threading
+
+    for spec in routes:
+        module = sys.modules.get(getattr(spec.run, "__module__", ""))
+        lock = getattr(module, "promoter_lock", None)
+        if isinstance(lock, type(threading.Lock())):
+            module.promoter_lock = threading.Lock()  # type: ignore[union-attr]
 
 
 def _run(job_id: str, route: str) -> Outcome:
