@@ -100,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--large", action="store_true", help="only the large-answer scaling (10 to 100,000 rows)"
     )
+    parser.add_argument(
+        "--jobs", action="store_true", help="only the job form's cost (embedded and Redis)"
+    )
     args = parser.parse_args(argv)
     if args.large:
         return run_large(args.smoke, args.out)
+    if args.jobs:
+        return run_jobs(args.notebooks[0] if args.notebooks else "text_statistics", args.smoke)
     if args.smoke:
         settings = Settings.quick(tuple(args.notebooks or ["text_statistics"]))
     else:
@@ -127,6 +132,19 @@ def run_large(smoke: bool, out: Path | None) -> int:
     meta["load_after"] = _report.load_average()
     print(f"bench: wrote {_large.write(results, out or BENCH / 'results')}")
     print(_large.table(results))
+    return 0
+
+
+def run_jobs(name: str, smoke: bool) -> int:
+    """``--jobs``: a 0-second job's submit-to-finished time next to the sync route (printed)."""
+    with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp:
+        folder = Path(tmp) / "services" / name
+        convert(name, folder)
+        with ServerPool(Path(tmp)) as pool:
+            results = _jobs.measure(
+                pool, folder, f"/{name}", BODIES[name], 10 if smoke else 100, log
+            )
+    print("\n".join(_report.jobs_markdown(results)))
     return 0
 
 
