@@ -118,6 +118,14 @@ def _verification_timeout(plans: list[NotebookPlan], cell_timeout: float | None)
 def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
     """Every notebook's data files; one path may come from two notebooks only if equal."""
     found: dict[str, tuple[DataFile, Notebook]] = {}
+    workdirs = {plan.workdir for plan in plans}
+    if len(workdirs) > 1:
+        raise ContractError(
+            "the notebooks sit at different places in their projects "
+            f"({', '.join(sorted(workdirs))}): one service works from one folder",
+            location=plans[0].notebook.at(),
+            hint="build one service per notebook, or keep the notebooks in one folder",
+        )
     for plan in plans:
         for file in plan.files:
             confined(plan.notebook, file.path, file.source)  # again: it may be a link by now

@@ -29,7 +29,13 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter.analysis.files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
+from promoter.analysis.files import (
+    OBSERVER_CELL_ID,
+    Observed,
+    observed_code,
+    observer_code,
+    project_root,
+)
 from promoter.building.resources import (
     JSONABLE_PACKAGE,
     jsonable_loader_code,
@@ -314,7 +320,8 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    cells = [new_cell(observer_code() + _EXIT_AS_IN_A_SCRIPT, id=OBSERVER_CELL_ID)]
+    observer = observer_code(project_root(notebook))
+    cells = [new_cell(observer + _EXIT_AS_IN_A_SCRIPT, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:
             continue  # what is not promoted does not run
