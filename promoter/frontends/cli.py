@@ -305,6 +305,8 @@ def _show_conversion(result: Conversion) -> None:
             f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
             f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
         )
+        console.print(f"  POST {_escape(nb.route)}/jobs  <- the same request, as a job (202)")
+    console.print("  GET /jobs/{id}, DELETE /jobs/{id}, GET /jobs  <- poll, cancel, list jobs")
     status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
     for step in result.steps:

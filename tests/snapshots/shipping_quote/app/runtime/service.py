@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from app.jobs import Jobs
 from app.runtime.errors import invalid_request
 from app.runtime.logs import configure_logging, flush_logs
 from app.runtime.metrics import Metrics
@@ -68,6 +69,8 @@ class Service:
             self.settings.concurrency, thread_name_prefix="notebook"
         )
         self._processes: Any = None
+        self.jobs = Jobs(self.name)  # the job form of the routes (app/jobs, DESIGN.md 3b)
+        self.jobs.blocked = lambda: self.setup_error
 
     def runner(
         self,
@@ -167,6 +170,7 @@ class Service:
             return
         if any(r.execution == "process" for r in self.runners):
             await asyncio.to_thread(self.processes)
+        await asyncio.to_thread(self.jobs.start)  # the job workers fork with the setup's state
         self.ready = True
         logger.info("ready")
 
@@ -182,6 +186,7 @@ class Service:
         setup = asyncio.create_task(self._setup())
         yield
         await setup
+        await asyncio.to_thread(self.jobs.stop)
         flush_logs()
         if self._processes is not None:
             self._processes.stop()
