@@ -323,6 +323,9 @@ class TryProxyHandler(PromoterHandler):
         the page sends ("Try it out" -> "Execute") carry Jupyter's XSRF token, as
         JupyterLab's own requests do, so the cookie session lets them through.
         """
+        root = url_path_join(self.base_url, "promoter", "try", name)
+        # The generated page names its favicon from the service's root, not its root path.
+        html = html.replace('href="/docs-assets/', f'href="{root}/docs-assets/')
         xsrf = json.dumps(self.xsrf_token.decode())
         patch = _XSRF_PATCH.replace("TOKEN", xsrf)
         html = html.replace("<head>", f"<head><script>{patch}</script>", 1)
@@ -330,7 +333,7 @@ class TryProxyHandler(PromoterHandler):
             f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
             for code in _INLINE_SCRIPT.findall(html)
         )
-        own = f"{self.request.host}{url_path_join(self.base_url, 'promoter', 'try', name)}/"
+        own = f"{self.request.host}{root}/"
         self.set_header(
             "Content-Security-Policy",
             f"default-src 'none'; script-src {own} {hashes}; style-src {own} 'unsafe-inline'; "
