@@ -152,6 +152,7 @@ def test_a_glob_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
         promoter.inspect(notebook)
 
 
+@pytest.mark.slow
 def test_a_file_outside_the_notebook_folder_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "shared.csv").write_text("a\n1\n")
     notebook = write_notebook(

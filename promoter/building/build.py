@@ -22,7 +22,7 @@ from typing import Any
 
 from promoter._exceptions import ContractError, Location
 from promoter.analysis.determinism import judge
-from promoter.analysis.files import DataFile
+from promoter.analysis.files import DataFile, confined
 from promoter.building.output import LOCK_NAME, Lock, staged
 from promoter.building.render import (
     NotebookPlan,
@@ -120,6 +120,7 @@ def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
     found: dict[str, tuple[DataFile, Notebook]] = {}
     for plan in plans:
         for file in plan.files:
+            confined(plan.notebook, file.path, file.source)  # again: it may be a link by now
             seen = found.setdefault(file.path, (file, plan.notebook))
             if seen[0] is not file and seen[0].source.read_bytes() != file.source.read_bytes():
                 raise ContractError(
@@ -132,6 +133,9 @@ def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
 
 
 def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
+    import pathspec
+
+    secret = pathspec.GitIgnoreSpec.from_lines(rendered[".dockerignore"].splitlines())
     for file in files:
         top = file.path.split("/")[0]
         # k8s/ and tests/ are also left out of the image by .dockerignore.
@@ -140,6 +144,14 @@ def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
                 f"the notebook reads a data file {file.path}, a path the generated service uses "
                 "for its own files",
                 hint="move the file into a folder of its own (e.g. data/) and read it there",
+            )
+        if secret.match_file(file.path):
+            raise ContractError(
+                f"the data file {file.path} would not reach the image: the service's "
+                ".dockerignore keeps keys, credentials, .env files and caches out of it",
+                hint="give the service its secrets at run time (a mounted secret or an "
+                "environment variable, its path or value from a setting), or rename the file "
+                "if it is plain data",
             )
 
 

@@ -24,7 +24,7 @@ from promoter.analysis.response import ResponseSchema, safe_attr
 from promoter.analysis.types import TYPE_NAMES, model_imports
 from promoter.building.filters import FILTERS
 from promoter.building.pins import installed_version, service_dependencies, testing_dependencies
-from promoter.building.resources import jsonable_source, runtime_source, template_dir
+from promoter.building.resources import shipped_sources, template_dir
 from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
@@ -159,8 +159,7 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
     files = {
         "app/__init__.py": _render("app/__init__.py.j2", service),
         "app/main.py": _render("app/main.py.j2", service),
-        "app/jsonable.py": jsonable_source(),
-        "app/runtime.py": runtime_source(),
+        **shipped_sources(),
     }
     for nb in service.notebooks:
         if not single:
@@ -287,7 +286,7 @@ def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView,
 def _main_words() -> frozenset[str]:
     # main.py's own template, and the modules it may import names from.
     app = template_dir() / "service" / "app"
-    sources = [app / "main.py.j2", app / "runtime.py", app / "runtime.py.j2"]
+    sources = [app / "main.py.j2", *sorted((app / "runtime").glob("*.py"))]
     source = "\n".join(p.read_text(encoding="utf-8") for p in sources if p.is_file())
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
     return frozenset(words | set(dir(builtins)) | set(keyword.kwlist))

@@ -30,7 +30,11 @@ from promoter._exceptions import (
     ResponseError,
 )
 from promoter.analysis.files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
-from promoter.building.resources import jsonable_source
+from promoter.building.resources import (
+    JSONABLE_PACKAGE,
+    jsonable_loader_code,
+    jsonable_sources,
+)
 from promoter.reading.notebook import Cell, Notebook, Role
 from promoter.reading.source import ResponseExpression, prefix_before, source_lines
 
@@ -125,7 +129,12 @@ def execute(
         executed=executed,
         seconds=time.perf_counter() - begin,
         files=Observed(
-            **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
+            **{
+                kind: {p: cells_run.get(n) for p, n in seen[kind].items()}
+                for kind in seen
+                if kind != "lines"  # lines of cells, not execution counts
+            },
+            lines=seen["lines"],
         ),
     )
 
@@ -338,8 +347,10 @@ def _capture_response_code() -> str:
     return (
         "# Injected by promoter: record the response as JSON (not part of the notebook).\n"
         "__promoter_ns__ = {}\n"
-        f"exec({jsonable_source()!r}, __promoter_ns__)\n"
-        "__promoter_convert__ = __promoter_ns__['to_jsonable']\n"
+        f"exec({jsonable_loader_code()!r}, __promoter_ns__)\n"
+        "__promoter_convert__ = __promoter_ns__['load_package'](\n"
+        f"    {JSONABLE_PACKAGE!r}, {jsonable_sources()!r}\n"
+        ").to_jsonable\n"
         "__import__('IPython').display.display(\n"
         f"    {{{CAPTURE_MIME!r}: {{\n"
         f"        'response': __promoter_convert__({_RESPONSE_VAR}),\n"
