@@ -273,6 +273,8 @@ class Inspection:
                     "name": p.name,
                     "type": p.annotation,
                     "default": _json_default(p.default),
+                    # A default that is not a literal, as written (its value needs a run).
+                    "default_source": p.default_source,
                     "description": p.description,
                     "required": False,
                     "papermill_type": self.papermill_types.get(p.name),

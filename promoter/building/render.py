@@ -89,6 +89,9 @@ class ParameterView:
     annotation: str
     default: Any
     description: str | None
+    #: The default is JSON (or a string) standing for the annotated type: validate it into
+    #: that type (a date, a Decimal, a Path, an enum member) when the field is omitted.
+    validate_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,14 @@ def _main_words() -> frozenset[str]:
 def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:
     taken: set[str] = set()
     return tuple(
-        ParameterView(p.name, safe_attr(p.name, taken), p.annotation, p.default, p.description)
+        ParameterView(
+            p.name,
+            safe_attr(p.name, taken),
+            p.annotation,
+            p.default,
+            p.description,
+            p.validate_default,
+        )
         for p in request.parameters
     )
 

@@ -93,6 +93,25 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+# Each command's --help ends with an example (its epilog).
+_INSPECT_EXAMPLE = (
+    "Examples: `promoter inspect notebooks/price.ipynb` (runs it once); "
+    "`promoter inspect notebooks/price.ipynb --static --json` (no kernel, for machines)."
+)
+_CONVERT_EXAMPLE = (
+    "Examples: `promoter convert notebooks/price.ipynb -o services/price`; "
+    "`promoter convert notebooks/*.ipynb -o services/api --k8s` (one route per notebook)."
+)
+_SERVE_EXAMPLE = (
+    "Example: `promoter serve notebooks/price.ipynb --port 8000`, "
+    "then open http://127.0.0.1:8000/docs."
+)
+_CHECK_EXAMPLE = (
+    "Examples: `promoter check notebooks/ -j 2 --format github --junit-xml reports/promoter.xml`; "
+    "`promoter check --static` (no kernel: tags and stale services, as the pre-commit hook)."
+)
+
+
 @app.callback()
 def _root(
     version: Annotated[
@@ -175,7 +194,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_INSPECT_EXAMPLE)
 def inspect(
     notebook: Annotated[
         Path, typer.Argument(metavar="NOTEBOOK", help="The notebook (.ipynb) to inspect.")
@@ -224,6 +243,8 @@ def _show_inspection(result: Inspection) -> None:
     fields = Table("field", "type", "default", "description", title="Request", title_justify="left")
     for p in result.request.parameters:
         default = json.dumps(p.default, default=list, ensure_ascii=False)
+        if p.default_source is not None and p.default is None:  # --static: not run, so unknown
+            default = f"{p.default_source} (computed)"
         fields.add_row(p.name, _escape(p.annotation), _escape(default), p.description or "")
     console.print(fields)
     if result.response is not None:
@@ -244,7 +265,7 @@ def _show_findings(console: Console, warnings: Any, dropped: Any) -> None:
         console.print(f"[dim]dropped {_escape(drop.why)}: {_escape(drop.what)}  {where}[/]")
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CONVERT_EXAMPLE)
 def convert(
     notebooks: Annotated[
         list[Path],
@@ -328,7 +349,7 @@ def _show_conversion(result: Conversion) -> None:
     console.print(f"  next: cd {_escape(str(result.out_dir))} && uvicorn app.main:app")
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_SERVE_EXAMPLE)
 def serve(
     notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="The notebook to serve.")],
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
@@ -407,6 +428,14 @@ Static = Annotated[
         help="No kernel: check the tags and stale services only (fast; the pre-commit hook).",
     ),
 ]
+Changed = Annotated[
+    bool,
+    typer.Option(
+        "--changed",
+        help="The paths are changed files (pre-commit's): check the notebooks among them and "
+        "those whose services carry a changed data file; ignore other files.",
+    ),
+]
 AllCells = Annotated[
     bool,
     typer.Option(
@@ -429,7 +458,7 @@ ReportDir = Annotated[
 ]
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CHECK_EXAMPLE)
 def check(
     paths: CheckPaths = None,
     jobs: Jobs = None,
@@ -438,6 +467,7 @@ def check(
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
     static: Static = False,
+    changed: Changed = False,
     all_cells: AllCells = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
@@ -473,6 +503,7 @@ def check(
                 strict=strict,
                 execute=not static,
                 proof=ProofOptions(isolated=isolated_env, generated=generated),
+                changed=changed,
                 **hooks,
             )
 
