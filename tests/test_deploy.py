@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import yaml
 from docker.utils.build import match_tag, tar
 from dockerfile_parse import DockerfileParser
 
+from promoter.building.environment import service_environment
 from tests.helpers import EXAMPLES, free_port, golden, run_cli, wait_ready, write_notebook
 
 pytestmark = pytest.mark.slow
@@ -300,7 +302,8 @@ def test_dockerfile_installs_dependencies_before_the_code(service: Path) -> None
     kinds = [kind for kind, _ in steps]
     install = next(i for i, (kind, value) in enumerate(steps) if kind == "RUN" and "pip" in value)
     copies = [(i, value.split()) for i, (kind, value) in enumerate(steps) if kind == "COPY"]
-    assert [sources for i, (*sources, _) in copies if i < install] == [["pyproject.toml"]]
+    # The lock of exact versions the service was proven with, as convert writes by default.
+    assert [sources for i, (*sources, _) in copies if i < install] == [["requirements.lock"]]
     assert [(sources, dest) for i, (*sources, dest) in copies if i > install] == [(["."], ".")]
     assert kinds.index("USER") > install
     user = dict(steps)["USER"]
@@ -347,39 +350,47 @@ def test_image_layout_serves_from_a_read_only_tree(service: Path, tmp_path: Path
     dockerfile = DockerfileParser(str(service / "Dockerfile"))
     container_tmp = tmp_path / "container-tmp"
     container_tmp.mkdir()
+    # The environment the service was proven in (built from its pins, cached by them): the
+    # image installs requirements.lock, which holds exactly that environment.
+    proven = service_environment(service).python
     # The image's environment only (this machine's PYTHON*/PIP_* variables would hide a missing
-    # ENV line), with this venv's python, pip and uvicorn first on PATH.
+    # ENV line), with the proven environment's python and uvicorn first on PATH.
     env = {
         **{key: _in_container(value, container_tmp) for key, value in dockerfile.envs.items()},
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{proven.parent}{os.pathsep}{os.environ['PATH']}",
     }
     workdir = tmp_path / "srv"
     workdir.mkdir()
     steps = _steps(dockerfile)
     install = next(value for kind, value in steps if kind == "RUN" and "pip" in value)
-    shutil.copy(service / "pyproject.toml", workdir)
-    # The dependency step as written, with pip in dry-run against this environment, where the
-    # notebook ran: every pin must be there already (no index is asked).
+    shutil.copy(service / "requirements.lock", workdir)
+    # The dependency step as written, with pip (promoter's: the proven environment has none)
+    # in dry-run against the proven environment, asking no index: every line is there already.
+    pip = f"{shlex.quote(sys.executable)} -m pip --python {shlex.quote(str(proven))}"
     result = subprocess.run(
-        ["sh", "-c", _in_container(install, container_tmp)],
+        [
+            "sh",
+            "-c",
+            _in_container(install, container_tmp).replace("pip install", pip + " install", 1),
+        ],
         cwd=workdir,
         env={**env, "PIP_DRY_RUN": "1", "PIP_NO_INDEX": "1"},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    pins = _pins(service / "pyproject.toml")
-    # The requirements file's own lines (a transitive one reads "(from fastapi==...->-r ...").
-    top_level = r"^Requirement already satisfied: (\S+) in .*? \(from -r "
-    satisfied = re.findall(top_level, result.stdout, re.MULTILINE)
-    assert sorted(satisfied, key=str.lower) == pins
-    assert not (container_tmp / "requirements.txt").exists()
+    satisfied = re.findall(r"^Requirement already satisfied: (\S+) in ", result.stdout, re.M)
+    locked = re.findall(r"^([A-Za-z0-9_.-]+)==", (service / "requirements.lock").read_text(), re.M)
+    assert {_canonical(n.split("==")[0]) for n in satisfied} == {_canonical(n) for n in locked}
+    assert {_canonical(p.split("==")[0]) for p in _pins(service / "pyproject.toml")} <= {
+        _canonical(n) for n in locked
+    }
     _context(service, workdir)
     _read_only(workdir)
     before = _snapshot(workdir)
 
     imported = subprocess.run(
-        [sys.executable, "-c", "import app.main"], cwd=workdir, env=env, capture_output=True
+        [str(proven), "-c", "import app.main"], cwd=workdir, env=env, capture_output=True
     )
     assert imported.returncode == 0, imported.stderr
     port = free_port()
@@ -468,6 +479,10 @@ def _context(service: Path, into: Path) -> Path:
         # Docker always sends these two; listed in .dockerignore, COPY leaves them out.
         (into / name).unlink(missing_ok=True)
     return into
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _pins(pyproject: Path) -> list[str]:

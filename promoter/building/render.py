@@ -58,6 +58,10 @@ class NotebookPlan:
     golden: bool = True
     files: tuple[DataFile, ...] = ()
     workdir: str = "."
+    #: Top-level modules loaded while the notebook ran (lazy backends, unpickled classes).
+    imported: tuple[str, ...] = ()
+    #: Generated request bodies and the notebook's answers to them (the differential proof).
+    generated: tuple[tuple[dict[str, Any], Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class ServiceOptions:
     k8s: bool = False
     #: The data files copied into the service (relative POSIX paths; the README lists them).
     data_files: tuple[str, ...] = ()
+    #: The service ships requirements.lock (verified in its own environment) and installs it.
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class ParameterView:
     annotation: str
     default: Any
     description: str | None
+    #: The default is JSON (or a string) standing for the annotated type: validate it into
+    #: that type (a date, a Decimal, a Path, an enum member) when the field is omitted.
+    validate_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,7 @@ class ServiceView:
     command: str
     k8s: bool
     data_files: tuple[str, ...]
+    locked: bool
     notebooks: tuple[NotebookView, ...]
     sources_text: str
     promoter_version: str
@@ -217,13 +227,14 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
     single = len(plans) == 1
     notebooks = _clear_functions(tuple(notebook_view(plan, single) for plan in plans))
     modules = [m for plan in plans for m in plan.extraction.modules]
+    imported = [m for plan in plans for m in plan.imported]
     return ServiceView(
         **{f.name: getattr(options, f.name) for f in fields(options)},
         notebooks=notebooks,
         sources_text=", ".join(nb.source_name for nb in notebooks),
         promoter_version=installed_version("promoter"),
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
-        dependencies=service_dependencies(modules),
+        dependencies=service_dependencies(modules, imported),
         test_dependencies=testing_dependencies(),
         job_grace=max(plan.notebook.settings.job_timeout for plan in plans) + 30,
     )
@@ -324,7 +335,14 @@ def _main_words() -> frozenset[str]:
 def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:
     taken: set[str] = set()
     return tuple(
-        ParameterView(p.name, safe_attr(p.name, taken), p.annotation, p.default, p.description)
+        ParameterView(
+            p.name,
+            safe_attr(p.name, taken),
+            p.annotation,
+            p.default,
+            p.description,
+            p.validate_default,
+        )
         for p in request.parameters
     )
 

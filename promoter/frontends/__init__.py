@@ -10,6 +10,7 @@ JUnit XML, HTML reports, REST answers) and an exit status.
 - ``jupyter``: the JupyterLab extension's REST endpoints and their registration, with
   ``jupyter_handler`` (what every endpoint shares: permissions, path confinement, JSON errors),
   ``jupyter_runs`` (the queue of kernel runs), ``jupyter_worker`` (one run per process) and
-  ``jupyter_services`` ("Try it": the generated services and the proxy to them).
+  ``jupyter_services`` ("Try it": the generated services and the proxy to them) and
+  ``jupyter_try`` (a "Try it" service's entry point: the app behind a Host check).
 - ``pytest_plugin``: ``pytest --promoter``.
 """
