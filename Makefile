@@ -10,7 +10,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 DEMO_DIR := build/demo_service
 DEMO_PORT ?= 8765
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ lint: install
 	$(BIN)/ruff format --check promoter tests bench scripts
 	$(BIN)/mypy
 
+# The whole suite (what .ci/run calls); the slowest tests are listed at the end of the run.
 test: install lint
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=25
+
+# The edit loop: unit and static tests, no kernel, service or browser (tests marked slow).
+test-fast: install
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 bench: install
 	$(BIN)/python -m bench

@@ -7,7 +7,7 @@ Both endpoints answer the same prebuilt DataFrame (``rows`` rows, see
   ``Response(df.to_json(orient="records", date_format="iso"), media_type="application/json")``
   (ISO dates, as the service writes them and as pandas 4 will by default; floats to 10 digits);
 - ``/dumps`` is the generated service's way: ``Response(dumps(df))`` with the converter of
-  ``templates/service/app/jsonable.py`` (lossless: index, exact floats, ISO datetimes);
+  ``templates/service/app/jsonable/`` (lossless: index, exact floats, ISO datetimes);
 - ``/jsonresponse`` is the service's previous way, ``JSONResponse(to_jsonable(df))``.
 
 Run with ``uvicorn bench.large_app:app`` from the repository root; ``BENCH_LARGE_ROWS`` is a

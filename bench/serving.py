@@ -5,7 +5,8 @@ generated service's plumbing on a shared machine: the same servers, uvicorn sett
 bodies and load generator as ``python -m bench``, rounds in rotating order, and besides req/s
 the CPU time each server process spent per request (``/proc/PID/stat``), which other load on
 the machine disturbs far less than req/s. ``--baseline REV`` also serves the generated service
-with ``app/runtime.py`` and ``app/jsonable.py`` as they were at git revision REV.
+with its runtime and JSON converter (``app/runtime``, ``app/jsonable``) as they were at
+git revision REV.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench import _load
 from bench._main import BODIES, ROOT, convert, log, uvicorn
 from bench._procs import Server, ServerPool
 
+SHIPPED = ("runtime", "jsonable")  # what the generated service carries verbatim
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", nargs="+", choices=sorted(BODIES), required=True)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--duration", type=float, default=3, help="seconds per round")
-    parser.add_argument("--baseline", help="git revision of runtime.py/jsonable.py to compare")
+    parser.add_argument("--baseline", help="git revision of the runtime and jsonable to compare")
     args = parser.parse_args(argv)
     tool = _load.loadgen_name("auto")
     with tempfile.TemporaryDirectory(prefix="promoter-serving-") as tmp:
@@ -53,16 +55,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _with_baseline(folder: Path, revision: str) -> Path:
+    """A copy of the service with its shipped modules as they were at ``revision``.
+
+    Either layout: ``app/runtime.py`` and ``app/jsonable.py`` (before the runtime became a
+    package) or the ``app/runtime/`` and ``app/jsonable/`` packages.
+    """
     baseline = folder.parent.parent / "baseline" / folder.name
     shutil.copytree(folder, baseline)
-    for name in ("runtime.py", "jsonable.py"):
+    for name in SHIPPED:
+        shutil.rmtree(baseline / "app" / name, ignore_errors=True)
+        (baseline / "app" / f"{name}.py").unlink(missing_ok=True)
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", revision, "templates/service/app/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for path in listed:
+        relative = path.removeprefix("templates/service/")
+        if relative.split("/")[1].removesuffix(".py") not in SHIPPED:
+            continue
         source = subprocess.run(
-            ["git", "show", f"{revision}:templates/service/app/{name}"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
+            ["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, check=True
         ).stdout
-        (baseline / "app" / name).write_bytes(source)
+        (baseline / relative).parent.mkdir(parents=True, exist_ok=True)
+        (baseline / relative).write_bytes(source)
     return baseline
 
 

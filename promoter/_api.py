@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
+from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.extract import Dropped, Extraction, extract
 from promoter.analysis.files import DataFile, data_files
 from promoter.analysis.isolation import isolate
+from promoter.analysis.localmodules import local_module_imports
 from promoter.analysis.parameters import (
     RequestSchema,
     infer_request,
@@ -65,6 +67,8 @@ class Inspection:
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
         files: The data files that travel with the service (found when run).
+        workdir: The pipeline's working folder in the service (``notebooks`` for a notebook
+            in ``notebooks/`` reading ``../data``; ``.`` when it reads only under its folder).
         example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
@@ -77,6 +81,7 @@ class Inspection:
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
     files: tuple[DataFile, ...] = ()
+    workdir: str = "."
     example_runs: tuple[Execution, ...] = ()
 
     @property
@@ -116,23 +121,15 @@ class Inspection:
                 travel; names cell and line.
         """
         notebook = self.notebook
-        settings = notebook.settings
         self._check_examples()
         execution, *runs = self._runs(timeout, on_progress, all_cells)
         observed = execution.files
         for run in runs:  # files only other parameters read
             observed = observed.merged(run.files)
-        files, file_warnings = data_files(notebook, observed)
-        response, found = infer_response(
-            execution.response,
-            execution.kind,
-            notebook.class_prefix,
-            self.expression.annotation,
-            notebook.at(notebook.response_cell),
-            examples=[r.response for r in runs],
-            maps=settings.maps,
-            records=settings.records,
-        )
+        files, file_warnings, workdir = data_files(notebook, observed)
+        modules = local_module_imports([f.source for f in files], self.extraction.modules)
+        extraction = replace(self.extraction, modules=modules)
+        response, found = self._response(execution, runs)
         return replace(
             self,
             request=self.request.with_defaults(execution.parameters),
@@ -144,7 +141,29 @@ class Inspection:
             ),
             papermill_types=_papermill_types(notebook),
             files=files,
+            workdir=workdir,
+            extraction=extraction,
             example_runs=tuple(runs),
+        )
+
+    def _response(
+        self, execution: Execution, runs: list[Execution]
+    ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
+        """The response schema from the answers, the objects the code keys by data as maps."""
+        notebook = self.notebook
+        return infer_response(
+            execution.response,
+            execution.kind,
+            notebook.class_prefix,
+            self.expression.annotation,
+            notebook.at(notebook.response_cell),
+            examples=[r.response for r in runs],
+            maps=notebook.settings.maps,
+            records=notebook.settings.records,
+            data_keyed=data_keyed(
+                [b.code for b in (*self.extraction.setup, *self.extraction.handler)],
+                self.extraction.response,
+            ),
         )
 
     def _check_examples(self) -> None:
@@ -231,6 +250,7 @@ class Inspection:
             self.response,
             self.extraction,
             files=self.files,
+            workdir=self.workdir,
             imported=tuple(sorted({m for run in runs for m in run.modules})),
         )
 
@@ -366,6 +386,7 @@ def inspect(
         copied=isolation.copied,
         serialised=isolation.serialised,
         restored=isolation.restored,
+        closes_figures=isolation.closes_figures,
         rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
     )
     warnings = [

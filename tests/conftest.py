@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.helpers import EXAMPLE_NAMES, EXAMPLES, Server, free_port, run_cli, wait_ready
 
@@ -51,12 +52,20 @@ def serve_folder() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each example notebook converted once (per test worker) with the real CLI."""
-    out = tmp_path_factory.mktemp("services")
+    """Each example notebook converted once per test run with the real CLI.
+
+    The folder is shared by the xdist workers (the base temp folder's parent is common to all of
+    them): the first worker to need the services converts them under a file lock, the others
+    reuse them. Tests read and serve these folders; they never change them.
+    """
+    shared = tmp_path_factory.getbasetemp().parent / "shared-services"
+    shared.mkdir(exist_ok=True)
     folders = {}
-    for name in EXAMPLE_NAMES:
-        folder = out / name
-        result = run_cli("convert", EXAMPLES / f"{name}.ipynb", "-o", folder)
-        assert result.returncode == 0, result.output
-        folders[name] = folder
+    with FileLock(str(shared / ".lock")):
+        for name in EXAMPLE_NAMES:
+            folder = shared / name
+            if not (folder / "promoter.lock.json").is_file():
+                result = run_cli("convert", EXAMPLES / f"{name}.ipynb", "-o", folder, "--force")
+                assert result.returncode == 0, result.output
+            folders[name] = folder
     return folders

@@ -19,6 +19,7 @@ def test_there_are_enough_bad_notebooks() -> None:
 @pytest.mark.parametrize(
     "notebook", [p for p in BAD if p.stem not in RUNTIME], ids=lambda p: p.stem
 )
+@pytest.mark.slow
 def test_static_problems(notebook: Path) -> None:
     result = run_cli("inspect", "--static", notebook)
     assert result.returncode in (1, 2), result.output

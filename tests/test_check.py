@@ -184,6 +184,7 @@ def _third_cell_breaks_the_contract(folder: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_the_cli_says_cell_3_for_the_third_cell(tmp_path: Path) -> None:
     notebook = _third_cell_breaks_the_contract(tmp_path)
     cell_id = nbformat.read(notebook, as_version=4).cells[2].id
@@ -198,6 +199,7 @@ def test_the_cli_says_cell_3_for_the_third_cell(tmp_path: Path) -> None:
     assert (contract["cell_index"], contract["cell_number"]) == (2, 3)
 
 
+@pytest.mark.slow
 def test_static_check_runs_no_kernel(tmp_path: Path) -> None:
     good = write_notebook(
         tmp_path / "good.ipynb",

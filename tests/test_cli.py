@@ -30,6 +30,7 @@ def test_usage_error_exit_code() -> None:
     assert result.returncode == 2 and "no such notebook" in result.stderr
 
 
+@pytest.mark.slow
 def test_inspect_static_json() -> None:
     result = run_cli("inspect", "--static", "--json", EXAMPLES / "shipping_quote.ipynb")
     assert result.returncode == 0, result.output
@@ -39,6 +40,7 @@ def test_inspect_static_json() -> None:
     assert data["response_schema"] is None
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback() -> None:
     notebook = FIXTURES / "bad" / "syntax_error_in_handler.ipynb"
     assert "Traceback" not in run_cli("inspect", "--static", notebook).output
@@ -61,6 +63,7 @@ def test_invalid_service_name_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_help_is_rich_and_shows_argument_names() -> None:
     result = run_cli("check", "--help")
     assert result.returncode == 0, result.output

@@ -10,6 +10,9 @@ import pytest
 
 from tests.helpers import FIXTURES, run_cli, write_notebook
 
+# Kernels, Jupyter servers or the TypeScript toolchain: the full suite, not the edit loop.
+pytestmark = pytest.mark.slow
+
 FAILURES = FIXTURES / "failures"
 
 # fixture -> (the failing cell's 0-based index, text the message must show); messages count

@@ -37,6 +37,9 @@ from promoter.building.render import NotebookPlan, ServiceOptions, render_servic
 from promoter.reading.notebook import class_prefix, read_notebook
 from promoter.reading.source import response_expression
 
+# Kernels, Jupyter servers or the TypeScript toolchain: the full suite, not the edit loop.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(
     max_examples=40,
     deadline=None,
@@ -238,9 +241,9 @@ def _import_service(folder: Path) -> tuple[types.ModuleType, types.ModuleType, t
     try:
         models = _load("app.models", folder / "app/models.py")
         pipeline = _load("app.pipeline", folder / "app/pipeline.py")
-        jsonable = _load("app.jsonable", folder / "app/jsonable.py")
+        jsonable = importlib.import_module("app.jsonable")  # a package: from app's path
     finally:
-        for name in ("app", "app.models", "app.pipeline", "app.jsonable"):
+        for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
             sys.modules.pop(name, None)
     return models, pipeline, jsonable
 

@@ -1,4 +1,4 @@
-"""The shared JSON converter (templates/service/app/jsonable.py): lossless and fast.
+"""The shared JSON converter (templates/service/app/jsonable/): lossless and fast.
 
 Every fixture is compared with the object's own ``to_dict``/``reset_index().to_dict(orient=
 "records")`` forms, put through :func:`plain` (a small, obviously correct reference of the
@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import pandas as hpd
 
-from promoter.building.resources import jsonable_source, template_dir
+from promoter.building.resources import jsonable_loader_code, jsonable_sources, template_dir
 from tests.helpers import run_cli, write_notebook
 
-SOURCE = template_dir() / "service" / "app" / "jsonable.py"
+SOURCE = template_dir() / "service" / "app" / "jsonable"
 PROPERTY = settings(
     max_examples=60,
     deadline=None,
@@ -40,9 +40,14 @@ PROPERTY = settings(
 
 
 def _load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("promoter_jsonable_under_test", SOURCE)
+    spec = importlib.util.spec_from_file_location(
+        "promoter_jsonable_under_test",
+        SOURCE / "__init__.py",
+        submodule_search_locations=[str(SOURCE)],
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its modules import one another relatively
     spec.loader.exec_module(module)
     return module
 
@@ -110,7 +115,7 @@ def same_both_ways(value: Any) -> Any:
 @pytest.fixture
 def without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
     """The service without orjson installed: dumps must still give the same data."""
-    monkeypatch.setattr(J, "_ORJSON", [None])
+    monkeypatch.setattr(J.convert, "_ORJSON", [None])
 
 
 # --- fixtures: the shapes notebooks really return ---
@@ -462,11 +467,11 @@ def test_frames_property(frame: pd.DataFrame) -> None:
 @PROPERTY
 @given(FRAMES)
 def test_frames_property_without_orjson(frame: pd.DataFrame) -> None:
-    J._ORJSON[:] = [None]
+    J.convert._ORJSON[:] = [None]
     try:
         assert same_both_ways(frame) == records(frame)
     finally:
-        J._ORJSON.clear()
+        J.convert._ORJSON.clear()
 
 
 def test_lone_surrogates_become_escapes() -> None:
@@ -483,19 +488,26 @@ def test_lone_surrogates_become_escapes() -> None:
 
 
 def test_the_kernel_runs_the_same_converter() -> None:
-    """promoter exec's this very source inside the kernel to record the answer."""
+    """promoter loads these very modules in the kernel, from their source, to record the answer."""
     namespace: dict[str, Any] = {}
-    exec(jsonable_source(), namespace)
+    exec(jsonable_loader_code(), namespace)
+    hooks = list(sys.meta_path)
+    kernel_side = namespace["load_package"]("_jsonable_in_kernel", jsonable_sources())
+    assert sys.meta_path == hooks  # the finder is gone again; the modules stay loaded
     frame = FIXTURES["pivot, MultiIndex columns"]()
-    assert namespace["to_jsonable"](frame) == J.to_jsonable(frame)
-    assert jsonable_source() == SOURCE.read_text(encoding="utf-8")
+    assert kernel_side.to_jsonable(frame) == J.to_jsonable(frame)
+    assert kernel_side.dumps(frame) == J.dumps(frame)
+    shipped = {path.stem: path.read_text(encoding="utf-8") for path in SOURCE.glob("*.py")}
+    assert jsonable_sources() == shipped
 
 
 def test_numpy_and_pandas_are_imported_only_when_the_value_comes_from_them() -> None:
     script = (
         "import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('j', {str(SOURCE)!r})\n"
-        "j = importlib.util.module_from_spec(spec); spec.loader.exec_module(j)\n"
+        f"spec = importlib.util.spec_from_file_location('j', {str(SOURCE / '__init__.py')!r},\n"
+        f"    submodule_search_locations=[{str(SOURCE)!r}])\n"
+        "j = importlib.util.module_from_spec(spec); sys.modules['j'] = j\n"
+        "spec.loader.exec_module(j)\n"
         "import datetime, decimal\n"
         "value = {'a': [1, 2.5, None, float('nan')], 'when': datetime.date(2024, 1, 2),\n"
         "         'price': decimal.Decimal('1.10')}\n"

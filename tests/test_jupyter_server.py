@@ -29,6 +29,9 @@ from traitlets.config import Config
 
 import promoter
 
+# Kernels, Jupyter servers or the TypeScript toolchain: the full suite, not the edit loop.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 IRIS = REPO / "examples" / "notebooks" / "iris_classifier.ipynb"
 BAD = REPO / "tests" / "fixtures" / "bad"

@@ -24,6 +24,9 @@ import pytest
 
 import promoter
 
+# Kernels, Jupyter servers or the TypeScript toolchain: the full suite, not the edit loop.
+pytestmark = pytest.mark.slow
+
 LABEXTENSION = Path(__file__).resolve().parent.parent / "labextension"
 
 

@@ -37,6 +37,7 @@ def _pytest(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_plugin_is_registered_and_light(tmp_path: Path) -> None:
     help_text = _pytest("--help", cwd=tmp_path).stdout
     assert "--promoter=PATH" in help_text and "--promoter-timeout" in help_text
@@ -46,6 +47,7 @@ def test_plugin_is_registered_and_light(tmp_path: Path) -> None:
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_without_the_option_nothing_is_collected(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "bad" / "cell_raises.ipynb", tmp_path)
     (tmp_path / "test_unit.py").write_text("def test_one():\n    assert True\n")
@@ -80,6 +82,7 @@ def test_broken_notebook_fails_with_a_readable_report(tmp_path: Path) -> None:
     assert "Traceback" not in out and "_check.py" not in out
 
 
+@pytest.mark.slow
 def test_only_the_named_notebooks_are_collected(tmp_path: Path) -> None:
     """Like `pytest --nbmake notebooks/`: not the `testpaths` of the project's configuration."""
     repo = make_repository(tmp_path / "team", service=False)

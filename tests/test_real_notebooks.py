@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from promoter.analysis.determinism import judge
 from promoter.analysis.extract import Extraction, extract
 from promoter.analysis.parameters import infer_request
@@ -18,6 +20,7 @@ from promoter.reading.source import response_expression
 from tests.helpers import run_cli, write_notebook
 
 
+@pytest.mark.slow
 def test_an_import_in_the_parameters_cell_is_named_with_a_setup_hint(tmp_path: Path) -> None:
     """papermill's sysexit1.ipynb shape: ``import sys`` first, tagged `parameters` by the user.
 
@@ -118,6 +121,7 @@ def test_the_unseeded_draws_are_named_by_the_cells_people_see(tmp_path: Path) ->
     ]
 
 
+@pytest.mark.slow
 def test_a_nonetype_string_annotation_is_refused_pointing_at_none(tmp_path: Path) -> None:
     """papermill's complex_parameters.ipynb: ``c: "NoneType" = None`` in the parameters cell.
 
@@ -139,6 +143,7 @@ def test_a_nonetype_string_annotation_is_refused_pointing_at_none(tmp_path: Path
     assert "write `None`, or `Literal[...]`" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_exit_and_a_failing_magic_are_named_by_their_line(tmp_path: Path) -> None:
     """papermill's sysexit1.ipynb and line_magic_error.ipynb: IPython reports ``SystemExit`` and
     a magic's ``UsageError`` without a traceback, so the message named the cell but no line.

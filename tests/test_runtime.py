@@ -1,8 +1,9 @@
-"""The generated service's runtime (templates/service/app/runtime.py, shipped verbatim).
+"""The generated service's runtime (templates/service/app/runtime/, shipped verbatim).
 
-Fast tests import runtime.py from the templates; the slow ones convert a notebook with the real
-CLI and call the service under uvicorn over real HTTP: hung code and overload, process mode,
-logs, metrics, request ids, API keys, /version, and /docs in headless Chromium with no network.
+Fast tests import the runtime package from the templates; the slow ones convert a notebook with
+the real CLI and call the service under uvicorn over real HTTP: hung code and overload, process
+mode, logs, metrics, request ids, API keys, /version, and /docs in headless Chromium with no
+network.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import enum
-import importlib.util
+import importlib
 import io
 import json
 import logging
@@ -42,21 +43,13 @@ APP = template_dir() / "service" / "app"
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[types.ModuleType]:
-    """app/runtime.py imported as it is shipped, beside app/jsonable.py."""
+    """The app/runtime package imported as it is shipped, beside app/jsonable."""
     mine = [name for name in sys.modules if name == "app" or name.startswith("app.")]
     saved = {name: sys.modules.pop(name) for name in mine}
     package = types.ModuleType("app")
     package.__path__ = [str(APP)]
     sys.modules["app"] = package
-    modules = {}
-    for name in ("jsonable", "runtime"):
-        spec = importlib.util.spec_from_file_location(f"app.{name}", APP / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[f"app.{name}"] = module
-        spec.loader.exec_module(module)
-        modules[name] = module
-    yield modules["runtime"]
+    yield importlib.import_module("app.runtime")
     for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
         del sys.modules[name]
     sys.modules.update(saved)
@@ -108,7 +101,7 @@ def test_json_formatter_carries_request_id_extras_and_traceback(
     log = logging.getLogger("test_runtime.formatter")
     log.addHandler(handler)
     log.propagate = False
-    token = runtime._request.set(runtime.RequestState("rid-1"))
+    token = runtime.logs.current_request.set(runtime.RequestState("rid-1"))
     try:
         log.warning("hello %s", "wörld", extra={"error_id": "e1"})
         try:
@@ -116,7 +109,7 @@ def test_json_formatter_carries_request_id_extras_and_traceback(
         except ValueError:
             log.exception("failed")
     finally:
-        runtime._request.reset(token)
+        runtime.logs.current_request.reset(token)
         log.removeHandler(handler)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "hello wörld" and first["level"] == "WARNING"
@@ -192,9 +185,10 @@ _VALUES = st.recursive(
 
 @given(_VALUES)
 @settings(max_examples=300, deadline=None, derandomize=True)
+@pytest.mark.slow
 def test_json_body_writes_the_bytes_jsonable_writes(runtime: types.ModuleType, value: Any) -> None:
     """json_body's orjson fast path for plain answers changes no byte of any answer."""
-    assert runtime.json_body(value) == runtime.dumps(value)
+    assert runtime.json_body(value) == runtime.runner.dumps(value)
 
 
 def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
@@ -223,7 +217,7 @@ def test_api_key_check_accepts_each_key_in_constant_time(runtime: types.ModuleTy
         assert plumbing._allowed(key, scope)
     for key in (None, b"", b"first-ke", b"second-key ", b"X"):
         assert not plumbing._allowed(key, scope)
-    source = (APP / "runtime.py").read_text()
+    source = (APP / "runtime" / "plumbing.py").read_text()
     assert "secrets.compare_digest(key, candidate)" in source
 
 
@@ -316,7 +310,7 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
     """Plumbing queues each request's line; the logging module gets it on the loop within the
     delay, before any later line, and a delay of 0 logs it at once."""
     stream = io.StringIO()
-    handler = runtime.BatchedStreamHandler(stream, delay=0.05)
+    handler = runtime.BatchedStreamHandler(stream, delay=0.5)
     handler.setFormatter(runtime.JsonFormatter())
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -347,7 +341,7 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
         return [(row["message"], row.get("request_id")) for row in rows]
 
     async def scenario() -> None:
-        settings = runtime.Settings(log_flush_seconds=0.05)
+        settings = runtime.Settings(log_flush_seconds=0.5)
         plumbing = runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics())
         await request(plumbing, "r-1")
         await request(plumbing, "r-2")
@@ -369,7 +363,7 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
         plumbing = runtime.Plumbing(app, settings=at_once, metrics=runtime.Metrics())
         await request(plumbing, "r-4")
         assert lines()[4] == ("GET /a 200 0.0 ms", "r-4")
-        handler.delay = 0.05
+        handler.delay = 0.5
         await request(runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics()), "r-5")
 
     try:
@@ -775,9 +769,9 @@ def test_an_echoed_input_nested_too_deeply_is_not_echoed(runtime: types.ModuleTy
     deep: Any = []
     for _ in range(5000):
         deep = [deep]
-    assert runtime._json_safe(deep) == "<input nested deeper than 64 levels>"
-    assert runtime._json_safe({"a": [[1]]}) == {"a": [[1]]}
-    assert runtime._json_safe(float("nan")) == "nan"
+    assert runtime.errors._json_safe(deep) == "<input nested deeper than 64 levels>"
+    assert runtime.errors._json_safe({"a": [[1]]}) == {"a": [[1]]}
+    assert runtime.errors._json_safe(float("nan")) == "nan"
 
 
 def _nested(depth: int) -> str:

@@ -54,6 +54,7 @@ def _annotated(path: Path, annotation: str, default: str = "1") -> Path:
     ],
     ids=["list", "bare", "optional", "dict", "annotated", "conlist", "item-type", "union", "meta"],
 )
+@pytest.mark.slow
 def test_inspect_static_refuses_a_string_forward_reference(tmp_path: Path, template: str) -> None:
     canary = tmp_path / "canary"
     notebook = _annotated(tmp_path / "nb.ipynb", template.format(p=_payload(canary)))
@@ -153,6 +154,7 @@ def _annotations(canary: Path) -> st.SearchStrategy[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
+@pytest.mark.slow
 def test_no_annotation_ever_runs_notebook_text(tmp_path: Path, data: st.DataObject) -> None:
     """inspect (static) and the request JSON Schema never evaluate what a notebook wrote."""
     canary = tmp_path / "canary"
@@ -169,6 +171,7 @@ def test_no_annotation_ever_runs_notebook_text(tmp_path: Path, data: st.DataObje
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
+@pytest.mark.slow
 def test_cli_inspect_static_never_runs_generated_annotations(
     tmp_path: Path, data: st.DataObject
 ) -> None:
@@ -280,6 +283,7 @@ def test_a_single_notebook_named_like_the_generated_code_serves(
 
 
 @pytest.mark.parametrize("name", ["run", "setup"])
+@pytest.mark.slow
 def test_a_setup_cell_defining_a_generated_name_is_refused(tmp_path: Path, name: str) -> None:
     notebook = write_notebook(
         tmp_path / "nb.ipynb",

@@ -1,5 +1,6 @@
 """`promoter serve` serves the notebook and regenerates when the notebook is saved."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -51,6 +52,9 @@ def test_serve_reloads_on_save(tmp_path: Path) -> None:
         nb.cells[1].source = "{'greeting': f'hi {name}'"  # a broken save keeps the old version
         nbformat.write(nb, notebook)
         time.sleep(3)
+        # The server restarts after the failed regeneration: on a loaded machine it may still be
+        # starting, so wait for it to answer, then check it answers the previous version.
+        _wait_for(url, lambda r: r.status_code == 200)
         assert httpx.post(url, json={}).json() == {"greeting": "hi world"}
     finally:
         os.killpg(server.pid, signal.SIGINT)
@@ -146,3 +150,37 @@ def test_a_reload_stops_what_the_previous_setup_started(tmp_path: Path) -> None:
             server.wait()
     assert _settle(marker, 0) == 0
     assert b"Traceback" not in log.read_bytes()
+
+
+def test_the_server_stops_when_promoter_serve_is_killed(tmp_path: Path) -> None:
+    # Regression: the reloadable server runs in a process group of its own, so a SIGKILL of
+    # `promoter serve` left it answering on its port with no parent (a test run hung on it).
+    notebook = write_notebook(
+        tmp_path / "orphan.ipynb",
+        ("code", "name = 'world'", ["parameters"]),
+        ("code", "{'greeting': f'hello {name}'}", ["response"]),
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "promoter", "serve", str(notebook), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/orphan"
+    try:
+        _wait_for(url, lambda r: r.status_code == 200)
+        server.kill()  # only `promoter serve`, not its server's process group
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(url, json={}, timeout=2)
+            except httpx.TransportError:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the server still answers after promoter serve was killed")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from tests.helpers import FIXTURES, run_cli
 SKIP = FIXTURES / "skip" / "skip_cells.ipynb"
 
 
+@pytest.mark.slow
 def test_skip_cells_do_not_affect_inspect() -> None:
     result = run_cli("inspect", SKIP, "--json")
 
@@ -38,6 +39,7 @@ def test_skip_cells_do_not_affect_convert_or_check(tmp_path: Path) -> None:
     assert [statuses[c] for c in ("contract", "execute", "fidelity")] == ["passed"] * 3
 
 
+@pytest.mark.slow
 def test_check_all_cells_runs_the_skipped_cells_too(tmp_path: Path) -> None:
     notebook = tmp_path / "nb.ipynb"
     # The fixture's first skip cell is a `!pip install` (network): use a notebook without it.

@@ -129,6 +129,7 @@ def test_a_local_module_left_behind_names_its_cell_and_the_files_glob(tmp_path: 
     assert 'metadata.promoter.files, e.g. "files": ["helpers.py"]' in str(caught.value.hint)
 
 
+@pytest.mark.slow
 def test_a_setup_that_never_ends_is_stopped_and_leaves_nothing_running(tmp_path: Path) -> None:
     import random
 

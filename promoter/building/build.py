@@ -23,7 +23,7 @@ from typing import Any
 
 from promoter._exceptions import ContractError, Location
 from promoter.analysis.determinism import judge
-from promoter.analysis.files import DataFile
+from promoter.analysis.files import DataFile, confined
 from promoter.building.environment import LOCK_FILE, ServiceEnvironment, service_environment
 from promoter.building.output import LOCK_NAME, Lock, staged
 from promoter.building.proof import RequestSet, RouteProof, Step, prove_service
@@ -172,8 +172,17 @@ def _verification_timeout(plans: list[NotebookPlan], cell_timeout: float | None)
 def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
     """Every notebook's data files; one path may come from two notebooks only if equal."""
     found: dict[str, tuple[DataFile, Notebook]] = {}
+    workdirs = {plan.workdir for plan in plans}
+    if len(workdirs) > 1:
+        raise ContractError(
+            "the notebooks sit at different places in their projects "
+            f"({', '.join(sorted(workdirs))}): one service works from one folder",
+            location=plans[0].notebook.at(),
+            hint="build one service per notebook, or keep the notebooks in one folder",
+        )
     for plan in plans:
         for file in plan.files:
+            confined(plan.notebook, file.path, file.source)  # again: it may be a link by now
             seen = found.setdefault(file.path, (file, plan.notebook))
             if seen[0] is not file and seen[0].source.read_bytes() != file.source.read_bytes():
                 raise ContractError(
@@ -186,6 +195,9 @@ def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
 
 
 def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
+    import pathspec
+
+    secret = pathspec.GitIgnoreSpec.from_lines(rendered[".dockerignore"].splitlines())
     for file in files:
         top = file.path.split("/")[0]
         # k8s/ and tests/ are also left out of the image by .dockerignore.
@@ -194,6 +206,14 @@ def _check_collisions(files: list[DataFile], rendered: dict[str, str]) -> None:
                 f"the notebook reads a data file {file.path}, a path the generated service uses "
                 "for its own files",
                 hint="move the file into a folder of its own (e.g. data/) and read it there",
+            )
+        if secret.match_file(file.path):
+            raise ContractError(
+                f"the data file {file.path} would not reach the image: the service's "
+                ".dockerignore keeps keys, credentials, .env files and caches out of it",
+                hint="give the service its secrets at run time (a mounted secret or an "
+                "environment variable, its path or value from a setting), or rename the file "
+                "if it is plain data",
             )
 
 

@@ -6,9 +6,24 @@ an installed wheel (``promoter/templates``, force-included at build time).
 
 from __future__ import annotations
 
+import inspect
+import types
 from pathlib import Path
 
-__all__ = ["jsonable_source", "runtime_source", "template_dir"]
+__all__ = [
+    "JSONABLE_PACKAGE",
+    "jsonable_loader_code",
+    "jsonable_sources",
+    "load_package",
+    "shipped_sources",
+    "template_dir",
+]
+
+#: The packages of ``templates/service/app/`` every service carries verbatim.
+_SHIPPED = ("jsonable", "runtime")
+
+#: The name the kernel capture imports the JSON converter under (clear of the notebook's own).
+JSONABLE_PACKAGE = "_promoter_jsonable"
 
 
 def template_dir() -> Path:
@@ -20,11 +35,65 @@ def template_dir() -> Path:
     return package.parent / "templates"
 
 
-def jsonable_source() -> str:
-    """The source of the JSON converter shared by the kernel capture and the service."""
-    return (template_dir() / "service" / "app" / "jsonable.py").read_text(encoding="utf-8")
+def shipped_sources() -> dict[str, str]:
+    """Every module of ``app/jsonable/`` and ``app/runtime/``, by its path in the service."""
+    app = template_dir() / "service" / "app"
+    return {
+        f"app/{package}/{path.name}": path.read_text(encoding="utf-8")
+        for package in _SHIPPED
+        for path in sorted((app / package).glob("*.py"))
+    }
 
 
-def runtime_source() -> str:
-    """The source of the service's plumbing module, shipped verbatim into every service."""
-    return (template_dir() / "service" / "app" / "runtime.py").read_text(encoding="utf-8")
+def jsonable_sources() -> dict[str, str]:
+    """The JSON converter shared by the kernel capture and the service, module name -> source.
+
+    ``__init__`` is the package; the others are its modules (they import one another
+    relatively, so the package loads under any name).
+    """
+    folder = template_dir() / "service" / "app" / "jsonable"
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.py"))}
+
+
+def jsonable_loader_code() -> str:
+    """Python code that defines :func:`load_package` in a namespace of its own (the kernel's)."""
+    return "from __future__ import annotations\n\n" + inspect.getsource(load_package)
+
+
+def load_package(name: str, sources: dict[str, str]) -> types.ModuleType:
+    """Import the package ``name`` whose modules are ``sources`` (module name -> source).
+
+    No file needs to be importable: a finder answers for ``name`` and its modules from the
+    sources, every module is imported, and the finder leaves ``sys.meta_path`` again. Runs in
+    the kernel from its own source (``jsonable_loader_code``), so it imports what it uses.
+    """
+    import importlib
+    import importlib.abc
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    class Sources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(
+            self, fullname: str, path: object = None, target: object = None
+        ) -> importlib.machinery.ModuleSpec | None:
+            module = "__init__" if fullname == name else fullname.removeprefix(name + ".")
+            if module not in sources or (module == fullname):
+                return None
+            return importlib.util.spec_from_loader(fullname, self, is_package=module == "__init__")
+
+        def exec_module(self, module: types.ModuleType) -> None:
+            key = "__init__" if module.__name__ == name else module.__name__.rpartition(".")[2]
+            code = compile(sources[key], f"<{name}/{key}.py>", "exec")
+            exec(code, module.__dict__)
+
+    finder = Sources()
+    sys.meta_path.insert(0, finder)
+    try:
+        package = importlib.import_module(name)
+        for module in sources:
+            if module != "__init__":
+                importlib.import_module(f"{name}.{module}")
+    finally:
+        sys.meta_path.remove(finder)
+    return package

@@ -311,9 +311,13 @@ def _show_conversion(result: Conversion) -> None:
         console.print(f"  proof: {step.name} {step.status} ({_escape(step.detail)})")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
-    if result.data_files:
-        shown = ", ".join(result.data_files)
-        console.print(f"  data files copied (the notebook reads them): {_escape(shown)}")
+    data = [f for f in result.data_files if not f.endswith(".py")]
+    modules = [f for f in result.data_files if f.endswith(".py")]
+    if data:
+        console.print(f"  data files copied (the notebook reads them): {_escape(', '.join(data))}")
+    if modules:
+        shown = ", ".join(modules)
+        console.print(f"  local modules copied (the notebook imports them): {_escape(shown)}")
     console.print(
         f"  {len(result.files)} files in {result.seconds:.1f} s "
         f"({result.kernel_seconds:.1f} s running notebooks)"

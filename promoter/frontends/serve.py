@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ from promoter._exceptions import PromoterError, UsageError
 from promoter.running.processes import ProcessGroup
 
 __all__ = ["serve"]
+
+# How often the server checks that `promoter serve` is still there, and how long it then has to
+# stop by itself before it is ended.
+_PARENT_POLL_SECONDS = 0.5
+_STOP_GRACE_SECONDS = 10.0
 
 
 def serve(
@@ -97,6 +104,7 @@ def _serve_reloadable(folder: str, host: str, port: int) -> None:
     # once (watchfiles sends SIGINT); a second SIGINT would make uvicorn abort mid-shutdown.
     os.setpgid(0, 0)
     group = ProcessGroup.of(os.getpid())
+    _follow_parent(os.getppid(), group)
     try:
         _serve_folder(folder, host, port)
     finally:
@@ -108,6 +116,26 @@ def _serve_reloadable(folder: str, host: str, port: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _follow_parent(parent: int, group: ProcessGroup | None) -> None:
+    """Stop this server when ``promoter serve`` is gone, however it went.
+
+    Its own process group keeps Ctrl+C from reaching it twice, but also keeps a ``kill -9`` of
+    the session (or a crash of ``promoter serve``) from reaching it: without this watch the
+    server went on answering on its port with no parent, and a test run hung on it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(_PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGINT)  # uvicorn's own graceful stop
+        threading.Event().wait(_STOP_GRACE_SECONDS)
+        if group is not None:
+            group.kill(spare=os.getpid())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="promoter-serve-parent", daemon=True).start()
 
 
 def _serve_folder(folder: str, host: str, port: int) -> None:

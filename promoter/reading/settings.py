@@ -34,6 +34,7 @@ _SETTINGS = {
     "files",
     "max_file_mb",
     "max_output_mb",
+    "root",
 }
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
@@ -70,6 +71,10 @@ class Settings:
     #: Setup names (or modules, e.g. "random") that requests share on purpose: promoter
     #: neither copies them per request nor refuses handlers that change them.
     shared: tuple[str, ...] = ()
+    #: The project root, relative to the notebook's folder (``".."``): files under it travel
+    #: with the service in the same layout. Default: the nearest folder above the notebook
+    #: holding ``.git``, ``pyproject.toml`` or ``setup.cfg``.
+    root: str | None = None
 
 
 def read_settings(path: Path, node: Any) -> Settings:
@@ -122,7 +127,20 @@ def read_settings(path: Path, node: Any) -> Settings:
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
         shared=_shared(raw.get("shared", []), where),
+        root=_root(raw.get("root"), where),
     )
+
+
+def _root(root: Any, where: Location) -> str | None:
+    if root is None:
+        return None
+    if not isinstance(root, str) or not root.strip() or Path(root).is_absolute():
+        raise ContractError(
+            f"metadata.promoter.root {root!r} must be a folder relative to the notebook's",
+            location=where,
+            hint='e.g. "root": ".." for a notebook in notebooks/ of its project',
+        )
+    return root
 
 
 def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, str | None]:

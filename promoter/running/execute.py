@@ -29,8 +29,18 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter.analysis.files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
-from promoter.building.resources import jsonable_source
+from promoter.analysis.files import (
+    OBSERVER_CELL_ID,
+    Observed,
+    observed_code,
+    observer_code,
+    project_root,
+)
+from promoter.building.resources import (
+    JSONABLE_PACKAGE,
+    jsonable_loader_code,
+    jsonable_sources,
+)
 from promoter.reading.notebook import Cell, Notebook, Role
 from promoter.reading.source import ResponseExpression, prefix_before, source_lines
 
@@ -128,7 +138,12 @@ def execute(
         executed=executed,
         seconds=time.perf_counter() - begin,
         files=Observed(
-            **{kind: {p: cells_run.get(n) for p, n in seen[kind].items()} for kind in seen}
+            **{
+                kind: {p: cells_run.get(n) for p, n in seen[kind].items()}
+                for kind in seen
+                if kind != "lines"  # lines of cells, not execution counts
+            },
+            lines=seen["lines"],
         ),
         modules=tuple(capture.get("modules", ())),
     )
@@ -313,7 +328,8 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    first = observer_code() + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
+    observer = observer_code(project_root(notebook))
+    first = observer + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
     cells = [new_cell(first, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:
@@ -349,8 +365,10 @@ def _capture_response_code() -> str:
         "__promoter_modules__ = sorted({m.partition('.')[0] for m in __import__('sys').modules\n"
         "                               if m not in __promoter_modules_before__})\n"
         "__promoter_ns__ = {}\n"
-        f"exec({jsonable_source()!r}, __promoter_ns__)\n"
-        "__promoter_convert__ = __promoter_ns__['to_jsonable']\n"
+        f"exec({jsonable_loader_code()!r}, __promoter_ns__)\n"
+        "__promoter_convert__ = __promoter_ns__['load_package'](\n"
+        f"    {JSONABLE_PACKAGE!r}, {jsonable_sources()!r}\n"
+        ").to_jsonable\n"
         "__import__('IPython').display.display(\n"
         f"    {{{CAPTURE_MIME!r}: {{\n"
         f"        'response': __promoter_convert__({_RESPONSE_VAR}),\n"

@@ -1,0 +1,122 @@
+"""Metrics: the Prometheus series of this worker process."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+
+class RequestCounts:
+    """Request count, latency histogram and 5xx count, as a prometheus-client custom collector.
+
+    A request adds to three plain numbers (one dictionary look-up, no lock: only the event
+    loop's thread writes them, and /metrics reads them on that thread); the Prometheus series
+    are built when scraped. prometheus-client's ``Counter`` and ``Histogram`` take a lock per
+    increment, five per request, a tenth of a microsecond endpoint's time.
+    """
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.bounds = list(buckets)  # upper bounds, the last one +Inf
+        # (method, route, status) -> [count, seconds, per-bucket counts...]
+        self.cells: dict[tuple[str, str, int], list[float]] = {}
+        self.created: dict[tuple[str, str, int], float] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = [0, 0.0] + [0] * len(self.bounds)
+            self.created[key] = time.time()
+        cell[0] += 1
+        cell[1] += seconds
+        cell[2 + bisect.bisect_left(self.bounds, seconds)] += 1
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        requests = CounterMetricFamily(
+            "http_requests",
+            "Requests answered, by route and status.",
+            labels=["method", "route", "status"],
+        )
+        errors = CounterMetricFamily(
+            "http_server_errors", "Responses with a 5xx status, by route.", labels=["route"]
+        )
+        latency = HistogramMetricFamily(
+            "http_request_duration_seconds",
+            "Time from request to response, by route.",
+            labels=["method", "route"],
+        )
+        per_route: dict[tuple[str, str], list[float]] = {}
+        failed: dict[str, float] = {}
+        for (method, route, status), cell in list(self.cells.items()):
+            created = self.created[method, route, status]
+            requests.add_metric([method, route, str(status)], cell[0], created=created)
+            if status >= 500:
+                failed[route] = failed.get(route, 0) + cell[0]
+            total = per_route.setdefault((method, route), [0.0] * len(cell))
+            for i, value in enumerate(cell):
+                total[i] += value
+        for route, count in failed.items():
+            errors.add_metric([route], count)
+        for (method, route), total in per_route.items():
+            cumulative = list(itertools.accumulate(total[2:]))
+            buckets = [(_bound(b), n) for b, n in zip(self.bounds, cumulative, strict=True)]
+            latency.add_metric([method, route], buckets, total[1])
+        yield from (requests, latency, errors)
+
+
+def _bound(value: float) -> str:
+    from prometheus_client.utils import floatToGoString
+
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+class Metrics:
+    """Prometheus metrics of this worker process.
+
+    Each uvicorn worker process counts on its own (no PROMETHEUS_MULTIPROC_DIR files): run one
+    worker per container and scale with replicas, so every scrape sees the whole process. The
+    per-request series and the two gauges are read at scrape time (see :class:`RequestCounts`).
+    """
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.registry = registry = prom.CollectorRegistry(auto_describe=True)
+        self.requests = RequestCounts(prom.Histogram.DEFAULT_BUCKETS)
+        registry.register(self.requests)
+        self.observe = self.requests.observe
+        self.in_flight = prom.Gauge(
+            "http_requests_in_flight", "Requests being answered now.", registry=registry
+        )
+        self.timeouts = prom.Counter(
+            "notebook_timeouts",
+            "Requests whose notebook code ran past the timeout.",
+            ["route"],
+            registry=registry,
+        )
+        self.overloaded = prom.Counter(
+            "notebook_overload_rejections",
+            "Requests refused with 503 because no slot was free in time.",
+            ["route"],
+            registry=registry,
+        )
+        self.timed_out_running = prom.Gauge(
+            "notebook_timed_out_running",
+            "Worker threads still running code that timed out (each holds a slot).",
+            registry=registry,
+        )
+        prom.ProcessCollector(registry=registry)
+        prom.PlatformCollector(registry=registry)
+        prom.GCCollector(registry=registry)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text format, for GET /metrics."""
+        import prometheus_client as prom
+
+        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST

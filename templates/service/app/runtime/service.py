@@ -1,0 +1,205 @@
+"""The service: the FastAPI app, its operations routes, the setup cells and the runners."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from app.runtime.errors import invalid_request
+from app.runtime.logs import configure_logging, flush_logs
+from app.runtime.metrics import Metrics
+from app.runtime.plumbing import DOCS_ASSETS, OPEN_PATHS, Plumbing
+from app.runtime.runner import Runner
+from app.runtime.settings import Settings
+from app.runtime.slots import Slots
+
+logger = logging.getLogger("app")
+
+
+class Version(BaseModel):
+    """GET /version."""
+
+    service: str
+    version: str
+    promoter: str
+    notebooks: dict[str, str] = Field(description="Source notebook -> its sha256.")
+
+
+@dataclass
+class Service:
+    """One generated service: settings, the app, and the runners of its routes."""
+
+    name: str
+    version: str
+    promoter_version: str
+    notebooks: dict[str, str]
+    setups: Sequence[Callable[[], Any]]
+    settings: Settings = field(default_factory=lambda: Settings())
+    ready: bool = False
+    setup_error: str | None = None
+    runners: list[Runner] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        configure_logging(self.settings)
+        self.metrics = Metrics()
+        self.slots = Slots(
+            self.settings.concurrency,
+            self.settings.queue_timeout,
+            self.settings.wedged_grace,
+            self.metrics,
+        )
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            self.settings.concurrency, thread_name_prefix="notebook"
+        )
+        self._processes: Any = None
+
+    def runner(
+        self,
+        route: str,
+        run: Callable[[Any], Any],
+        *,
+        execution: Literal["inline", "thread", "process"],
+        timeout: float,
+    ) -> Runner:
+        """The callable that answers ``route`` (its timeout may come from the settings)."""
+        runner = Runner(self, route, run, execution, self.settings.timeout_for(route, timeout))
+        self.runners.append(runner)
+        return runner
+
+    def processes(self) -> Any:
+        """The pebble pool, made after setup so forked workers start with its state."""
+        if self._processes is None:
+            import pebble
+
+            context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+            self._processes = pebble.ProcessPool(self.settings.concurrency, context=context)
+        return self._processes
+
+    def create_app(self, *, title: str, description: str) -> FastAPI:
+        """The FastAPI app with the operations routes and the plumbing middleware."""
+        from fastapi_offline import FastAPIOffline
+
+        app = FastAPIOffline(
+            title=title,
+            version=self.version,
+            description=description,
+            lifespan=self._lifespan,
+            static_url=DOCS_ASSETS,
+            favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+        app.add_middleware(Plumbing, settings=self.settings, metrics=self.metrics)
+        app.add_exception_handler(RequestValidationError, invalid_request)
+        if self.settings.cors_origins:
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=self.settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["*"],
+                expose_headers=["X-Request-ID"],
+            )
+        app.add_api_route("/health", self.health, methods=["GET"], tags=["operations"])
+        app.add_api_route("/ready", self.ready_probe, methods=["GET"], tags=["operations"])
+        app.add_api_route("/version", self.version_info, methods=["GET"], tags=["operations"])
+        app.add_api_route("/metrics", self.metrics_text, methods=["GET"], include_in_schema=False)
+        if self.settings.api_keys:
+            declare_api_key(app)
+        return app
+
+    async def health(self) -> JSONResponse:
+        """Liveness: 503 when the setup cells failed or every slot is wedged by timed-out code."""
+        if self.setup_error is not None:
+            return JSONResponse({"status": "setup failed", "error_id": self.setup_error}, 503)
+        if self.slots.wedged():
+            stuck = self.slots.timed_out_running
+            return JSONResponse({"status": "wedged", "timed_out_running": stuck}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def ready_probe(self) -> JSONResponse:
+        """Readiness: every notebook's setup cells have run (503 while they run, or failed)."""
+        if self.setup_error is not None:
+            return JSONResponse({"status": "setup failed", "error_id": self.setup_error}, 503)
+        if not self.ready:
+            return JSONResponse({"status": "starting"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    async def version_info(self) -> Version:
+        """The service's version, the promoter that generated it, and its notebooks' hashes."""
+        return Version(
+            service=self.name,
+            version=self.version,
+            promoter=self.promoter_version,
+            notebooks=self.notebooks,
+        )
+
+    async def metrics_text(self) -> Response:
+        """Prometheus metrics (text format)."""
+        body, content_type = self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def _setup(self) -> None:
+        try:
+            for setup in self.setups:
+                if inspect.iscoroutinefunction(setup):
+                    await setup()  # top-level `await`: on the loop the requests run on
+                else:
+                    await asyncio.to_thread(setup)  # /health answers while a model loads
+        except Exception:
+            self.setup_error = os.urandom(16).hex()
+            logger.exception("setup failed (error id %s)", self.setup_error)
+            return
+        if any(r.execution == "process" for r in self.runners):
+            await asyncio.to_thread(self.processes)
+        self.ready = True
+        logger.info("ready")
+
+    @asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Run the setup (in a thread, or on the loop when async): /health answers meanwhile."""
+        if not self.settings.api_keys:
+            logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
+        # The router tries routes in order (~3 us each): the notebook routes go first.
+        mine = {runner.route for runner in self.runners}
+        app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in mine)
+        setup = asyncio.create_task(self._setup())
+        yield
+        await setup
+        flush_logs()
+        if self._processes is not None:
+            self._processes.stop()
+            self._processes.join(timeout=10)
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def declare_api_key(app: FastAPI) -> None:
+    """Tell the OpenAPI schema (and the docs' Authorize button) about the X-API-Key header."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                "APIKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path not in OPEN_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"APIKey": []}]
+        return app.openapi_schema or schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,75 @@
+"""Settings: every knob of the service, from ``SERVICE_*`` variables or ``.env``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_concurrency() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's own default
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, read from ``SERVICE_*`` variables or ``.env``.
+
+    Lists take JSON (``["a", "b"]``) or commas (``a,b``); ``SERVICE_TIMEOUTS`` takes JSON
+    (``{"/route": 5}``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SERVICE_", env_file=".env", extra="ignore")
+
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds, every route (overrides)."
+    )
+    timeouts: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Seconds per route, e.g. {'/score': 5}."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Larger request bodies get 413."
+    )
+    concurrency: int = Field(
+        default_factory=_default_concurrency,
+        ge=1,
+        description="Requests running notebook code at once, per worker process.",
+    )
+    queue_timeout: float = Field(
+        default=10.0, ge=0, description="Seconds a request waits for a free slot before 503."
+    )
+    wedged_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds all slots may be held by timed-out code before /health fails.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    log_flush_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="Seconds INFO lines may wait to be written together (0: each at once).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def timeout_for(self, route: str, default: float) -> float:
+        """The route's timeout: SERVICE_TIMEOUTS, else SERVICE_TIMEOUT, else the notebook's."""
+        return self.timeouts.get(route, self.timeout or default)
