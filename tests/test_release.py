@@ -20,7 +20,15 @@ README = (ROOT / "README.md").read_text()
 
 
 def _pyproject_version() -> str:
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+    """The version, from its one place: the lab extension's package.json (hatch reads it)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"] == {
+        "source": "nodejs",
+        "path": "labextension/package.json",
+    }
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    return str(package["version"])
 
 
 def test_one_version_everywhere() -> None:
@@ -37,6 +45,9 @@ def test_one_version_everywhere() -> None:
     assert re.findall(r"^## (\S+)", changelog, re.MULTILINE)[0] == version
     hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert set(re.findall(r"OWNER/promoter@v([\d.]+)", hooks)) == {version}
+    # The lab extension JupyterLab loads (issue 26: it said 0.1.0 beside the package's 0.2.0).
+    installed = Path(sys.prefix, "share", "jupyter", "labextensions", "promoter-jupyterlab")
+    assert json.loads((installed / "package.json").read_text())["version"] == version
 
 
 def test_the_workflow_installs_a_pinned_promoter() -> None:
