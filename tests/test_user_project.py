@@ -248,8 +248,10 @@ def test_drift_and_hooks_in_the_users_project(environment: Environment, tmp_path
     answers = environment.run(
         environment.bin / "python",
         "-c",
-        "import json; from fastapi.testclient import TestClient; from app.main import app\n"
-        "with TestClient(app) as c: print(json.dumps([c.post('/price', json={}).json(),"
+        "import json, time; from fastapi.testclient import TestClient; from app.main import app\n"
+        "with TestClient(app) as c:\n"
+        "    while c.get('/ready').status_code != 200: time.sleep(0.1)\n"
+        "    print(json.dumps([c.post('/price', json={}).json(),"
         " c.post('/price', json={'when': '2023-06-30'}).json()]))",
         cwd=project / "services" / "price",
     )
