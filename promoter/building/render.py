@@ -227,6 +227,14 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
     single = len(plans) == 1
     notebooks = _clear_functions(tuple(notebook_view(plan, single) for plan in plans))
     modules = [m for plan in plans for m in plan.extraction.modules]
+    # A module only dropped code imported (matplotlib for a plot) is no dependency, even
+    # though the notebook's run loaded it.
+    dropped = {
+        d.what.split()[1].lstrip(".").split(".")[0]
+        for plan in plans
+        for d in plan.extraction.dropped
+        if d.why == "import unused by the service" and len(d.what.split()) > 1
+    }
     imported = [m for plan in plans for m in plan.imported]
     return ServiceView(
         **{f.name: getattr(options, f.name) for f in fields(options)},
@@ -234,7 +242,7 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
         sources_text=", ".join(nb.source_name for nb in notebooks),
         promoter_version=installed_version("promoter"),
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
-        dependencies=service_dependencies(modules, imported),
+        dependencies=service_dependencies(modules, imported, dropped),
         test_dependencies=testing_dependencies(),
         job_grace=max(plan.notebook.settings.job_timeout for plan in plans) + 30,
     )
