@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import functools
 import importlib
 import io
 import json
@@ -191,22 +192,133 @@ def test_json_body_writes_the_bytes_jsonable_writes(runtime: types.ModuleType, v
     assert runtime.json_body(value) == runtime.runner.dumps(value)
 
 
-def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
+def test_slots_shed_at_once_when_the_queue_is_full(runtime: types.ModuleType) -> None:
+    """One slot, one place in the queue: the third request is refused without waiting."""
+
     async def scenario() -> None:
-        slots = runtime.Slots(2, wait=0.05, grace=0.0)
-        await slots.acquire()
-        await slots.acquire()
-        with pytest.raises(runtime.Overloaded):
-            await slots.acquire()  # both held: refused after the wait budget
-        slots.stuck()
-        assert not slots.wedged()  # one slot still does real work
-        slots.stuck()
-        assert slots.wedged() and slots.timed_out_running == 2
-        slots.unstuck()
-        assert not slots.wedged()
-        await slots.acquire()  # the finished thread's slot is free again
+        slots = runtime.Slots(1, wait=3600, grace=3600, queue=1)
+        taken = await slots.acquire()
+        waiter = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert (slots.busy, slots.waiting) == (1, 1)
+        refused = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert refused.done()  # at once, though the wait budget is an hour
+        assert isinstance(refused.exception(), runtime.Overloaded)
+        assert refused.exception().retry_after >= 1
+        slots.finish(taken, timeout=3600)
+        slots.finish(await waiter, timeout=3600)  # the queued one got the freed slot
+        assert (slots.busy, slots.waiting) == (0, 0)
 
     asyncio.run(scenario())
+
+
+def test_slots_refuse_at_once_when_no_slot_can_come_in_time(runtime: types.ModuleType) -> None:
+    """Slots held ~5 s lately and a 1 s wait budget: waiting could not help, so no wait."""
+
+    async def scenario() -> None:
+        slots = runtime.Slots(2, wait=1.0, grace=3600, queue=10)
+        first, second = await slots.acquire(), await slots.acquire()
+        slots.hold = 5.0
+        refused = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert isinstance(refused.exception(), runtime.Overloaded)
+        spread = {slots.retry_after() for _ in range(200)}
+        assert min(spread) >= 1 and max(spread) <= 10 and len(spread) > 1  # not all at once
+        slots.finish(first, timeout=3600)
+        slots.finish(second, timeout=3600)
+
+    asyncio.run(scenario())
+
+
+def test_slots_wedge_when_every_slot_is_busy_and_nothing_finishes_in_time(
+    runtime: types.ModuleType,
+) -> None:
+    """Hung slots, and a rolling wedge (each request finishing late), are wedges; a busy
+    service whose code finishes in time, and one hung slot among free ones, are not."""
+
+    async def scenario() -> None:
+        slots = runtime.Slots(2, wait=0.05, grace=60)
+        hung = await slots.acquire()
+        slots.stuck()
+        slots._busy_since -= 3600  # an hour with this slot hung...
+        slots._finished_in_time -= 3600
+        assert not slots.wedged()  # ...but the other slot is free and serves
+        other = await slots.acquire()
+        assert slots.wedged() and slots.timed_out_running == 1
+        slots.finish(other - 3600, timeout=1)  # a rolling wedge: it finished, but late
+        assert slots.wedged()
+        other = await slots.acquire()
+        assert slots.wedged()  # stays wedged until code finishes in time
+        slots.finish(other, timeout=60)  # finished in time
+        assert not slots.wedged()
+        busy = await slots.acquire()
+        assert not slots.wedged()  # every slot busy, but code finished in time just now
+        slots.unstuck(functools.partial(slots.finish, hung, 1))
+        slots.finish(busy, timeout=60)
+        assert (slots.busy, slots.timed_out_running, slots.wedged()) == (0, 0, False)
+
+    asyncio.run(scenario())
+
+
+def test_capacity_follows_the_cgroup_quota_and_the_affinity(
+    runtime: types.ModuleType, tmp_path: Path
+) -> None:
+    capacity = runtime.capacity
+    cgroups = tmp_path / "cgroup"
+    pod = cgroups / "kubepods" / "pod1"
+    pod.mkdir(parents=True)
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/kubepods/pod1\n")
+    (cgroups / "cpu.max").write_text("max 100000\n")
+    (cgroups / "kubepods" / "cpu.max").write_text("400000 100000\n")
+    (pod / "cpu.max").write_text("150000 100000\n")  # limits: cpu: 1500m
+    cpus, source = capacity.cpu_limit(cgroups, own)
+    assert cpus == 1.5 and "cgroup CPU quota" in source
+    (pod / "cpu.max").write_text("max 100000\n")
+    assert capacity.cpu_limit(cgroups, own)[0] == min(4.0, len(os.sched_getaffinity(0)))
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct" / "docker" / "c1").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_period_us").write_text("100000\n")
+    own.write_text("5:cpu,cpuacct:/docker/c1\n4:memory:/docker/c1\n")
+    assert capacity.cpu_limit(v1, own)[0] == 0.5
+    own.write_text("")  # no cgroup at all: the affinity
+    assert capacity.cpu_limit(tmp_path / "none", own)[0] == len(os.sched_getaffinity(0))
+
+
+def test_worker_processes_close_the_server_sockets_they_inherit(tmp_path: Path) -> None:
+    """A forked worker closes the listening socket and its accepted connections, and keeps
+    the notebook's own sockets (a client connection, a socketpair)."""
+    script = (
+        "import os, socket, sys, types\n"
+        f"app = types.ModuleType('app'); app.__path__ = [{str(APP)!r}]; sys.modules['app'] = app\n"
+        "from app.runtime.workers import close_server_sockets\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "client = socket.create_connection(server.getsockname())\n"
+        "accepted, _ = server.accept()\n"
+        "other = socket.create_server(('127.0.0.1', 0)); other.close()\n"
+        "pair = socket.socketpair()\n"
+        "fds = {'server': server.fileno(), 'accepted': accepted.fileno(),\n"
+        "       'client': client.fileno(), 'pair': pair[0].fileno()}\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    close_server_sockets()\n"
+        "    gone = []\n"
+        "    for name, fd in fds.items():\n"
+        "        try:\n"
+        "            os.fstat(fd)\n"
+        "        except OSError:\n"
+        "            gone.append(name)\n"
+        "    print(sorted(gone), flush=True)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['accepted', 'server']"
 
 
 def test_api_key_check_accepts_each_key_in_constant_time(runtime: types.ModuleType) -> None:
@@ -560,13 +672,45 @@ def test_wedged_worker_fails_health_and_recovers(services: dict[str, Path], tmp_
         assert all(r.headers["retry-after"] for r in hung if r.status_code == 503)
         normal = httpx.post(url + "/hung", json={})
         assert normal.status_code == 503, normal.text  # every slot is truly held
-        assert normal.headers["retry-after"] == "1"
+        assert int(normal.headers["retry-after"]) >= 1
         _until(lambda: httpx.get(url + "/health").status_code == 503)
         assert httpx.get(url + "/health").json()["status"] == "wedged"
-        assert httpx.get(url + "/ready").status_code == 200
+        ready = httpx.get(url + "/ready")  # no new traffic while wedged
+        assert ready.status_code == 503 and ready.json()["status"] == "wedged"
         _until(lambda: httpx.get(url + "/health").status_code == 200)  # the threads finished
+        assert httpx.get(url + "/ready").status_code == 200
         assert httpx.post(url + "/hung", json={}).status_code == 200
         assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 5
+
+
+@pytest.mark.slow
+def test_overload_is_shed_at_once_with_a_bounded_queue(
+    services: dict[str, Path], tmp_path: Path
+) -> None:
+    """2 slots and 1 place in the queue: 2 requests run, 1 waits, the rest are refused at once.
+
+    The wait budget is 60 s and the running requests end after 3 s: a request that had waited
+    would have been served, so each 503 was refused without waiting.
+    """
+    log = tmp_path / "server.log"
+    settings = {"concurrency": 2, "queue_length": 1, "queue_timeout": 60, "timeout": 30}
+    with serve(services["hung"], log, **settings) as url:
+        with ThreadPoolExecutor(3) as pool:
+            running = [pool.submit(httpx.post, url + "/hung", json={"delay": 3.0}, timeout=60)]
+            running.append(pool.submit(httpx.post, url + "/hung", json={"delay": 3.0}, timeout=60))
+            _until(lambda: _metric(url, "notebook_slots_busy") == 2)
+            queued = pool.submit(httpx.post, url + "/hung", json={}, timeout=60)
+            _until(lambda: _metric(url, "notebook_requests_waiting") == 1)
+            refused = [httpx.post(url + "/hung", json={}, timeout=60) for _ in range(3)]
+            assert [r.status_code for r in refused] == [503] * 3
+            assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+            assert "busy" in refused[0].json()["detail"]
+            assert _metric(url, "notebook_slots") == 2
+            assert [f.result().status_code for f in running] == [200, 200]
+            assert queued.result().status_code == 200
+        assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 3
+        assert _metric(url, "notebook_requests_waiting") == 0
+    assert "2 slots per worker process (SERVICE_CONCURRENCY)" in log.read_text()
 
 
 @pytest.mark.slow
