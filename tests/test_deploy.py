@@ -161,6 +161,14 @@ def test_deployment_runs_like_production(
     graceful = json.loads(command)
     shutdown = int(graceful[graceful.index("--timeout-graceful-shutdown") + 1])
     assert int(pre_stop[1]) + shutdown < pod["terminationGracePeriodSeconds"]
+    # ... and the drain outlasts every route's timeout: no request is cut within its timeout.
+    timeouts = re.findall(r"timeout=([0-9.]+),", (service / "app" / "main.py").read_text())
+    assert timeouts and shutdown > max(map(float, timeouts))
+    # A wedge shows on /ready and /health within 2x the route timeout: the pod leaves the
+    # Service at the first failed readiness probe, and is restarted well within one more timeout.
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    assert readiness.get("failureThreshold", 3) == 1
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] < min(map(float, timeouts))
 
 
 def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]]) -> None:

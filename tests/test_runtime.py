@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -740,6 +741,74 @@ def test_process_mode_kills_hung_work(services: dict[str, Path], tmp_path: Path)
         assert failing.status_code == 500 and len(failing.json()["error_id"]) == 32
     text = log.read_text()
     assert failing.json()["error_id"] in text and "notebook refuses" in text
+
+
+@contextmanager
+def _uvicorn(folder: Path, log: Path, *args: str, **settings: object) -> Iterator[Any]:
+    """uvicorn with extra arguments; yields (process, url); killed at the end whatever happens."""
+    port = free_port()
+    env = {**os.environ, **{f"SERVICE_{k.upper()}": str(v) for k, v in settings.items()}}
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), *args]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=folder, stdout=sink, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_a_request_cut_by_the_shutdown_gets_json(services: dict[str, Path], tmp_path: Path) -> None:
+    """The graceful shutdown ends before the request: it is answered with a JSON 503 (uvicorn
+    would send a plain-text 500), and its log line is written before the process exits."""
+    log = tmp_path / "server.log"
+    with _uvicorn(services["hung"], log, "--timeout-graceful-shutdown", "1", timeout=60) as (
+        process,
+        url,
+    ):
+        with ThreadPoolExecutor(1) as pool:
+            cut = pool.submit(httpx.post, url + "/hung", json={"delay": 20.0}, timeout=60)
+            _until(lambda: _metric(url, "notebook_slots_busy") == 1)
+            process.terminate()
+            answer = cut.result()
+        process.wait(timeout=60)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"] == "the service is shutting down; retry"
+    assert answer.headers["retry-after"] == "1"
+    lines = _log_lines(log)
+    assert any("cut by the server's shutdown" in line["message"] for line in lines)
+    assert any(line.get("path") == "/hung" and line.get("status") == 503 for line in lines)
+
+
+@pytest.mark.slow
+def test_process_mode_refuses_new_connections_after_sigterm(
+    services: dict[str, Path], tmp_path: Path
+) -> None:
+    """The worker processes do not keep the listening socket open: while the server drains,
+    a new connection is refused instead of waiting in a backlog nobody accepts from."""
+    log = tmp_path / "server.log"
+    with _uvicorn(
+        services["hung_process"], log, "--timeout-graceful-shutdown", "30", timeout=60
+    ) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        with ThreadPoolExecutor(1) as pool:
+            draining = pool.submit(
+                httpx.post, url + "/hung_process", json={"delay": 8.0}, timeout=60
+            )
+            _until(lambda: _metric(url, "notebook_slots_busy") == 1)
+            process.terminate()
+            draining_now = "Waiting for connections to close"  # uvicorn has closed its socket
+            _until(lambda: draining_now in log.read_text() or process.poll() is not None)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=30).close()
+            assert draining.result().status_code == 200  # the request in flight finished
+        process.wait(timeout=60)
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import keyword
+import math
 import re
 import sys
 from dataclasses import dataclass, fields, replace
@@ -146,6 +147,17 @@ class ServiceView:
     python: str
     dependencies: list[str]
     test_dependencies: list[str]
+
+    @property
+    def drain_seconds(self) -> int:
+        """uvicorn's graceful shutdown: longer than every route's timeout (at least 20 s)."""
+        longest = max((nb.timeout for nb in self.notebooks if nb.timeout is not None), default=0)
+        return max(20, math.ceil(longest) + 5)
+
+    @property
+    def grace_seconds(self) -> int:
+        """The pod's termination grace: the preStop pause (5 s), the drain, and 5 s to spare."""
+        return self.drain_seconds + 10
 
 
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:

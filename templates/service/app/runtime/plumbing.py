@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -86,6 +87,11 @@ class Plumbing:
                 await self._too_large(send_with_id)
             else:
                 await self._call(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # the server's graceful shutdown ran out of time
+            logger.warning("the request was cut by the server's shutdown")
+            if status == 0:  # answered, so the client is not left with a plain-text 500
+                body = {"detail": "the service is shutting down; retry"}
+                await _plain(send_with_id, 503, body, retry_after=1)
         except Exception:
             state.error_id = os.urandom(16).hex()
             logger.exception("unhandled error (error id %s)", state.error_id)
@@ -145,16 +151,15 @@ class Plumbing:
         return scope["path"] if scope["path"] in self._paths else "<unmatched>"
 
 
-async def _plain(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _plain(
+    send: Send, status: int, body: dict[str, Any], retry_after: int | None = None
+) -> None:
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

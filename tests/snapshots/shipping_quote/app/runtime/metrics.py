@@ -81,7 +81,7 @@ class Metrics:
 
     Each uvicorn worker process counts on its own (no PROMETHEUS_MULTIPROC_DIR files): run one
     worker per container and scale with replicas, so every scrape sees the whole process. The
-    per-request series and the two gauges are read at scrape time (see :class:`RequestCounts`).
+    per-request series and the gauges are read at scrape time (see :class:`RequestCounts`).
     """
 
     def __init__(self) -> None:
@@ -111,9 +111,31 @@ class Metrics:
             "Worker threads still running code that timed out (each holds a slot).",
             registry=registry,
         )
+        self.slots = prom.Gauge(
+            "notebook_slots",
+            "Requests that may run notebook code at once (SERVICE_CONCURRENCY).",
+            registry=registry,
+        )
+        self.slots_busy = prom.Gauge(
+            "notebook_slots_busy",
+            "Slots held now: notebook code running (in time or past its timeout).",
+            registry=registry,
+        )
+        self.waiting = prom.Gauge(
+            "notebook_requests_waiting",
+            "Requests waiting for a slot now (at most SERVICE_QUEUE_LENGTH).",
+            registry=registry,
+        )
         prom.ProcessCollector(registry=registry)
         prom.PlatformCollector(registry=registry)
         prom.GCCollector(registry=registry)
+
+    def watch_slots(self, slots: Any) -> None:
+        """Read the admission gauges from ``slots`` (a :class:`~app.runtime.slots.Slots`)."""
+        self.slots.set_function(lambda: slots.size)
+        self.slots_busy.set_function(lambda: slots.busy)
+        self.waiting.set_function(lambda: slots.waiting)
+        self.timed_out_running.set_function(lambda: slots.timed_out_running)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format, for GET /metrics."""

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def _default_concurrency() -> int:
-    return min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's own default
+from app.runtime.capacity import default_concurrency
 
 
 class Settings(BaseSettings):
@@ -33,17 +30,25 @@ class Settings(BaseSettings):
         default=1_048_576, gt=0, description="Larger request bodies get 413."
     )
     concurrency: int = Field(
-        default_factory=_default_concurrency,
+        default_factory=default_concurrency,
         ge=1,
         description="Requests running notebook code at once, per worker process.",
     )
     queue_timeout: float = Field(
-        default=10.0, ge=0, description="Seconds a request waits for a free slot before 503."
-    )
-    wedged_grace: float = Field(
-        default=30.0,
+        default=10.0,
         ge=0,
-        description="Seconds all slots may be held by timed-out code before /health fails.",
+        description="Seconds a request may wait for a slot; one not expected in time gets 503.",
+    )
+    queue_length: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests that may wait for a slot, per process (default: concurrency).",
+    )
+    wedged_grace: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds every slot may stay busy with no code finishing in time before "
+        "/health and /ready fail (default: the longest route timeout).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
