@@ -201,6 +201,18 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
 
 
+def test_autoscaler_scales_on_requests_held_then_cpu(manifests: dict[str, dict[str, Any]]) -> None:
+    """An I/O- or sleep-bound notebook sheds 503s at near-zero CPU: the first signal is the
+    requests each pod holds (slots busy + waiting, from its /metrics), CPU the second."""
+    requests, cpu = manifests["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert requests["type"] == "Pods"
+    assert requests["pods"]["metric"]["name"] == "notebook_requests_held"
+    assert requests["pods"]["target"]["type"] == "AverageValue"
+    assert cpu["resource"]["name"] == "cpu"
+    pod = manifests["Deployment"]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+
+
 @pytest.mark.parametrize("version", ["2", "2.0+build.5"])
 def test_any_notebook_version_makes_valid_manifests(tmp_path: Path, version: str) -> None:
     """A version YAML reads as a number, or with a "+" (not allowed in labels or image tags)."""

@@ -94,6 +94,23 @@ def test_settings_refuse_nonsense(
         monkeypatch.delenv(f"SERVICE_{name}")
 
 
+def test_misspelt_settings_are_named_with_the_setting_meant(runtime: types.ModuleType) -> None:
+    environ = {
+        "SERVICE_TIMEOUTS": '{"/a": 1}',
+        "SERVICE_TIMOUT": "5",
+        "SERVICE_QUEUE_LENGHT": "3",
+        "SERVICE_ZZZ": "1",
+        "PATH": "/bin",
+    }
+    assert runtime.settings.unknown_settings(environ) == [
+        "SERVICE_QUEUE_LENGHT is not a setting of this service and changes nothing; "
+        "did you mean SERVICE_QUEUE_LENGTH?",
+        "SERVICE_TIMOUT is not a setting of this service and changes nothing; "
+        "did you mean SERVICE_TIMEOUT?",
+        "SERVICE_ZZZ is not a setting of this service and changes nothing",
+    ]
+
+
 def test_json_formatter_carries_request_id_extras_and_traceback(
     runtime: types.ModuleType,
 ) -> None:
@@ -487,13 +504,58 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
         root.handlers[:], root.level = saved
 
 
+def test_the_w3c_trace_id_reaches_the_log_lines(runtime: types.ModuleType) -> None:
+    """A valid ``traceparent`` puts its trace id on the request's line and the code's lines;
+    a malformed or all-zero one is ignored."""
+    stream = io.StringIO()
+    handler = runtime.BatchedStreamHandler(stream, delay=0)
+    handler.setFormatter(runtime.JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        logging.getLogger("notebook").info("inside")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def request(plumbing: Any, traceparent: bytes) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            pass
+
+        headers = [(b"traceparent", traceparent)]
+        scope = {"type": "http", "method": "GET", "path": "/a", "headers": headers}
+        await plumbing(scope, receive, send)
+
+    async def scenario() -> None:
+        settings = runtime.Settings(log_flush_seconds=0)
+        plumbing = runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics())
+        await request(plumbing, f"00-{trace}-00f067aa0ba902b7-01".encode())
+        await request(plumbing, b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01")
+        await request(plumbing, b"not a traceparent")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        root.handlers[:], root.level = saved
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line.get("trace_id") for line in lines] == [trace, trace, None, None, None, None]
+    assert [line["logger"] for line in lines[:2]] == ["notebook", "app.request"]
+
+
 def test_request_counts_expose_what_prometheus_client_types_would(
     runtime: types.ModuleType,
 ) -> None:
-    """The plain-number collector gives the same series as Counter and Histogram."""
+    """The plain-number collector gives the same series as Counter and Histogram; a probe's
+    503 (starting, wedged) is not a server error."""
     import prometheus_client as prom
 
-    counts = runtime.RequestCounts(prom.Histogram.DEFAULT_BUCKETS)
+    counts = runtime.RequestCounts(runtime.metrics.BUCKETS)
     ours_registry = prom.CollectorRegistry()
     ours_registry.register(counts)
     registry = prom.CollectorRegistry()
@@ -505,13 +567,14 @@ def test_request_counts_expose_what_prometheus_client_types_would(
     )
     latency = prom.Histogram(
         "http_request_duration_seconds",
-        "Time from request to response, by route.",
-        ["method", "route"],
+        "Time from request to response, by route and status.",
+        ["method", "route", "status"],
         registry=registry,
+        buckets=runtime.metrics.BUCKETS,
     )
     errors = prom.Counter(
         "http_server_errors",
-        "Responses with a 5xx status, by route.",
+        "Responses with a 5xx status, by route (a probe's 503 is its answer, not an error).",
         ["route"],
         registry=registry,
     )
@@ -521,14 +584,16 @@ def test_request_counts_expose_what_prometheus_client_types_would(
         ("POST", "/a", 200, 0.005),  # on a bucket's bound: counted in it
         ("POST", "/a", 500, 12.0),
         ("POST", "/a", 504, 0.75),
+        ("POST", "/a", 503, 45.0),  # waited, then ran to a long timeout: past 10 s buckets
         ("GET", "/health", 200, 0.0001),
+        ("GET", "/ready", 503, 0.0001),  # starting: not a server error
         ("POST", "<unmatched>", 401, 0.0002),
     ]
     for method, route, status, seconds in seen:
         counts.observe(method, route, status, seconds)
         requests.labels(method, route, str(status)).inc()
-        latency.labels(method, route).observe(seconds)
-        if status >= 500:
+        latency.labels(method, route, str(status)).observe(seconds)
+        if status >= 500 and route != "/ready":
             errors.labels(route).inc()
 
     def series(registry: prom.CollectorRegistry) -> list[str]:
@@ -537,7 +602,10 @@ def test_request_counts_expose_what_prometheus_client_types_would(
 
     theirs = series(registry)
     assert series(ours_registry) == theirs
-    assert 'http_server_errors_total{route="/a"} 2.0' in theirs
+    assert 'http_server_errors_total{route="/a"} 3.0' in theirs
+    assert not any("/ready" in line for line in theirs if line.startswith("http_server_errors"))
+    bucket = 'http_request_duration_seconds_bucket{le="60.0",method="POST",route="/a",status="503"}'
+    assert f"{bucket} 1.0" in theirs
     created = prom.generate_latest(ours_registry).decode().splitlines()
     assert any(line.startswith("http_requests_created{") for line in created)
     service_metrics = runtime.Metrics()  # the service's registry has the collector
@@ -695,6 +763,7 @@ def test_overload_is_shed_at_once_with_a_bounded_queue(
     """
     log = tmp_path / "server.log"
     settings = {"concurrency": 2, "queue_length": 1, "queue_timeout": 60, "timeout": 30}
+    settings["queue_lenght"] = 5  # misspelt: warned about, and changes nothing
     with serve(services["hung"], log, **settings) as url:
         with ThreadPoolExecutor(3) as pool:
             running = [pool.submit(httpx.post, url + "/hung", json={"delay": 3.0}, timeout=60)]
@@ -712,6 +781,7 @@ def test_overload_is_shed_at_once_with_a_bounded_queue(
         assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 3
         assert _metric(url, "notebook_requests_waiting") == 0
     assert "2 slots per worker process (SERVICE_CONCURRENCY)" in log.read_text()
+    assert "did you mean SERVICE_QUEUE_LENGTH?" in log.read_text()
 
 
 @pytest.mark.slow

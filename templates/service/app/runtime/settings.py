@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -78,3 +81,27 @@ class Settings(BaseSettings):
     def timeout_for(self, route: str, default: float) -> float:
         """The route's timeout: SERVICE_TIMEOUTS, else SERVICE_TIMEOUT, else the notebook's."""
         return self.timeouts.get(route, self.timeout or default)
+
+
+def unknown_settings(environ: dict[str, str] | None = None) -> list[str]:
+    """One sentence per ``SERVICE_*`` variable (environment or ``.env``) no setting reads.
+
+    pydantic-settings ignores them (``extra="ignore"``: the environment holds other programs'
+    variables too), so a misspelt ``SERVICE_TIMEOUTS`` would silently change nothing.
+    """
+    names = dict(os.environ if environ is None else environ)
+    dotenv = Path(".env")
+    if environ is None and dotenv.is_file():
+        for line in dotenv.read_text(encoding="utf-8").splitlines():
+            key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+            names.setdefault(key, "")
+    fields = [name.upper() for name in Settings.model_fields]
+    found = []
+    for name in sorted(n for n in names if n.upper().startswith("SERVICE_")):
+        setting = name.upper().removeprefix("SERVICE_")
+        if setting in fields:
+            continue
+        close = difflib.get_close_matches(setting, fields, n=1, cutoff=0.75)
+        hint = f"; did you mean SERVICE_{close[0]}?" if close else ""
+        found.append(f"{name} is not a setting of this service and changes nothing{hint}")
+    return found

@@ -8,6 +8,39 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+#: Probes answer 503 on purpose (starting, wedged, setup failed): not server errors.
+PROBES = frozenset({"/health", "/ready"})
+
+#: Latency buckets: prometheus-client's (5 ms to 10 s), then on to the worst case of a request
+#: (waiting for a slot, then running up to its timeout, then written out): minutes, not 10 s.
+BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    300.0,
+    600.0,
+    float("inf"),
+)
+
 
 class RequestCounts:
     """Request count, latency histogram and 5xx count, as a prometheus-client custom collector.
@@ -43,29 +76,27 @@ class RequestCounts:
             labels=["method", "route", "status"],
         )
         errors = CounterMetricFamily(
-            "http_server_errors", "Responses with a 5xx status, by route.", labels=["route"]
+            "http_server_errors",
+            "Responses with a 5xx status, by route (a probe's 503 is its answer, not an error).",
+            labels=["route"],
         )
         latency = HistogramMetricFamily(
             "http_request_duration_seconds",
-            "Time from request to response, by route.",
-            labels=["method", "route"],
+            "Time from request to response, by route and status.",
+            labels=["method", "route", "status"],
         )
-        per_route: dict[tuple[str, str], list[float]] = {}
         failed: dict[str, float] = {}
         for (method, route, status), cell in list(self.cells.items()):
+            labels = [method, route, str(status)]
             created = self.created[method, route, status]
-            requests.add_metric([method, route, str(status)], cell[0], created=created)
-            if status >= 500:
+            requests.add_metric(labels, cell[0], created=created)
+            if status >= 500 and not (status == 503 and route in PROBES):
                 failed[route] = failed.get(route, 0) + cell[0]
-            total = per_route.setdefault((method, route), [0.0] * len(cell))
-            for i, value in enumerate(cell):
-                total[i] += value
+            cumulative = list(itertools.accumulate(cell[2:]))
+            buckets = [(_bound(b), n) for b, n in zip(self.bounds, cumulative, strict=True)]
+            latency.add_metric(labels, buckets, cell[1])
         for route, count in failed.items():
             errors.add_metric([route], count)
-        for (method, route), total in per_route.items():
-            cumulative = list(itertools.accumulate(total[2:]))
-            buckets = [(_bound(b), n) for b, n in zip(self.bounds, cumulative, strict=True)]
-            latency.add_metric([method, route], buckets, total[1])
         yield from (requests, latency, errors)
 
 
@@ -88,7 +119,7 @@ class Metrics:
         import prometheus_client as prom
 
         self.registry = registry = prom.CollectorRegistry(auto_describe=True)
-        self.requests = RequestCounts(prom.Histogram.DEFAULT_BUCKETS)
+        self.requests = RequestCounts(BUCKETS)
         registry.register(self.requests)
         self.observe = self.requests.observe
         self.in_flight = prom.Gauge(

@@ -26,6 +26,8 @@ OPEN_PATHS = frozenset(
 )
 DOCS_ASSETS = "/docs-assets"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# W3C trace context: version-traceid-parentid-flags; the trace id goes into the log lines.
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class BodyTooLarge(HTTPException):
@@ -57,7 +59,7 @@ class Plumbing:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = declared = key = None
+        request_id = declared = key = trace = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -65,9 +67,13 @@ class Plumbing:
                 declared = value
             elif name == b"x-api-key":
                 key = value
+            elif name == b"traceparent":
+                trace = _TRACEPARENT.fullmatch(value)
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex()
         state = RequestState(request_id)
+        if trace is not None and trace[1] != b"0" * 32:
+            state.trace_id = trace[1].decode()
         token = current_request.set(state)
         status = 0  # until the response starts
         header = (b"x-request-id", request_id.encode())

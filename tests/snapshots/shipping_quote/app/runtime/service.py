@@ -24,7 +24,7 @@ from app.runtime.logs import configure_logging, flush_logs
 from app.runtime.metrics import Metrics
 from app.runtime.plumbing import DOCS_ASSETS, OPEN_PATHS, Plumbing
 from app.runtime.runner import Runner
-from app.runtime.settings import Settings
+from app.runtime.settings import Settings, unknown_settings
 from app.runtime.slots import Slots
 from app.runtime.workers import process_pool
 
@@ -201,6 +201,8 @@ class Service:
         """Run the setup (in a thread, or on the loop when async): /health answers meanwhile."""
         if not self.settings.api_keys:
             logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
+        for problem in unknown_settings():
+            logger.warning(problem)
         self._log_capacity()
         # The router tries routes in order (~3 us each): the notebook routes go first.
         mine = {runner.route for runner in self.runners}
