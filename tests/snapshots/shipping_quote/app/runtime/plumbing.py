@@ -59,24 +59,10 @@ class Plumbing:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = declared = key = trace = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value
-            elif name == b"x-api-key":
-                key = value
-            elif name == b"traceparent":
-                trace = _TRACEPARENT.fullmatch(value)
-        if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-            request_id = os.urandom(16).hex()
-        state = RequestState(request_id)
-        if trace is not None and trace[1] != b"0" * 32:
-            state.trace_id = trace[1].decode()
+        state, declared, key = _read_headers(scope)
         token = current_request.set(state)
         status = 0  # until the response starts
-        header = (b"x-request-id", request_id.encode())
+        header = (b"x-request-id", state.request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -155,6 +141,26 @@ class Plumbing:
             routes = scope["app"].routes if "app" in scope else []
             self._paths = {getattr(route, "path", "") for route in routes}
         return scope["path"] if scope["path"] in self._paths else "<unmatched>"
+
+
+def _read_headers(scope: Scope) -> tuple[RequestState, bytes | None, bytes | None]:
+    """The request's state (its id, its trace id), declared body length and API key."""
+    request_id = declared = key = trace = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif name == b"content-length":
+            declared = value
+        elif name == b"x-api-key":
+            key = value
+        elif name == b"traceparent":
+            trace = _TRACEPARENT.fullmatch(value)
+    if request_id is None or not _REQUEST_ID.fullmatch(request_id):
+        request_id = os.urandom(16).hex()
+    state = RequestState(request_id)
+    if trace is not None and trace[1] != b"0" * 32:
+        state.trace_id = trace[1].decode()
+    return state, declared, key
 
 
 async def _plain(
