@@ -22,7 +22,8 @@ The pipeline (DESIGN.md section 2): one folder per stage, each arrow a library c
 
 The front-ends (``frontends/``) call that API and nothing below it: ``cli`` (promoter
 inspect/convert/serve/check), ``check`` with ``discover`` and ``reports`` and ``running/pool``,
-``serve``, ``jupyter`` with ``jupyter_worker`` (the JupyterLab extension's REST endpoints), and
+``serve``, ``jupyter`` with ``jupyter_handler``, ``jupyter_runs``, ``jupyter_worker`` and
+``jupyter_services`` (the JupyterLab extension's REST endpoints and "Try it"), and
 ``pytest_plugin`` (pytest --promoter).
 
 At the top: ``_api`` (:func:`inspect`, :func:`convert`, the library surface), ``_exceptions``

@@ -52,6 +52,25 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Generated = Annotated[
+    int,
+    typer.Option(
+        "--generated",
+        min=0,
+        help="Request bodies generated from each request model (Hypothesis) the service must "
+        "answer as the notebook does, besides the defaults and examples; each costs one "
+        "notebook run.",
+    ),
+]
+IsolatedEnv = Annotated[
+    bool,
+    typer.Option(
+        "--isolated-env/--no-isolated-env",
+        help="Prove the service in a fresh environment built from its own pins (uv; cached), "
+        "and ship its requirements.lock. --no-isolated-env proves it in promoter's own "
+        "environment (no network needed; the dependencies are then not proven).",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option(
@@ -72,6 +91,25 @@ def _version_callback(value: bool) -> None:
 
         typer.echo(f"promoter {__version__}")
         raise typer.Exit()
+
+
+# Each command's --help ends with an example (its epilog).
+_INSPECT_EXAMPLE = (
+    "Examples: `promoter inspect notebooks/price.ipynb` (runs it once); "
+    "`promoter inspect notebooks/price.ipynb --static --json` (no kernel, for machines)."
+)
+_CONVERT_EXAMPLE = (
+    "Examples: `promoter convert notebooks/price.ipynb -o services/price`; "
+    "`promoter convert notebooks/*.ipynb -o services/api --k8s` (one route per notebook)."
+)
+_SERVE_EXAMPLE = (
+    "Example: `promoter serve notebooks/price.ipynb --port 8000`, "
+    "then open http://127.0.0.1:8000/docs."
+)
+_CHECK_EXAMPLE = (
+    "Examples: `promoter check notebooks/ -j 2 --format github --junit-xml reports/promoter.xml`; "
+    "`promoter check --static` (no kernel: tags and stale services, as the pre-commit hook)."
+)
 
 
 @app.callback()
@@ -156,7 +194,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_INSPECT_EXAMPLE)
 def inspect(
     notebook: Annotated[
         Path, typer.Argument(metavar="NOTEBOOK", help="The notebook (.ipynb) to inspect.")
@@ -205,6 +243,8 @@ def _show_inspection(result: Inspection) -> None:
     fields = Table("field", "type", "default", "description", title="Request", title_justify="left")
     for p in result.request.parameters:
         default = json.dumps(p.default, default=list, ensure_ascii=False)
+        if p.default_source is not None and p.default is None:  # --static: not run, so unknown
+            default = f"{p.default_source} (computed)"
         fields.add_row(p.name, _escape(p.annotation), _escape(default), p.description or "")
     console.print(fields)
     if result.response is not None:
@@ -225,7 +265,7 @@ def _show_findings(console: Console, warnings: Any, dropped: Any) -> None:
         console.print(f"[dim]dropped {_escape(drop.why)}: {_escape(drop.what)}  {where}[/]")
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CONVERT_EXAMPLE)
 def convert(
     notebooks: Annotated[
         list[Path],
@@ -245,6 +285,8 @@ def convert(
     ] = None,
     timeout: Timeout = 600,
     strict: Strict = False,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -263,6 +305,8 @@ def convert(
             timeout=timeout,
             on_progress=progress,
             strict=strict,
+            isolated=isolated_env,
+            generated=generated,
         ),
     )
     if as_json:
@@ -282,13 +326,21 @@ def _show_conversion(result: Conversion) -> None:
             f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
             f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
         )
+        console.print(f"  POST {_escape(nb.route)}/jobs  <- the same request, as a job (202)")
+    console.print("  GET /jobs/{id}, DELETE /jobs/{id}, GET /jobs  <- poll, cancel, list jobs")
     status = "reproduces" if result.reproduces else "differs from"
     console.print(f"  the service {status} the notebook's default answer")
+    for step in result.steps:
+        console.print(f"  proof: {step.name} {step.status} ({_escape(step.detail)})")
     if result.backup:
         console.print(f"  previous version kept in {_escape(str(result.backup))}")
-    if result.data_files:
-        shown = ", ".join(result.data_files)
-        console.print(f"  data files copied (the notebook reads them): {_escape(shown)}")
+    data = [f for f in result.data_files if not f.endswith(".py")]
+    modules = [f for f in result.data_files if f.endswith(".py")]
+    if data:
+        console.print(f"  data files copied (the notebook reads them): {_escape(', '.join(data))}")
+    if modules:
+        shown = ", ".join(modules)
+        console.print(f"  local modules copied (the notebook imports them): {_escape(shown)}")
     console.print(
         f"  {len(result.files)} files in {result.seconds:.1f} s "
         f"({result.kernel_seconds:.1f} s running notebooks)"
@@ -297,7 +349,7 @@ def _show_conversion(result: Conversion) -> None:
     console.print(f"  next: cd {_escape(str(result.out_dir))} && uvicorn app.main:app")
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_SERVE_EXAMPLE)
 def serve(
     notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="The notebook to serve.")],
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
@@ -376,6 +428,14 @@ Static = Annotated[
         help="No kernel: check the tags and stale services only (fast; the pre-commit hook).",
     ),
 ]
+Changed = Annotated[
+    bool,
+    typer.Option(
+        "--changed",
+        help="The paths are changed files (pre-commit's): check the notebooks among them and "
+        "those whose services carry a changed data file; ignore other files.",
+    ),
+]
 AllCells = Annotated[
     bool,
     typer.Option(
@@ -398,7 +458,7 @@ ReportDir = Annotated[
 ]
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CHECK_EXAMPLE)
 def check(
     paths: CheckPaths = None,
     jobs: Jobs = None,
@@ -407,10 +467,13 @@ def check(
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
     static: Static = False,
+    changed: Changed = False,
     all_cells: AllCells = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -419,6 +482,7 @@ def check(
     Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
     Actions), a Markdown summary is appended to that file.
     """
+    from promoter.building.proof import ProofOptions
     from promoter.frontends import check as _check
 
     if output_format not in ("text", "github"):
@@ -438,6 +502,8 @@ def check(
                 all_cells=all_cells,
                 strict=strict,
                 execute=not static,
+                proof=ProofOptions(isolated=isolated_env, generated=generated),
+                changed=changed,
                 **hooks,
             )
 

@@ -28,6 +28,9 @@ DOCS_ASSETS = "/docs-assets"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # W3C trace context: version-traceid-parentid-flags; the trace id goes into the log lines.
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# Metric label values stay bounded: any other method (a client may make one up, and 401s are
+# counted too) is one value, "<other>", as an unknown path is "<unmatched>".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(HTTPException):
@@ -95,7 +98,8 @@ class Plumbing:
             seconds = time.perf_counter() - start
             route = self._route(scope)
             status = status or 500
-            self.metrics.observe(scope["method"], route, status, seconds)
+            method = scope["method"] if scope["method"] in _METHODS else "<other>"
+            self.metrics.observe(method, route, status, seconds)
             log_request(
                 scope["method"], route, scope["path"], status, seconds, state, self.log_delay
             )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import inspect
 import logging
 import os
-import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,11 +68,6 @@ def _run_to_json(run: Callable[[Any], Any], request: Any) -> bytes:
     return json_body(value)
 
 
-def _starting_retry() -> int:
-    """Seconds a client should wait while the setup cells run: 1 to 5, at random (spread)."""
-    return random.randint(1, 5)
-
-
 def _when_done(future: concurrent.futures.Future[Any], then: Callable[[], None]) -> None:
     """Call ``then`` on the event loop once ``future`` (running elsewhere) has finished."""
     loop = asyncio.get_running_loop()
@@ -97,13 +91,13 @@ class Runner:
     timeout: float
 
     async def __call__(self, request: BaseModel) -> Response:
-        """200 with the answer, or 500/503/504 with a reason (and an error id for 500/504)."""
+        """200 with the answer, or 500/503/504/507 with a reason (and an error id)."""
         service = self.service
         if not service.ready:
             if service.setup_error is not None:  # no retry helps: the pod must be replaced
                 detail = "the notebook's setup cells failed; see the log"
                 return error_response(503, detail, error_id=service.setup_error)
-            return error_response(503, "the service is starting", retry_after=_starting_retry())
+            return error_response(503, "the service is starting", retry=True)
         if inspect.iscoroutinefunction(self.run) and self.execution != "process":
             return await self._await(request)
         if self.execution == "inline":
@@ -143,18 +137,18 @@ class Runner:
 
     async def _in_worker(self, call: Callable[..., bytes], *args: Any, timeout: float) -> Response:
         """``call(*args)`` in a worker thread or process, holding a slot, under ``timeout``."""
+        slots = self.service.slots
         try:
-            taken = await self.service.slots.acquire()
-        except Overloaded as refused:
+            await slots.acquire()
+        except Overloaded:
             self.service.metrics.overloaded.labels(self.route).inc()
-            detail = "every worker is busy; retry after the Retry-After seconds"
-            return error_response(503, detail, retry_after=refused.retry_after)
-        done = functools.partial(self.service.slots.finish, taken, timeout)
+            logger.warning("no slot free within %s s: 503", slots.wait)
+            return error_response(503, "every worker is busy; retry shortly", retry=True)
         try:
             if self.execution == "process":
-                body = await self._process(call, args, timeout, done)
+                body = await self._process(call, args, timeout)
             else:
-                body = await self._thread(call, args, timeout, done)
+                body = await self._thread(call, args, timeout)
         except CodeTimeout:
             return self._timed_out()
         except NOTEBOOK_ERRORS:
@@ -162,13 +156,8 @@ class Runner:
         return Response(body, media_type="application/json")
 
     async def _thread(
-        self,
-        call: Callable[..., bytes],
-        args: tuple[Any, ...],
-        timeout: float,
-        done: Callable[[], None],
+        self, call: Callable[..., bytes], args: tuple[Any, ...], timeout: float
     ) -> bytes:
-        """In a worker thread; ``done`` frees the slot once the code has returned."""
         slots = self.service.slots
         context = contextvars.copy_context()  # the request id reaches the code's log lines
         future = self.service.threads.submit(context.run, call, *args)
@@ -181,24 +170,20 @@ class Runner:
                 return future.result()
             stuck = True  # a thread cannot be stopped: it keeps its slot until it returns
             slots.stuck()
-            _when_done(future, functools.partial(slots.unstuck, done))
+            _when_done(future, slots.unstuck)
             raise CodeTimeout from None
         finally:
             if stuck:
                 pass
             elif future.done():
-                done()
+                slots.release()
             else:  # cancelled while the code runs: free the slot when it returns
-                _when_done(future, done)
+                _when_done(future, slots.release)
 
     async def _process(
-        self,
-        call: Callable[..., bytes],
-        args: tuple[Any, ...],
-        timeout: float,
-        done: Callable[[], None],
+        self, call: Callable[..., bytes], args: tuple[Any, ...], timeout: float
     ) -> bytes:
-        """In a pebble worker process, which a timeout kills; ``done`` frees the slot."""
+        slots = self.service.slots
         future = self.service.processes().schedule(call, args=args, timeout=timeout)
         try:
             return await asyncio.wrap_future(future)
@@ -211,9 +196,9 @@ class Runner:
             raise
         finally:
             if future.done():
-                done()
+                slots.release()
             else:
-                _when_done(future, done)
+                _when_done(future, slots.release)
 
     def _timed_out(self) -> Response:
         self.service.metrics.timeouts.labels(self.route).inc()
@@ -229,6 +214,14 @@ class Runner:
 
     def _failure(self) -> Response:
         error_id = os.urandom(16).hex()
+        if isinstance(sys.exc_info()[1], MemoryError):  # the process is fine: the rest runs on
+            logger.exception(
+                "notebook code ran out of memory (error id %s)",
+                error_id,
+                extra={"error_id": error_id},
+            )
+            detail = "the request needs more memory than the service may use: ask for less"
+            return error_response(507, detail, error_id=error_id)
         logger.exception(
             "notebook code failed (error id %s)", error_id, extra={"error_id": error_id}
         )
