@@ -20,7 +20,15 @@ README = (ROOT / "README.md").read_text()
 
 
 def _pyproject_version() -> str:
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+    """The version, from its one place: the lab extension's package.json (hatch reads it)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"] == {
+        "source": "nodejs",
+        "path": "labextension/package.json",
+    }
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    return str(package["version"])
 
 
 def test_one_version_everywhere() -> None:
@@ -36,6 +44,9 @@ def test_one_version_everywhere() -> None:
     # The JupyterLab extension's package.json (built into the wheel) says the same version.
     package = json.loads((ROOT / "labextension" / "package.json").read_text())
     assert package["version"] == version
+    # The lab extension JupyterLab loads (issue 26: it said 0.1.0 beside the package's 0.2.0).
+    installed = Path(sys.prefix, "share", "jupyter", "labextensions", "promoter-jupyterlab")
+    assert json.loads((installed / "package.json").read_text())["version"] == version
 
 
 def _documents() -> dict[str, str]:

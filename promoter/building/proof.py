@@ -149,7 +149,14 @@ def _step(name: str, begin: float, detail: str) -> Step:
 
 
 def _counted(routes: list[RouteProof], how: str) -> str:
-    return f"{sum(len(r.sets) for r in routes)} parameter set(s) {how}"
+    """``3 parameter sets (1 defaults, 2 generated) sent alone``."""
+    kinds: dict[str, int] = {}
+    for route in routes:
+        for request in route.sets:
+            kind = request.label.split()[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    parts = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    return f"{sum(kinds.values())} parameter sets ({parts}) {how}"
 
 
 class _Server:
@@ -191,12 +198,12 @@ def _served(folder: Path, python: Path, timeout: float) -> Iterator[_Server]:
     """Start the service (with the probes) on a free port; stop its whole session after."""
     port = _free_port()
     source = Path(__file__).with_name("fingerprint.py").read_text(encoding="utf-8")
+    # Auth off for the proof: SERVICE_API_KEYS unset (an empty value is refused at start-up).
     environment = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SERVICE_API_KEYS"},
         "SERVICE_CONCURRENCY": str(IN_FLIGHT * 2),
         "SERVICE_QUEUE_TIMEOUT": "60",
         "SERVICE_LOG_LEVEL": "WARNING",
-        "SERVICE_API_KEYS": "",
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -226,18 +226,15 @@ def check_notebook(
             parameters (by default a warning, as in ``convert``).
         execute: ``False`` checks the contract and drift only, with no kernel (the fast
             pre-commit hook); execute and fidelity are then skipped.
-        proof: How far fidelity proves the service (its own environment, generated values):
-            by default as far as ``convert``.
+        proof: How far fidelity proves the service (by default as far as ``convert``).
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
     """
     import promoter
 
-    path = Path(path)
-    begin = time.perf_counter()
-    if services is None:
-        services = find_services([path])
+    path, begin = Path(path), time.perf_counter()
+    services = find_services([path]) if services is None else services
     run = _Run(path, proof=proof)
     try:
         static = promoter.inspect(path, execute=False)
