@@ -170,7 +170,8 @@ def test_deployment_runs_like_production(
     shutdown = int(graceful[graceful.index("--timeout-graceful-shutdown") + 1])
     assert int(pre_stop[1]) + shutdown < pod["terminationGracePeriodSeconds"]
     # ... and the drain outlasts every route's timeout: no request is cut within its timeout.
-    timeouts = re.findall(r"timeout=([0-9.]+),", (service / "app" / "main.py").read_text())
+    wiring = (service / "app" / "main.py").read_text()
+    timeouts = re.findall(r"\.runner\([^)]*?timeout=([0-9.]+)", wiring)  # routes, not jobs
     assert timeouts and shutdown > max(map(float, timeouts))
     # A wedge shows on /ready and /health within 2x the route timeout: the pod leaves the
     # Service at the first failed readiness probe, and is restarted well within one more timeout.
