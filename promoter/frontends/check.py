@@ -439,14 +439,7 @@ def check(
     todo = [p for p, named in found if (named and not skip_untagged) or has_promoter_tags(p)]
     if on_start is not None:
         on_start(todo)
-    results: dict[Path, NotebookResult] = {}
-    for path, _ in found:
-        if path not in todo:
-            results[path] = NotebookResult(
-                path, skipped="no promoter tags (not a promotable notebook)"
-            )
-            if on_result is not None:
-                on_result(results[path])
+    results = _untagged([p for p, _ in found if p not in todo], on_result)
     job = _Job(Path.cwd(), services, timeout, strict, execute, all_cells, proof)
     # Without kernels a notebook takes milliseconds: worker processes would cost more than that.
     workers = jobs if execute else 1
@@ -515,6 +508,18 @@ def _check_all(
 def _internal_error(path: Path, exc: BaseException) -> NotebookResult:
     message = f"internal error: {type(exc).__name__}: {exc}"
     return NotebookResult(path, (Outcome("contract", Status.FAILED, message, Location(path)),))
+
+
+def _untagged(
+    paths: list[Path], on_result: Callable[[NotebookResult], None] | None
+) -> dict[Path, NotebookResult]:
+    """The found notebooks with no promoter tags: skipped, and reported as such at once."""
+    results = {}
+    for path in paths:
+        results[path] = NotebookResult(path, skipped="no promoter tags (not a promotable notebook)")
+        if on_result is not None:
+            on_result(results[path])
+    return results
 
 
 def _cwd_repository() -> list[Path]:
