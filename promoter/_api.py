@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
+from promoter.analysis.bounds import unbounded_sizes
 from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.extract import Dropped, Extraction, extract
 from promoter.analysis.files import DataFile, data_files
@@ -274,6 +275,8 @@ class Inspection:
                     "name": p.name,
                     "type": p.annotation,
                     "default": _json_default(p.default),
+                    # A default that is not a literal, as written (its value needs a run).
+                    "default_source": p.default_source,
                     "description": p.description,
                     "required": False,
                     "papermill_type": self.papermill_types.get(p.name),
@@ -392,7 +395,13 @@ def inspect(
         rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
     )
     warnings = [
-        Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings, *isolation.findings)
+        Finding(m, loc)
+        for m, loc in (
+            *notebook.warnings,
+            *request.warnings,
+            *unbounded_sizes(notebook, request),
+            *isolation.findings,
+        )
     ]
     warnings += _role_warnings(notebook)
     static = Inspection(notebook, request, extraction, expression, warnings=tuple(warnings))

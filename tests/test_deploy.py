@@ -39,8 +39,10 @@ KINDS = {
     "PodDisruptionBudget",
     "NetworkPolicy",
 }
+# k8s/workers/: the job workers (SERVICE_JOBS_URL=redis://...) and their KEDA ScaledObject.
+WORKER_KINDS = {"Deployment", "ScaledObject", "NetworkPolicy"}
 # Failed checkov checks each manifest skips on purpose; the reasons are comments beside them.
-JUSTIFIED = {"CKV_K8S_21", "CKV_K8S_43"}
+JUSTIFIED = {"CKV_K8S_21", "CKV_K8S_43", "CKV_K8S_35"}
 # A label value, as the Kubernetes API server checks it (the schemas do not).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # Pod Security "restricted": the volume types it admits.
@@ -89,8 +91,9 @@ def test_manifests_pass_checkov(service: Path) -> None:
     """Zero failed policy checks; each skipped one is justified in a comment beside its skip."""
     report = _checkov(service, "-d", "k8s", "--framework", "kubernetes")
     summary = report["summary"]
-    # Each kind is scanned, plus the Pod that checkov's graph checks derive from the Deployment.
-    assert summary["resource_count"] == len(KINDS) + 1
+    # Each kind is scanned, plus the Pod that checkov's graph checks derive from each Deployment
+    # (the service's and the job workers' in k8s/workers/).
+    assert summary["resource_count"] == len(KINDS) + 1 + len(WORKER_KINDS) + 1
     assert summary["passed"] > 50
     for check in report["results"]["skipped_checks"]:
         assert check["check_id"] in JUSTIFIED, check["check_id"]
@@ -106,8 +109,11 @@ def test_dockerfile_passes_checkov(service: Path) -> None:
 
 
 def test_pod_security_restricted(manifests: dict[str, dict[str, Any]]) -> None:
+    _assert_restricted(manifests["Deployment"]["spec"]["template"]["spec"])
+
+
+def _assert_restricted(pod: dict[str, Any]) -> None:
     """The controls of the Pod Security Standards' "restricted" profile, one by one."""
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
     pod_context = pod["securityContext"]
     assert not any(pod.get(field) for field in ("hostNetwork", "hostPID", "hostIPC"))
     assert pod_context.get("sysctls", []) == []
@@ -193,6 +199,76 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port_names = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
+
+
+@pytest.fixture(scope="module")
+def workers(service: Path) -> dict[str, dict[str, Any]]:
+    """The job workers' manifests by kind."""
+    files = sorted((service / "k8s" / "workers").glob("*.yaml"))
+    by_kind = {doc["kind"]: doc for doc in (yaml.safe_load(p.read_text()) for p in files)}
+    assert set(by_kind) == WORKER_KINDS
+    return by_kind
+
+
+def test_worker_manifests_pass_kubernetes_validate_strict(service: Path) -> None:
+    """The Deployment and NetworkPolicy against the API schemas.
+
+    kubernetes-validate has no schema for KEDA's CustomResourceDefinitions: it warns and
+    skips the ScaledObject, whose fields ``test_workers_scale_on_their_queue`` checks.
+    """
+    files = sorted((service / "k8s" / "workers").glob("*.yaml"))
+    result = subprocess.run(
+        [_tool("kubernetes-validate", Path(sys.executable).parent), "--strict", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == len(files) - 1
+    assert "kind ScaledObject with api version keda.sh/v1alpha1" in result.stdout
+
+
+def test_worker_pods_are_restricted_and_run_the_worker(
+    workers: dict[str, dict[str, Any]],
+) -> None:
+    pod = workers["Deployment"]["spec"]["template"]["spec"]
+    _assert_restricted(pod)
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "app.worker"]
+    assert "ports" not in container
+    for probe in ("startup", "readiness", "liveness"):
+        assert container[f"{probe}Probe"]["exec"]["command"][-1] == "--ping"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SERVICE_JOBS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    # A stopping worker may finish a job that runs for the whole job timeout (1 h default).
+    assert pod["terminationGracePeriodSeconds"] >= 3600
+    assert "replicas" not in workers["Deployment"]["spec"]  # the ScaledObject owns the count
+
+
+def test_workers_scale_on_their_queue(service: Path, workers: dict[str, dict[str, Any]]) -> None:
+    """The KEDA ScaledObject (keda.sh/v1alpha1), field by field as its CRD declares them."""
+    scaled = workers["ScaledObject"]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    deployment = workers["Deployment"]
+    name = deployment["metadata"]["name"]
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    for field in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        assert isinstance(spec[field], int)
+    assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    metadata = trigger["metadata"]
+    assert all(isinstance(value, str) for value in metadata.values())  # map[string]string
+    # The list is the Celery queue the service submits to (app/jobs: Jobs.queue).
+    service_name = yaml.safe_load((service / "k8s" / "deployment.yaml").read_text())["metadata"]
+    assert metadata["listName"] == f"{service_name['name']}-jobs"
+    assert 'return f"{self.name}-jobs"' in (service / "app" / "jobs" / "api.py").read_text()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert metadata["addressFromEnv"] in {e["name"] for e in container["env"]}
+    assert int(metadata["listLength"]) >= 1
+    for doc in workers.values():
+        assert doc["metadata"]["name"] == name
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == name
 
 
 @pytest.mark.parametrize("version", ["2", "2.0+build.5"])

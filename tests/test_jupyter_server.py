@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nbformat
 import psutil
 import pytest
@@ -677,6 +678,62 @@ def test_a_second_click_stops_the_service(call: Call, service: Any) -> None:
     status, reply = call("GET", "promoter/try/svc/health")
     assert status == 404
     assert call("DELETE", "promoter/services/svc")[0] == 404
+
+
+def service_socket(process: psutil.Process) -> Path:
+    """The Unix socket a Try-it uvicorn listens on (its ``--uds`` argument)."""
+    command = process.cmdline()
+    return Path(command[command.index("--uds") + 1])
+
+
+def test_try_it_service_is_reachable_only_through_the_server(service: Any) -> None:
+    """Issue 23: no TCP port any local user (or a rebinding page) could call; a 0700 folder."""
+    [process] = uvicorns()
+    assert process.net_connections(kind="inet") == []
+    sock = service_socket(process)
+    assert sock.is_socket()
+    mode = sock.parent.stat().st_mode
+    assert mode & 0o777 == 0o700, oct(mode)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "evil.example"])
+def test_try_it_service_refuses_any_other_host(service: Any, host: str) -> None:
+    """Issue 23: a request that reached the socket some other way names the wrong Host."""
+    sock = service_socket(uvicorns()[0])
+    transport = httpx.HTTPTransport(uds=str(sock))
+    with httpx.Client(transport=transport) as client:
+        response = client.get(f"http://{host}/health")
+    assert response.status_code == 400
+    assert response.text == "Invalid host header"
+
+
+def test_a_dead_service_answers_502_and_leaves_the_list(call: Call, service: Any) -> None:
+    """Issue 23: after the service dies the proxy never forwards to whatever took its place."""
+    [process] = uvicorns()
+    process.kill()
+    process.wait(timeout=10)
+    status, reply = call("POST", "promoter/try/svc/iris_classifier", {})
+    assert status == 502, reply
+    assert "stopped" in reply["message"] and "Try it" in reply["message"]
+    assert call("GET", "promoter/services")[1] == {"services": []}
+    assert call("GET", "promoter/try/svc/health")[0] == 404
+
+
+def test_docs_page_gets_a_policy_for_its_own_assets_and_the_xsrf_token(
+    jp_fetch: Fetch, jp_asyncio_loop: asyncio.AbstractEventLoop, service: Any
+) -> None:
+    """Issue 26: Jupyter's ``default-src 'none'`` blanked Swagger UI; its POSTs lacked _xsrf."""
+    response = jp_asyncio_loop.run_until_complete(jp_fetch("promoter", "try", "svc", "docs"))
+    policy = response.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    own = directives["script-src"].split()[0]
+    assert own.endswith("/promoter/try/svc/"), policy
+    assert directives["default-src"] == "'none'"
+    assert all(s == own or s.startswith("'sha256-") for s in directives["script-src"].split())
+    assert directives["connect-src"] == own
+    html = response.body.decode()
+    assert '"X-XSRFToken"' in html
+    assert "/promoter/try/svc/docs-assets/swagger-ui-bundle.js" in html
 
 
 def test_server_shutdown_stops_services_and_jobs(

@@ -26,15 +26,17 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -69,17 +71,36 @@ SLOW_MS = 120_000
 
 @dataclass
 class Lab:
-    """A running JupyterLab: its URL, token and root directory."""
+    """A running JupyterLab: its URL, token and root directory.
+
+    One server serves the whole session; each test works in a folder of its own under the
+    root (``folder``, its API path), so the files, jobs and services it sees are its own.
+    """
 
     url: str
     token: str
     root: Path
     pid: int = 0
+    folder: str = ""
 
-    def api(self, path: str) -> object:
+    def api(self, path: str) -> Any:
         """GET a server API path with the token; the decoded JSON."""
         with urllib.request.urlopen(f"{self.url}/{path}?token={self.token}", timeout=10) as r:
             return json.loads(r.read())
+
+    def path(self, name: str) -> str:
+        """The API path of ``name`` in this test's folder."""
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The server's jobs on this test's notebooks, oldest first."""
+        jobs: list[dict[str, Any]] = self.api("promoter/jobs")["jobs"]
+        return [j for j in jobs if j["notebook"].startswith(self.path(""))]
+
+    def services(self) -> list[dict[str, Any]]:
+        """The "Try it" services of this test's folder."""
+        services: list[dict[str, Any]] = self.api("promoter/services")["services"]
+        return [s for s in services if s["out_dir"].startswith(self.path(""))]
 
 
 def free_port() -> int:
@@ -158,19 +179,17 @@ def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """``jupyter lab`` as a subprocess over a temporary root with a copy of the iris example."""
-    root = tmp_path / "root"
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """``jupyter lab`` as a subprocess over a temporary root, shared by the session's tests."""
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "root"
     root.mkdir()
-    shutil.copy(IRIS, root / IRIS.name)
-    write_broken_copy(root / BROKEN)
-    write_slow_notebook(root / SLOW)
-    settings = tmp_path / "user-settings"
+    settings = home / "user-settings"
     write_user_settings(settings)
     port = free_port()
     lab = Lab(url=f"http://127.0.0.1:{port}", token=secrets.token_hex(16), root=root)
-    log = tmp_path / "jupyter-lab.log"
+    log = home / "jupyter-lab.log"
     command = [
         sys.executable,
         "-m",
@@ -182,10 +201,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
         f"--LabApp.user_settings_dir={settings}",
     ]
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     lab.pid = process.pid
@@ -202,6 +221,18 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             process.wait()
 
 
+@pytest.fixture
+def lab(lab_server: Lab, request: pytest.FixtureRequest) -> Lab:
+    """The session's JupyterLab, seen from a fresh folder holding the test's notebooks."""
+    folder = re.sub(r"\W+", "_", request.node.name.removeprefix("test_"))[:40]
+    root = lab_server.root / folder
+    root.mkdir()
+    shutil.copy(IRIS, root / IRIS.name)
+    write_broken_copy(root / BROKEN)
+    write_slow_notebook(root / SLOW)
+    return Lab(lab_server.url, lab_server.token, root, lab_server.pid, folder)
+
+
 def run_generated_tests(service: Path) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` inside the generated folder, free of this session's pytest state."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
@@ -216,7 +247,7 @@ def run_generated_tests(service: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Headless Chromium."""
     with sync_playwright() as playwright:
@@ -229,10 +260,23 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
+_CONTEXTS: list[BrowserContext] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_pages() -> Iterator[None]:
+    """Close the test's browser contexts (the browser is the session's)."""
+    yield
+    while _CONTEXTS:
+        _CONTEXTS.pop().close()
+
+
 def open_notebook(browser: Browser, lab: Lab, name: str) -> Page:
-    """A new page with notebook ``name`` open in JupyterLab."""
-    page = browser.new_page(viewport={"width": 1280, "height": 1200})
-    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset")
+    """A new page, in a context of its own, with notebook ``name`` open in JupyterLab."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1200})
+    _CONTEXTS.append(context)
+    page = context.new_page()
+    page.goto(f"{lab.url}/lab/tree/{lab.path(name)}?token={lab.token}&reset")
     return page
 
 
@@ -276,13 +320,17 @@ def test_promote_button_generates_a_working_service(lab: Lab, page: Page, tmp_pa
         "species: string"
     )
     expect(dialog.locator(".jp-Promoter-cells")).to_contain_text("parameters")
-    expect(dialog.locator('input[name="out_dir"]')).to_have_value("iris_classifier_service")
+    expect(dialog.locator('input[name="out_dir"]')).to_have_value(
+        lab.path("iris_classifier_service")
+    )
     screenshot(page, tmp_path, "promote-dialog.png")
 
     dialog.get_by_role("button", name="Generate").click()
     # The README opens once the service is written.
     expect(page.locator(".lm-TabBar-tab", has_text="README.md")).to_be_visible(timeout=SLOW_MS)
-    expect(page.get_by_text("Service written to iris_classifier_service/")).to_be_visible()
+    expect(
+        page.get_by_text(f"Service written to {lab.path('iris_classifier_service')}/")
+    ).to_be_visible()
 
     # Try it: the server serves the service, the dialog sends the example request through
     # Jupyter's proxy and shows the answer beside the notebook's own.
@@ -297,25 +345,50 @@ def test_promote_button_generates_a_working_service(lab: Lab, page: Page, tmp_pa
     assert service_answer == notebook_answer
     assert set(service_answer) >= {"species", "confidence"}
     docs = dialog.locator(".jp-Promoter-docsLink").get_attribute("href")
-    assert docs is not None and docs.endswith("/promoter/try/iris_classifier_service/docs")
+    service_name = f"{lab.folder}-iris_classifier_service"
+    assert docs is not None and docs.endswith(f"/promoter/try/{service_name}/docs")
     # The link works in the browser's Jupyter session (cookie auth), not on a bare port.
     assert page.request.get(docs).status == 200
     openapi = page.request.get(docs.removesuffix("docs") + "openapi.json").json()
     assert "/iris_classifier" in openapi["paths"]
     screenshot(page, tmp_path, "try-it.png")
-    assert [s["name"] for s in lab.api("promoter/services")["services"]] == [  # type: ignore[index]
-        "iris_classifier_service"
-    ]
+    try_docs_in_the_browser(page, urllib.parse.urljoin(page.url, docs), tmp_path)
+    assert [s["name"] for s in lab.services()] == [service_name]
     # A second click stops it.
     dialog.get_by_role("button", name="Stop service").click()
     expect(dialog.locator(".jp-Promoter-tryOutput")).to_have_text("Service stopped.")
-    assert lab.api("promoter/services") == {"services": []}
+    assert lab.services() == []
 
     service = lab.root / "iris_classifier_service"
     assert (service / "app" / "main.py").is_file()
     assert (service / "README.md").is_file()
     result = run_generated_tests(service)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def try_docs_in_the_browser(page: Page, docs: str, tmp_path: Path) -> None:
+    """The service's /docs, opened in the user's session: "Try it out" -> "Execute" answers 200.
+
+    Nothing is blocked on the way: no Content-Security-Policy report, no 403 for the XSRF token.
+    """
+    docs_page = page.context.new_page()
+    blocked: list[str] = []
+    docs_page.on(
+        "console",
+        lambda m: blocked.append(m.text) if m.type == "error" else None,
+    )
+    docs_page.goto(docs)
+    operation = docs_page.locator(".opblock-post").first
+    expect(operation).to_be_visible(timeout=30_000)
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status")
+    expect(status).to_have_text("200", timeout=30_000)
+    expect(operation.locator(".live-responses-table .microlight").first).to_contain_text("species")
+    screenshot(docs_page, tmp_path, "try-it-docs.png")
+    docs_page.close()
+    assert blocked == [], "\n".join(blocked)
 
 
 def cell_tags(notebook: Path) -> dict[int, list[str]]:
@@ -347,6 +420,28 @@ def test_cell_role_commands_move_the_response_tag(lab: Lab, page: Page) -> None:
     while cell_tags(notebook) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert cell_tags(notebook) == expected
+
+
+def test_right_click_tags_the_cell_under_the_pointer(lab: Lab, page: Page) -> None:
+    """Issue 26: with cell 16 (the response) selected, right-clicking cell 15 and choosing
+    Skip tagged cell 16 and dropped its response tag. The menu acts on the clicked cell."""
+    notebook = lab.root / IRIS.name
+    before = cell_tags(notebook)
+    assert before[15] == ["response"] and 14 not in before
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells.nth(15)).to_be_visible(timeout=60_000)
+    # Cells 15 and 16 selected, 16 active: a right-click inside the selection keeps it so.
+    cells.nth(14).locator(".jp-InputPrompt").click()
+    cells.nth(15).locator(".jp-InputPrompt").click(modifiers=["Shift"])
+    assert_eventually(lambda: active_cell_index(page) == 15)
+    cells.nth(14).locator(".jp-InputPrompt").click(button="right")
+    page.get_by_text("Promoter Cell Role").hover()
+    page.get_by_text("Tag Cell as Skip").click()
+    page.keyboard.press("Control+s")
+
+    expected = {**before, 14: ["skip"]}
+    assert_eventually(lambda: cell_tags(notebook) == expected)
+    assert active_cell_index(page) == 15
 
 
 def test_cell_labels_follow_the_tags(lab: Lab, page: Page, tmp_path: Path) -> None:
@@ -459,10 +554,8 @@ def test_progress_shows_cells_done_and_cancel_stops_the_kernel(
     assert worker_kernels(lab) == 1
 
     page.locator(".jp-Dialog").get_by_role("button", name="Cancel").click()
-    jobs = lab.api("promoter/jobs")["jobs"]  # type: ignore[index]
-    assert_eventually(
-        lambda: [j["state"] for j in lab.api("promoter/jobs")["jobs"]] == ["cancelled"]  # type: ignore[index]
-    )
+    jobs = lab.jobs()
+    assert_eventually(lambda: [j["state"] for j in lab.jobs()] == ["cancelled"])
     assert len(jobs) == 1
     assert_eventually(lambda: worker_kernels(lab) == 0)
 
@@ -487,16 +580,16 @@ def test_quick_clicks_start_at_most_two_kernels(lab: Lab, browser: Browser, tmp_
     most_kernels = most_running = 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        jobs = lab.api("promoter/jobs")["jobs"]  # type: ignore[index]
+        jobs = lab.jobs()
         most_running = max(most_running, sum(j["state"] == "running" for j in jobs))
         most_kernels = max(most_kernels, worker_kernels(lab))
         if len(jobs) == 5 and all(j["state"] == "done" for j in jobs):
             break
         time.sleep(0.1)
-    states = [j["state"] for j in lab.api("promoter/jobs")["jobs"]]  # type: ignore[index]
+    states = [j["state"] for j in lab.jobs()]
     assert states == ["done"] * 5
     assert most_running == 2
     assert 1 <= most_kernels <= 2
     for page in pages:
-        names = page.locator(".jp-Dialog .jp-Promoter-parameters tbody tr td:first-child")
-        expect(names).to_have_text(["n"])
+        cells = page.locator(".jp-Dialog .jp-Promoter-parameters tbody tr td:first-child")
+        expect(cells).to_have_text(["n"])

@@ -6,6 +6,7 @@ handler code, and the findings that explain them (isolation, files, non-determin
 
 - ``types``: the annotations a request field may use (an allow-list, checked as syntax).
 - ``parameters``: the parameters cell becomes a :class:`RequestSchema`.
+- ``bounds``: request integers that size an allocation or a loop with no upper bound.
 - ``response``: sample answers become a :class:`ResponseSchema` (models, maps, optionals).
 - ``code``: one cell's kept code, and the scope rules extraction and the slice share.
 - ``extract``: setup and handler code per cell, side effects dropped along the data flow.

@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import symtable
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
@@ -307,12 +308,37 @@ def _check_names(
         s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()
     }
     defined |= set(extraction.setup_globals) | {"__name__", "__file__"}
+    for code in setup:  # nested scopes too (a comprehension over a parameter)
+        for name in sorted(_global_reads(code) & set(params) - defined):
+            _undefined(notebook, name, [code], params)
     for child in table.get_children():
         scope = handler if child.get_name() == "run" else setup
         for symbol in child.get_symbols():
             name = symbol.get_name()
             if symbol.is_global() and symbol.is_referenced() and name not in defined:
-                _undefined(notebook, name, scope)
+                _undefined(notebook, name, scope, params)
+
+
+def _global_reads(code: CellCode) -> set[str]:
+    """The module-level names a cell's code reads, in any of its scopes.
+
+    A name a nested scope binds itself (a dataclass field ``qty: int``, a function's argument)
+    is not a read of the module-level name, however it is spelt.
+    """
+    try:
+        table = symtable.symtable(ast.unparse(code.tree), "cell", "exec")
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    pending = [table]
+    while pending:
+        scope = pending.pop()
+        top = scope.get_type() == "module"
+        for symbol in scope.get_symbols():
+            if symbol.is_referenced() and (top or symbol.is_global()):
+                found.add(symbol.get_name())
+        pending.extend(scope.get_children())
+    return found
 
 
 def _skeleton(extraction: Extraction, params: list[str]) -> str:
@@ -335,7 +361,9 @@ def _skeleton(extraction: Extraction, params: list[str]) -> str:
     )
 
 
-def _undefined(notebook: Notebook, name: str, cells: list[CellCode]) -> None:
+def _undefined(
+    notebook: Notebook, name: str, cells: list[CellCode], params: Sequence[str] = ()
+) -> None:
     uses = [
         (code, node)
         for code in cells
@@ -350,6 +378,14 @@ def _undefined(notebook: Notebook, name: str, cells: list[CellCode]) -> None:
     output = magic_output(notebook, name, where)
     if output is not None:
         raise output
+    if name in params and code.cell.role is Role.SETUP:
+        raise ContractError(
+            f"`{name}` is a request parameter, and it is used by a setup cell "
+            f"({_cell_name(code.cell)}), which runs once at start-up, before any request",
+            location=where,
+            hint="move the code that uses it into a handler cell (untagged, between "
+            "`parameters` and `response`)",
+        )
     definer = _defined_in_skipped(notebook, name)
     if definer is not None:
         raise ContractError(

@@ -234,14 +234,11 @@ def _examples(plan: NotebookPlan) -> list[tuple[dict[str, Any], Any]]:
 
 def _lock(plans: list[NotebookPlan], out_dir: Path, files: dict[str, str]) -> Lock:
     from promoter import __version__
+    from promoter.building.drift import lock_entry
 
+    # Data files are judged by the copy the service was built and verified with.
     notebooks = [
-        {
-            "path": relative_path(p.notebook.path, out_dir),
-            "sha256": p.notebook.content_hash,
-            "route": p.notebook.route,
-        }
-        for p in plans
+        lock_entry(p.notebook, {f.source: files[f.path] for f in p.files}, out_dir) for p in plans
     ]
     return Lock(promoter_version=__version__, notebooks=notebooks, files=files)
 

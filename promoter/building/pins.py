@@ -18,7 +18,12 @@ from functools import cache
 
 __all__ = ["installed_version", "service_dependencies", "testing_dependencies"]
 
+# celery and redis are pinned in every service though only SERVICE_JOBS_URL=redis://... uses
+# them (~20 MB installed): the one image then runs the API in either mode and the workers
+# (python -m app.worker), switched by a setting rather than a rebuild; the embedded mode
+# never imports them.
 _SERVICE_DEPS = (
+    "celery",
     "fastapi",
     "fastapi-offline",
     "orjson",
@@ -26,6 +31,7 @@ _SERVICE_DEPS = (
     "prometheus-client",
     "pydantic",
     "pydantic-settings",
+    "redis",
     "uvicorn",
 )
 # httpx2 is what Starlette's TestClient wants now (it warns about plain httpx).

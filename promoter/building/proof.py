@@ -198,12 +198,12 @@ def _served(folder: Path, python: Path, timeout: float) -> Iterator[_Server]:
     """Start the service (with the probes) on a free port; stop its whole session after."""
     port = _free_port()
     source = Path(__file__).with_name("fingerprint.py").read_text(encoding="utf-8")
+    # Auth off for the proof: SERVICE_API_KEYS unset (an empty value is refused at start-up).
     environment = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SERVICE_API_KEYS"},
         "SERVICE_CONCURRENCY": str(IN_FLIGHT * 2),
         "SERVICE_QUEUE_TIMEOUT": "60",
         "SERVICE_LOG_LEVEL": "WARNING",
-        "SERVICE_API_KEYS": "",
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -89,6 +89,9 @@ class ParameterView:
     annotation: str
     default: Any
     description: str | None
+    #: The default is JSON (or a string) standing for the annotated type: validate it into
+    #: that type (a date, a Decimal, a Path, an enum member) when the field is omitted.
+    validate_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ class NotebookView:
     execution: str
     #: The notebook's ``metadata.promoter.timeout`` (the route's default; settings override it).
     settings_timeout: float
+    #: ``POST`` here submits the route's request as a job (DESIGN.md section 3b).
+    job_route: str
+    #: The notebook's ``metadata.promoter.job_timeout`` (settings override it).
+    job_timeout: float
     #: The notebook file's sha256 (served by ``GET /version``).
     sha256: str
     golden: bool
@@ -157,6 +164,8 @@ class ServiceView:
     python: str
     dependencies: list[str]
     test_dependencies: list[str]
+    #: Seconds a stopping job worker may take: the longest job timeout, plus 30.
+    job_grace: float
 
 
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
@@ -186,6 +195,9 @@ def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[s
     if options.k8s:
         for name in ("deployment", "service", "hpa", "pdb", "networkpolicy"):
             files[f"k8s/{name}.yaml"] = _render(f"k8s/{name}.yaml.j2", service)
+        # The job workers (SERVICE_JOBS_URL=redis://...), applied on their own: they need KEDA.
+        for name in ("deployment", "scaledobject", "networkpolicy"):
+            files[f"k8s/workers/{name}.yaml"] = _render(f"k8s/workers/{name}.yaml.j2", service)
     return files
 
 
@@ -224,6 +236,7 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         dependencies=service_dependencies(modules, imported),
         test_dependencies=testing_dependencies(),
+        job_grace=max(plan.notebook.settings.job_timeout for plan in plans) + 30,
     )
 
 
@@ -269,6 +282,8 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
         timeout=nb.settings.timeout if nb.settings.execution != "inline" else None,
         execution=nb.settings.execution,
         settings_timeout=nb.settings.timeout,
+        job_route=f"{nb.route}/jobs",
+        job_timeout=nb.settings.job_timeout,
         sha256=nb.content_hash,
         golden=plan.golden,
         typed_probe=_typed_probe(parameters),
@@ -276,7 +291,9 @@ def notebook_view(plan: NotebookPlan, single: bool) -> NotebookView:
 
 
 #: Module names ``app/`` holds besides the notebook packages.
-_APP_MODULES = frozenset({"main", "jsonable", "runtime", "models", "pipeline", "tests"})
+_APP_MODULES = frozenset(
+    {"main", "jsonable", "runtime", "jobs", "worker", "models", "pipeline", "tests"}
+)
 
 
 def notebook_package(slug: str, single: bool) -> str:
@@ -298,9 +315,9 @@ def _clear_functions(notebooks: tuple[NotebookView, ...]) -> tuple[NotebookView,
     views = []
     for nb in notebooks:
         name = nb.slug
-        while name in taken:
+        while name in taken or f"{name}_job" in taken:  # the job form's function too
             name += "_route"
-        taken.add(name)
+        taken |= {name, f"{name}_job"}
         views.append(replace(nb, function=name))
     return tuple(views)
 
@@ -318,7 +335,14 @@ def _main_words() -> frozenset[str]:
 def _parameters(request: RequestSchema) -> tuple[ParameterView, ...]:
     taken: set[str] = set()
     return tuple(
-        ParameterView(p.name, safe_attr(p.name, taken), p.annotation, p.default, p.description)
+        ParameterView(
+            p.name,
+            safe_attr(p.name, taken),
+            p.annotation,
+            p.default,
+            p.description,
+            p.validate_default,
+        )
         for p in request.parameters
     )
 

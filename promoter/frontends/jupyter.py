@@ -13,7 +13,7 @@ cookie plus XSRF) and confined to the server's root directory::
     POST   promoter/services       {"out_dir"}                    -> a running service (Try it)
     GET    promoter/services       -> {"services": [...]}
     DELETE promoter/services/<name>
-    *      promoter/try/<name>/... -> proxied to that service on 127.0.0.1
+    *      promoter/try/<name>/... -> proxied to that service (on a Unix socket)
 
 Kernel runs (inspect and convert, directly or as jobs) each run in a worker process
 (``promoter.frontends.jupyter_worker``) and at most ``Promoter.max_concurrent_runs`` at

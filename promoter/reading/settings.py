@@ -1,7 +1,8 @@
 """``metadata.promoter``: the notebook-level settings, validated with a clear error each.
 
-All are optional (DESIGN.md section 1): route, service name, version, timeout, execution mode,
-data files, limits, examples, response maps and records, and state shared on purpose.
+All are optional (DESIGN.md section 1): route, service name, version, timeout, job timeout,
+execution mode, data files, limits, examples, response maps and records, and state shared on
+purpose.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _SETTINGS = {
     "name",
     "version",
     "timeout",
+    "job_timeout",
     "execution",
     "shared",
     "examples",
@@ -50,6 +52,8 @@ class Settings:
     name: str | None = None
     version: str = "0.1.0"
     timeout: float = 30.0
+    #: Seconds a job of the route (``POST /<route>/jobs``) may run before it is stopped.
+    job_timeout: float = 3600.0
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
     #: "process": in worker processes (pebble) that are killed past the timeout.
@@ -100,12 +104,6 @@ def read_settings(path: Path, node: Any) -> Settings:
             location=where,
             hint="use a version like 1.2.0",
         )
-    timeout = raw.get("timeout", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ContractError(
-            f"metadata.promoter.timeout {timeout!r} must be a positive number of seconds",
-            location=where,
-        )
     execution = raw.get("execution", "thread")
     if execution not in _EXECUTION_MODES:
         raise ContractError(
@@ -118,7 +116,8 @@ def read_settings(path: Path, node: Any) -> Settings:
         route=route,
         name=name,
         version=version,
-        timeout=float(timeout),
+        timeout=_seconds(raw, "timeout", 30.0, where),
+        job_timeout=_seconds(raw, "job_timeout", 3600.0, where),
         execution=execution,
         files=_file_globs(raw.get("files", []), where),
         max_file_mb=_megabytes(raw, "max_file_mb", 200.0, where),
@@ -173,6 +172,21 @@ def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
                 "others from a mounted volume or object storage",
             )
     return found
+
+
+def _seconds(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:
+    seconds = raw.get(key, fallback)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ContractError(
+            f"metadata.promoter.{key} {seconds!r} must be a positive number of seconds",
+            location=where,
+        )
+    return float(seconds)
 
 
 def _megabytes(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:
