@@ -16,7 +16,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# The frontend is built into the install: a change under labextension/ reinstalls.
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/schema/*.json labextension/style/*) labextension/package.json
+
+$(STAMP): $(BIN)/python pyproject.toml $(LABEXT_SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)

@@ -433,9 +433,8 @@ def convert(
             parameters (by default a warning, and its golden test checks the shape only).
         isolated: Prove the service in a fresh environment built from its own pins alone
             (and ship its ``requirements.lock``); ``False`` proves it in this environment.
-        generated: How many request bodies generated from each request model (Hypothesis)
-            the service must answer as the notebook does, besides the defaults and examples
-            (each costs one papermill run).
+        generated: Request bodies generated from each request model (Hypothesis) the
+            service must answer as the notebook does (each costs one papermill run).
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -444,13 +443,7 @@ def convert(
     from promoter.building.output import check_destination
 
     begin = time.perf_counter()
-    if not paths:
-        raise UsageError("no notebook given", hint="promoter convert NOTEBOOK... -o FOLDER")
-    if name is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name):
-        raise UsageError(
-            f"invalid service name {name!r}",
-            hint="use lower-case letters, digits and dashes, e.g. churn-score",
-        )
+    _check_arguments(paths, name)
     out = Path(out_dir)
     _check_working_folder()
     check_destination(out, force=force)  # before any notebook runs
@@ -458,10 +451,7 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    plans = [
-        replace(i.plan(), generated=tuple(i.generated_runs(generated, timeout)))
-        for i in inspections
-    ]
+    plans = [_plan(i, generated, timeout) for i in inspections]
     build = build_service(
         plans, options, out, force=force, cell_timeout=timeout, strict=strict, isolated=isolated
     )
@@ -476,6 +466,23 @@ def convert(
         tuple(Finding(m, loc) for m, loc in build.warnings),
         build.steps,
     )
+
+
+def _plan(inspection: Inspection, generated: int, timeout: float | None) -> NotebookPlan:
+    """The inspection's plan, with ``generated`` request bodies the notebook answered."""
+    return replace(
+        inspection.plan(), generated=tuple(inspection.generated_runs(generated, timeout))
+    )
+
+
+def _check_arguments(paths: Sequence[str | Path], name: str | None) -> None:
+    if not paths:
+        raise UsageError("no notebook given", hint="promoter convert NOTEBOOK... -o FOLDER")
+    if name is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name):
+        raise UsageError(
+            f"invalid service name {name!r}",
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
 
 
 def _check_working_folder() -> None:

@@ -226,6 +226,9 @@ def test_job_api_in_openapi_with_the_routes_models(start: Start, tmp_path: Path)
         "/NapRequest"
     )
     assert "202" in submit["responses"]
+    assert submit["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/HTTPValidationError"
+    )  # as the sync route documents it
     job = schema["components"]["schemas"]["Job"]
     assert "NapResponse" in str(job["properties"]["result"])
     assert {"get", "delete"} <= set(schema["paths"]["/jobs/{job_id}"])

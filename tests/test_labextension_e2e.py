@@ -422,6 +422,28 @@ def test_cell_role_commands_move_the_response_tag(lab: Lab, page: Page) -> None:
     assert cell_tags(notebook) == expected
 
 
+def test_right_click_tags_the_cell_under_the_pointer(lab: Lab, page: Page) -> None:
+    """Issue 26: with cell 16 (the response) selected, right-clicking cell 15 and choosing
+    Skip tagged cell 16 and dropped its response tag. The menu acts on the clicked cell."""
+    notebook = lab.root / IRIS.name
+    before = cell_tags(notebook)
+    assert before[15] == ["response"] and 14 not in before
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells.nth(15)).to_be_visible(timeout=60_000)
+    # Cells 15 and 16 selected, 16 active: a right-click inside the selection keeps it so.
+    cells.nth(14).locator(".jp-InputPrompt").click()
+    cells.nth(15).locator(".jp-InputPrompt").click(modifiers=["Shift"])
+    assert_eventually(lambda: active_cell_index(page) == 15)
+    cells.nth(14).locator(".jp-InputPrompt").click(button="right")
+    page.get_by_text("Promoter Cell Role").hover()
+    page.get_by_text("Tag Cell as Skip").click()
+    page.keyboard.press("Control+s")
+
+    expected = {**before, 14: ["skip"]}
+    assert_eventually(lambda: cell_tags(notebook) == expected)
+    assert active_cell_index(page) == 15
+
+
 def test_cell_labels_follow_the_tags(lab: Lab, page: Page, tmp_path: Path) -> None:
     """Each code cell shows its role; tagging a cell changes the labels at once."""
     panel = page.locator(".jp-NotebookPanel")

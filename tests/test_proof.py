@@ -19,6 +19,7 @@ import pytest
 
 from promoter.building.environment import LOCK_FILE
 from promoter.building.fingerprint import digest
+from promoter.building.samples import generated_requests
 from tests.helpers import run_cli, write_notebook
 
 
@@ -52,6 +53,37 @@ def test_digest_of_a_table_follows_its_data() -> None:
     assert digest(frame) == first
     frame.loc[0, "a"] = 7
     assert digest(frame) != first
+
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "sepal_length": {"type": "number", "default": 5.1},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
+        "species": {"enum": ["setosa", "versicolor"], "default": "setosa"},
+        "note": {"type": "string", "default": ""},
+        "strict": {"type": "boolean", "default": False},
+        "weights": {"type": "array", "items": {"type": "number"}, "default": []},
+        "mode": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+    },
+}
+
+
+def test_generated_requests_are_valid_distinct_and_repeatable() -> None:
+    first = generated_requests(SCHEMA, 3, [{}])
+    assert first == generated_requests(SCHEMA, 3, [{}])  # derandomised
+    assert len(first) == 3 and len({json.dumps(b, sort_keys=True) for b in first}) == 3
+    for body in first:
+        assert set(body) == set(SCHEMA["properties"])
+        assert 1 <= body["top_k"] <= 10 and body["species"] in ("setosa", "versicolor")
+        assert -100 <= body["sepal_length"] <= 100  # near the default, not 1e308
+        assert isinstance(body["strict"], bool) and isinstance(body["weights"], list)
+
+
+def test_nothing_is_generated_without_parameters_or_when_asked_for_none() -> None:
+    assert generated_requests({"type": "object", "properties": {}}, 2) == []
+    assert generated_requests(SCHEMA, 0) == []
 
 
 # --- leaks between requests the static rules miss ------------------------------------------
@@ -275,3 +307,26 @@ def test_a_figure_kept_on_every_request_is_reported(tmp_path: Path) -> None:
     result = run_cli("convert", notebook, "-o", tmp_path / "svc", timeout=900)
     assert result.returncode == 0, result.output
     assert "grew by" in result.output, result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_check_json_reports_each_step_of_the_proof(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "tip.ipynb",
+        ("code", "rate = 0.15", ["setup"]),
+        ("code", "bill = 20.0\npeople = 2", ["parameters"]),
+        ("code", "{'each': round(bill * (1 + rate) / people, 2)}", ["response"]),
+    )
+    result = run_cli("check", notebook, "--json", timeout=900)
+    assert result.returncode == 0, result.output
+    (report,) = json.loads(result.stdout)["notebooks"]
+    (fidelity,) = [o for o in report["checks"] if o["check"] == "fidelity"]
+    steps = {step["step"]: step for step in fidelity["steps"]}
+    names = ["environment", "pipelines", "differential", "concurrency", "state", "memory"]
+    assert list(steps) == names
+    assert all(step["status"] == "passed" for step in steps.values())
+    assert (
+        "2 generated" in steps["differential"]["detail"]
+        or "3 parameter" in steps["differential"]["detail"]
+    ), steps["differential"]

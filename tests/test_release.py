@@ -20,6 +20,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def _pyproject_version() -> str:
+    """The version, from its one place: pyproject.toml (the lab extension's must agree)."""
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
 
@@ -36,6 +37,9 @@ def test_one_version_everywhere() -> None:
     # The JupyterLab extension's package.json (built into the wheel) says the same version.
     package = json.loads((ROOT / "labextension" / "package.json").read_text())
     assert package["version"] == version
+    # The lab extension JupyterLab loads (issue 26: it said 0.1.0 beside the package's 0.2.0).
+    installed = Path(sys.prefix, "share", "jupyter", "labextensions", "promoter-jupyterlab")
+    assert json.loads((installed / "package.json").read_text())["version"] == version
 
 
 def _documents() -> dict[str, str]:

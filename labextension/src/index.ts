@@ -16,6 +16,8 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
+import type { Cell } from '@jupyterlab/cells';
+import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
@@ -428,23 +430,39 @@ class Promoter {
   }
 }
 
+/** Where a role command came from: the cell context menu passes `{ origin: 'context-menu' }`. */
+const CONTEXT_MENU = 'context-menu';
+
 function addRoleCommands(
   app: JupyterFrontEnd,
   tracker: INotebookTracker,
   palette: ICommandPalette | null
 ): void {
   const { commands } = app;
-  const isCodeCell = (): boolean => tracker.activeCell?.model.type === 'code';
+  /**
+   * The cell a command acts on: from the context menu, the cell that was right-clicked (which
+   * need not be the selected one); from the palette or a shortcut, the active cell.
+   */
+  const target = (args: ReadonlyPartialJSONObject): Cell | null => {
+    const panel = tracker.currentWidget;
+    if (args.origin === CONTEXT_MENU && panel) {
+      const node = app.contextMenuHitTest(n => n.classList.contains('jp-Cell'));
+      const clicked = panel.content.widgets.find(w => w.node === node);
+      if (clicked) {
+        return clicked;
+      }
+    }
+    return tracker.activeCell;
+  };
   for (const role of ROLE_TAGS) {
     commands.addCommand(CommandIDs.tag(role), {
       label: ROLE_LABELS[role],
-      caption: `Toggle the "${role}" tag on the active cell`,
-      isEnabled: isCodeCell,
-      isToggled: () =>
-        hasTag(tracker.activeCell?.model.getMetadata('tags'), role),
-      execute: () => {
+      caption: `Toggle the "${role}" tag on the cell`,
+      isEnabled: args => target(args)?.model.type === 'code',
+      isToggled: args => hasTag(target(args)?.model.getMetadata('tags'), role),
+      execute: args => {
         const panel = tracker.currentWidget;
-        const cell = tracker.activeCell;
+        const cell = target(args);
         if (!panel || !cell) {
           return;
         }

@@ -230,11 +230,9 @@ def data_files(
 ) -> tuple[tuple[DataFile, ...], list[tuple[str, Location]], str]:
     """The data files of ``notebook``: those its run read, plus its ``files`` globs.
 
-    Every file is confined to the project root by its real path: a link (or a folder link on
-    the way) to a file elsewhere is refused, as a relative path that leaves the root is, since
-    its contents would travel into the service and its image. The files keep their layout
-    relative to the notebook: one in ``notebooks/`` reading ``../data/x.csv`` gets
-    ``data/x.csv`` in the service, whose pipeline works from its ``notebooks/`` folder.
+    Every file is confined to the project root by its real path (a link out is refused, as a
+    relative path that leaves the root is). The files keep their layout relative to the
+    notebook: ``notebooks/`` reading ``../data/x.csv`` gets ``data/x.csv`` in the service.
 
     Args:
         notebook: The notebook (its project root bounds what travels).
@@ -242,8 +240,7 @@ def data_files(
 
     Returns:
         The files, sorted by path (relative to the service folder), warnings with their places,
-        and the pipeline's working folder relative to the service folder (``.``: the folder
-        itself; ``notebooks`` in the example above).
+        and the pipeline's working folder there (``.``, or ``notebooks`` in the example).
 
     Raises:
         ContractError: A file is outside the project root (by path or by link), too large, or

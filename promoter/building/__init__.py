@@ -14,4 +14,5 @@ atomically (rendered, verified against the notebook's own answers, formatted, lo
   its ``requirements.lock``.
 - ``proof``: the service served over HTTP: varied and concurrent requests, shared state, memory.
 - ``fingerprint``: the probe of shared state run inside the service under test (never shipped).
+- ``samples``: request bodies generated from a request model (Hypothesis) for the proof.
 """

@@ -105,37 +105,41 @@ def build_service(
         _check_collisions(files, rendered)
         stage.write(rendered)
         stage.copy({f.path: f.source for f in files})
-        steps: list[Step] = []
-        environment = _environment(stage.path, steps) if isolated else None
-        python = environment.python if environment else Path(sys.executable)
-        begin = time.perf_counter()
-        fidelity = verify_service(
-            stage.path,
-            [_verification(p, len(plans)) for p in plans],
-            timeout,
-            examples={p.notebook.stem: _examples(p) for p in plans},
-            python=python,
+        fidelity, warnings, steps = _prove(
+            stage.path, plans, timeout, strict=strict, isolated=isolated
         )
-        steps.append(Step("pipelines", "passed", "setup() and run() in a fresh process", 0.0))
-        steps[-1] = replace(steps[-1], seconds=time.perf_counter() - begin)
-        pairs = list(zip(plans, fidelity, strict=True))
-        warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
-        routes = [_route_proof(p, f, len(plans)) for p, f in pairs]
-        proof = prove_service(stage.path, python, routes, timeout=timeout)
-        golden = [replace(p, golden=f.matches) for p, f in pairs]
+        golden = [replace(p, golden=f.matches) for p, f in zip(plans, fidelity, strict=True)]
         stage.write(render_tests(golden, options))
         format_python(stage.path, keep={f.path for f in files})
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    return Build(
-        out,
-        tuple(generated),
-        {f.slug: f for f in fidelity},
-        backup,
-        (*warnings, *proof.warnings),
-        (*steps, *proof.steps),
+    fidelities = {f.slug: f for f in fidelity}
+    return Build(out, tuple(generated), fidelities, backup, warnings, steps)
+
+
+def _prove(
+    folder: Path, plans: list[NotebookPlan], timeout: float, *, strict: bool, isolated: bool
+) -> tuple[list[Fidelity], tuple[tuple[str, Location], ...], tuple[Step, ...]]:
+    """Verify each pipeline, then prove the served app; in the service's own environment."""
+    steps: list[Step] = []
+    environment = _environment(folder, steps) if isolated else None
+    python = environment.python if environment else Path(sys.executable)
+    begin = time.perf_counter()
+    fidelity = verify_service(
+        folder,
+        [_verification(p, len(plans)) for p in plans],
+        timeout,
+        examples={p.notebook.stem: _examples(p) for p in plans},
+        python=python,
     )
+    detail = "setup() and run() in a fresh process"
+    steps.append(Step("pipelines", "passed", detail, time.perf_counter() - begin))
+    pairs = list(zip(plans, fidelity, strict=True))
+    warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
+    routes = [_route_proof(p, f, len(plans)) for p, f in pairs]
+    proof = prove_service(folder, python, routes, timeout=timeout)
+    return fidelity, (*warnings, *proof.warnings), (*steps, *proof.steps)
 
 
 def _environment(folder: Path, steps: list[Step]) -> ServiceEnvironment:

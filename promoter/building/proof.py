@@ -150,7 +150,14 @@ def _step(name: str, begin: float, detail: str) -> Step:
 
 
 def _counted(routes: list[RouteProof], how: str) -> str:
-    return f"{sum(len(r.sets) for r in routes)} parameter set(s) {how}"
+    """``3 parameter sets (1 defaults, 2 generated) sent alone``."""
+    kinds: dict[str, int] = {}
+    for route in routes:
+        for request in route.sets:
+            kind = request.label.split()[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    parts = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    return f"{sum(kinds.values())} parameter sets ({parts}) {how}"
 
 
 class _Server:

@@ -226,18 +226,15 @@ def check_notebook(
             parameters (by default a warning, as in ``convert``).
         execute: ``False`` checks the contract and drift only, with no kernel (the fast
             pre-commit hook); execute and fidelity are then skipped.
-        proof: How far fidelity proves the service (its own environment, generated values):
-            by default as far as ``convert``.
+        proof: How far fidelity proves the service (by default as far as ``convert``).
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
     """
     import promoter
 
-    path = Path(path)
-    begin = time.perf_counter()
-    if services is None:
-        services = find_services([path])
+    path, begin = Path(path), time.perf_counter()
+    services = find_services([path]) if services is None else services
     run = _Run(path, proof=proof)
     try:
         static = promoter.inspect(path, execute=False)
@@ -442,14 +439,7 @@ def check(
     todo = [p for p, named in found if (named and not skip_untagged) or has_promoter_tags(p)]
     if on_start is not None:
         on_start(todo)
-    results: dict[Path, NotebookResult] = {}
-    for path, _ in found:
-        if path not in todo:
-            results[path] = NotebookResult(
-                path, skipped="no promoter tags (not a promotable notebook)"
-            )
-            if on_result is not None:
-                on_result(results[path])
+    results = _untagged([p for p, _ in found if p not in todo], on_result)
     job = _Job(Path.cwd(), services, timeout, strict, execute, all_cells, proof)
     # Without kernels a notebook takes milliseconds: worker processes would cost more than that.
     workers = jobs if execute else 1
@@ -518,6 +508,18 @@ def _check_all(
 def _internal_error(path: Path, exc: BaseException) -> NotebookResult:
     message = f"internal error: {type(exc).__name__}: {exc}"
     return NotebookResult(path, (Outcome("contract", Status.FAILED, message, Location(path)),))
+
+
+def _untagged(
+    paths: list[Path], on_result: Callable[[NotebookResult], None] | None
+) -> dict[Path, NotebookResult]:
+    """The found notebooks with no promoter tags: skipped, and reported as such at once."""
+    results = {}
+    for path in paths:
+        results[path] = NotebookResult(path, skipped="no promoter tags (not a promotable notebook)")
+        if on_result is not None:
+            on_result(results[path])
+    return results
 
 
 def _cwd_repository() -> list[Path]:

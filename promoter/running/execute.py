@@ -328,7 +328,8 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    first = observer_code(project_root(notebook)) + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
+    observer = observer_code(project_root(notebook))
+    first = observer + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
     cells = [new_cell(first, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:

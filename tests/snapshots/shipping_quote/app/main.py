@@ -76,11 +76,7 @@ service.jobs.route(
     description="Queues the request as a job: 202 with `Location: /jobs/{id}`; poll that URL.",
     status_code=202,
     response_model=None,
-    responses={
-        202: {"model": jobs.JobAccepted},
-        422: {"description": "Invalid request."},
-        **jobs.JOB_RESPONSES,
-    },
+    responses={202: {"model": jobs.JobAccepted}, **jobs.JOB_RESPONSES},
     tags=["shipping_quote.ipynb"],
 )
 async def shipping_quote_job(request: models.ShippingQuoteRequest) -> Response:
