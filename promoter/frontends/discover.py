@@ -144,7 +144,27 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
             searched.add(here)
             dirs[:] = sorted(d for d in dirs if not _ignored_dir(d))
             _index_lock(here, files, services)
+    for folder in _beside_named_notebooks(roots):
+        if folder not in searched:
+            searched.add(folder)
+            _index_lock(folder, os.listdir(folder), services)
     return ServiceIndex(services)
+
+
+def _beside_named_notebooks(roots: Iterable[str | Path]) -> list[Path]:
+    """A named notebook's folder and its direct subfolders: where ``convert -o`` puts a service.
+
+    Outside a git repository nothing else would find them (a named file's folder is not
+    walked), and ``check NB --static`` reported no drift where ``check FOLDER`` did.
+    """
+    folders: list[Path] = []
+    for raw in roots:
+        path = Path(raw).resolve()
+        if path.is_file():
+            folder = path.parent
+            subfolders = sorted(d for d in folder.iterdir() if d.is_dir())
+            folders += [folder, *(d for d in subfolders if not _ignored_dir(d.name))]
+    return folders
 
 
 def _index_lock(
