@@ -129,10 +129,12 @@ class ServiceIndex:
 def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
     """Find every ``promoter.lock.json`` under ``roots`` and the git repositories holding them.
 
-    Named folders are searched, and the git repository holding each named path.
+    Named folders are searched, the git repository holding each named path, and a named
+    notebook's own folder with its direct subfolders.
 
     Hidden folders, virtual environments, ``node_modules`` and ``build`` are not searched.
     """
+    roots = list(roots)
     searched: set[Path] = set()
     services: dict[Path, list[tuple[Path, Any]]] = {}
     for root in _search_roots(roots):
@@ -144,10 +146,10 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
             searched.add(here)
             dirs[:] = sorted(d for d in dirs if not _ignored_dir(d))
             _index_lock(here, files, services)
-    for folder in _beside_named_notebooks(roots):
-        if folder not in searched:
-            searched.add(folder)
-            _index_lock(folder, os.listdir(folder), services)
+    for beside in _beside_named_notebooks(roots):
+        if beside not in searched:
+            searched.add(beside)
+            _index_lock(beside, os.listdir(beside), services)
     return ServiceIndex(services)
 
 
