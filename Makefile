@@ -10,7 +10,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 DEMO_DIR := build/demo_service
 DEMO_PORT ?= 8765
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo dist docs test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,18 @@ $(CHECKOV): $(BIN)/python pyproject.toml
 
 install: $(STAMP) $(CHECKOV)
 
-demo: install
+# The demo needs promoter and the example notebook's libraries, nothing of the development
+# toolchain (no checkov, browser tests, Node or JupyterLab build): HATCH_BUILD_NO_HOOKS skips
+# building the JupyterLab extension, which `make install` adds later.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	@echo "Installing promoter and the demo notebook's libraries (numpy, pandas, scikit-learn, matplotlib) into $(VENV)/ ..."
+	HATCH_BUILD_NO_HOOKS=true $(BIN)/python -m pip install -e ".[demo]"
+	$(BIN)/python -c "import promoter, sklearn, pandas, matplotlib"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(DEMO_STAMP)
+
+demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/python scripts/demo.py --notebook "examples/notebooks/iris_classifier.ipynb" \
 		--out $(DEMO_DIR) --port $(DEMO_PORT)
 
@@ -40,8 +51,21 @@ lint: install
 	$(BIN)/ruff format --check promoter tests bench scripts
 	$(BIN)/mypy
 
+# The wheel users install with pip, no Node needed: the JupyterLab extension is built afresh
+# here (Node 20; a stale build is never shipped) and packed inside, with the server extension's
+# config; scripts/check_wheel.py refuses a wheel without it.
+dist: $(STAMP)
+	rm -rf dist promoter/labextension && mkdir -p build
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist . > build/dist.log 2>&1 \
+		|| (tail -20 build/dist.log; exit 1)
+	$(BIN)/python scripts/check_wheel.py dist/promoter-*.whl
+
+# The user guide (docs/, MkDocs): --strict fails on a broken link or a page left out of nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
 # The whole suite (what .ci/run calls); the slowest tests are listed at the end of the run.
-test: install lint
+test: install lint docs
 	$(BIN)/python -m pytest -n auto --durations=25
 
 # The edit loop: unit and static tests, no kernel, service or browser (tests marked slow).

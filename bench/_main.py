@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import _cli_timing, _large, _load, _report
+from bench import _cli_timing, _jobs, _large, _load, _report
 from bench._procs import Server, ServerPool, http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--large", action="store_true", help="only the large-answer scaling (10 to 100,000 rows)"
     )
+    parser.add_argument(
+        "--jobs", action="store_true", help="only the job form's cost (embedded and Redis)"
+    )
     args = parser.parse_args(argv)
     if args.large:
         return run_large(args.smoke, args.out)
+    if args.jobs:
+        return run_jobs(args.notebooks[0] if args.notebooks else "text_statistics", args.smoke)
     if args.smoke:
         settings = Settings.quick(tuple(args.notebooks or ["text_statistics"]))
     else:
@@ -130,6 +135,19 @@ def run_large(smoke: bool, out: Path | None) -> int:
     return 0
 
 
+def run_jobs(name: str, smoke: bool) -> int:
+    """``--jobs``: a 0-second job's submit-to-finished time next to the sync route (printed)."""
+    with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp:
+        folder = Path(tmp) / "services" / name
+        convert(name, folder)
+        with ServerPool(Path(tmp)) as pool:
+            results = _jobs.measure(
+                pool, folder, f"/{name}", BODIES[name], 10 if smoke else 100, log
+            )
+    print("\n".join(_report.jobs_markdown(results)))
+    return 0
+
+
 def run(settings: Settings, tool: str, tmp: Path) -> dict[str, Any]:
     """Everything, in an order that keeps at most one notebook's servers alive at a time."""
     meta = _report.machine(tool, _load.loadgen_version(tool), settings.smoke)
@@ -143,12 +161,17 @@ def run(settings: Settings, tool: str, tmp: Path) -> dict[str, Any]:
         for name in settings.notebooks:
             conversions[name] = convert(name, tmp / "services" / name)
             services[name] = bench_notebook(pool, settings, tool, name, tmp, papermill)
+        pool.stop(papermill)
+        name = settings.notebooks[0]
+        folder, count = tmp / "services" / name, 10 if settings.smoke else 100
+        jobs = _jobs.measure(pool, folder, f"/{name}", BODIES[name], count, log)
     meta["load_after"] = _report.load_average()
     return {
         "meta": meta,
         "services": services,
         "cli": {**cli, "convert": conversions},
         "targets": _report.targets(services, cli),
+        "jobs": jobs,
     }
 
 

@@ -212,7 +212,37 @@ def markdown(results: dict[str, Any], chart: str) -> str:
         lines.append(
             f"| {t['target']} | {t['required']} | {value} | {'yes' if t['met'] else 'no'} |"
         )
+    if "jobs" in results:
+        lines += jobs_markdown(results["jobs"])
     return "\n".join(lines)
+
+
+def jobs_markdown(jobs: dict[str, Any]) -> list[str]:
+    """The job form's cost: a job of microsecond code, submitted and polled to the end."""
+    lines = [
+        "",
+        "### Jobs",
+        "",
+        f"`POST {jobs['route']}/jobs` then `GET /jobs/{{id}}` every {jobs['poll_ms']:g} ms until "
+        f"it succeeded, {jobs['jobs']} jobs one at a time, alternating with the synchronous "
+        f"`POST {jobs['route']}` (the notebook's code takes microseconds: this is the job "
+        "machinery's own cost).",
+        "",
+        "| mode | job p50 ms | job p90 ms | sync p50 ms | job / sync |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for mode, label in (("embedded", "embedded (SQLite, in-process workers)"),
+                        ("redis", "Redis + Celery (1 worker)")):  # fmt: skip
+        result = jobs[mode]
+        if "skipped" in result:
+            lines.append(f"| {label} | - | - | - | {result['skipped']} |")
+            continue
+        job, sync = result["job"], result["sync"]
+        lines.append(
+            f"| {label} | {job['p50_ms']:.1f} | {job['p90_ms']:.1f} | {sync['p50_ms']:.2f} "
+            f"| {result['ratio']:g} |"
+        )
+    return lines
 
 
 def write_chart(results: dict[str, Any], path: Path) -> None:

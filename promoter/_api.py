@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promoter._exceptions import ContractError, Location, PromoterError, UsageError
+from promoter.analysis.bounds import unbounded_sizes
+from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.extract import Dropped, Extraction, extract
 from promoter.analysis.files import DataFile, data_files
 from promoter.analysis.isolation import isolate
+from promoter.analysis.localmodules import local_module_imports
 from promoter.analysis.parameters import (
     RequestSchema,
     infer_request,
@@ -27,6 +30,7 @@ from promoter.reading.notebook import Notebook, Role, read_notebook
 from promoter.reading.source import ResponseExpression, response_expression
 
 if TYPE_CHECKING:  # importing these at run time would import papermill and jinja2 (slow)
+    from promoter.building.proof import Step
     from promoter.building.render import NotebookPlan
     from promoter.building.verify import Fidelity
     from promoter.running.execute import Execution, ProgressCallback
@@ -64,6 +68,8 @@ class Inspection:
         warnings: Everything worth a look before promoting.
         papermill_types: papermill's own inference per parameter (its baseline), when run.
         files: The data files that travel with the service (found when run).
+        workdir: The pipeline's working folder in the service (``notebooks`` for a notebook
+            in ``notebooks/`` reading ``../data``; ``.`` when it reads only under its folder).
         example_runs: The papermill runs of ``metadata.promoter.examples``, in order.
     """
 
@@ -76,6 +82,7 @@ class Inspection:
     warnings: tuple[Finding, ...] = ()
     papermill_types: dict[str, str] = field(default_factory=dict)
     files: tuple[DataFile, ...] = ()
+    workdir: str = "."
     example_runs: tuple[Execution, ...] = ()
 
     @property
@@ -115,23 +122,15 @@ class Inspection:
                 travel; names cell and line.
         """
         notebook = self.notebook
-        settings = notebook.settings
         self._check_examples()
         execution, *runs = self._runs(timeout, on_progress, all_cells)
         observed = execution.files
         for run in runs:  # files only other parameters read
             observed = observed.merged(run.files)
-        files, file_warnings = data_files(notebook, observed)
-        response, found = infer_response(
-            execution.response,
-            execution.kind,
-            notebook.class_prefix,
-            self.expression.annotation,
-            notebook.at(notebook.response_cell),
-            examples=[r.response for r in runs],
-            maps=settings.maps,
-            records=settings.records,
-        )
+        files, file_warnings, workdir = data_files(notebook, observed)
+        modules = local_module_imports([f.source for f in files], self.extraction.modules)
+        extraction = replace(self.extraction, modules=modules)
+        response, found = self._response(execution, runs)
         return replace(
             self,
             request=self.request.with_defaults(execution.parameters),
@@ -143,7 +142,29 @@ class Inspection:
             ),
             papermill_types=_papermill_types(notebook),
             files=files,
+            workdir=workdir,
+            extraction=extraction,
             example_runs=tuple(runs),
+        )
+
+    def _response(
+        self, execution: Execution, runs: list[Execution]
+    ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
+        """The response schema from the answers, the objects the code keys by data as maps."""
+        notebook = self.notebook
+        return infer_response(
+            execution.response,
+            execution.kind,
+            notebook.class_prefix,
+            self.expression.annotation,
+            notebook.at(notebook.response_cell),
+            examples=[r.response for r in runs],
+            maps=notebook.settings.maps,
+            records=notebook.settings.records,
+            data_keyed=data_keyed(
+                [b.code for b in (*self.extraction.setup, *self.extraction.handler)],
+                self.extraction.response,
+            ),
         )
 
     def _check_examples(self) -> None:
@@ -193,14 +214,45 @@ class Inspection:
             runs.append(run)
         return runs
 
+    def generated_runs(
+        self, count: int, timeout: float | None = 600
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Run the notebook with ``count`` request bodies generated from its request model.
+
+        Returns:
+            ``(body, answer)`` per body the notebook answered (one it fails on is left out:
+            there is nothing to compare the service with).
+        """
+        from promoter.building.samples import generated_requests
+        from promoter.running.execute import execute
+
+        known = [{}, *self.notebook.settings.examples]
+        bodies = generated_requests(request_json_schema(self.request), count, known)
+        names = [p.name for p in self.request.parameters]
+        runs = []
+        for body in bodies:
+            try:
+                run = execute(self.notebook, self.expression, names, body, timeout=timeout)
+            except PromoterError:
+                continue
+            runs.append((body, run.response))
+        return runs
+
     def plan(self) -> NotebookPlan:
         """What the templates need to render this notebook's route (after ``execute``)."""
         from promoter.building.render import NotebookPlan
 
         if self.response is None:
             raise UsageError("the notebook was inspected without running it; execute it first")
+        runs = [r for r in (self.execution, *self.example_runs) if r is not None]
         return NotebookPlan(
-            self.notebook, self.request, self.response, self.extraction, files=self.files
+            self.notebook,
+            self.request,
+            self.response,
+            self.extraction,
+            files=self.files,
+            workdir=self.workdir,
+            imported=tuple(sorted({m for run in runs for m in run.modules})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,6 +273,8 @@ class Inspection:
                     "name": p.name,
                     "type": p.annotation,
                     "default": _json_default(p.default),
+                    # A default that is not a literal, as written (its value needs a run).
+                    "default_source": p.default_source,
                     "description": p.description,
                     "required": False,
                     "papermill_type": self.papermill_types.get(p.name),
@@ -263,6 +317,7 @@ class Conversion:
     kernel_seconds: float
     seconds: float
     fidelity_warnings: tuple[Finding, ...] = ()
+    steps: tuple[Step, ...] = ()
 
     @property
     def data_files(self) -> list[str]:
@@ -298,6 +353,7 @@ class Conversion:
             "warnings": [w.to_dict() for w in self.warnings],
             "dropped": [d.to_dict() for i in self.inspections for d in i.dropped],
             "fidelity": {stem: f.difference for stem, f in self.fidelity.items()},
+            "proof": [step.to_dict() for step in self.steps],
             "backup": str(self.backup) if self.backup else None,
             "kernel_seconds": round(self.kernel_seconds, 3),
             "seconds": round(self.seconds, 3),
@@ -333,10 +389,17 @@ def inspect(
         copied=isolation.copied,
         serialised=isolation.serialised,
         restored=isolation.restored,
+        closes_figures=isolation.closes_figures,
         rebind=tuple(n for n in extraction.rebind if n not in isolation.declared_global),
     )
     warnings = [
-        Finding(m, loc) for m, loc in (*notebook.warnings, *request.warnings, *isolation.findings)
+        Finding(m, loc)
+        for m, loc in (
+            *notebook.warnings,
+            *request.warnings,
+            *unbounded_sizes(notebook, request),
+            *isolation.findings,
+        )
     ]
     warnings += _role_warnings(notebook)
     static = Inspection(notebook, request, extraction, expression, warnings=tuple(warnings))
@@ -353,6 +416,8 @@ def convert(
     timeout: float | None = 600,
     on_progress: ProgressCallback | None = None,
     strict: bool = False,
+    isolated: bool = True,
+    generated: int = 2,
 ) -> Conversion:
     """Generate a FastAPI service from one or more notebooks (one route each).
 
@@ -366,6 +431,10 @@ def convert(
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         strict: Fail when a notebook's answer changes from run to run with the same
             parameters (by default a warning, and its golden test checks the shape only).
+        isolated: Prove the service in a fresh environment built from its own pins alone
+            (and ship its ``requirements.lock``); ``False`` proves it in this environment.
+        generated: Request bodies generated from each request model (Hypothesis) the
+            service must answer as the notebook does (each costs one papermill run).
 
     Raises:
         PromoterError: A notebook cannot be promoted, or the folder cannot be written safely.
@@ -374,13 +443,7 @@ def convert(
     from promoter.building.output import check_destination
 
     begin = time.perf_counter()
-    if not paths:
-        raise UsageError("no notebook given", hint="promoter convert NOTEBOOK... -o FOLDER")
-    if name is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name):
-        raise UsageError(
-            f"invalid service name {name!r}",
-            hint="use lower-case letters, digits and dashes, e.g. churn-score",
-        )
+    _check_arguments(paths, name)
     out = Path(out_dir)
     _check_working_folder()
     check_destination(out, force=force)  # before any notebook runs
@@ -388,8 +451,10 @@ def convert(
     notebooks = [i.notebook for i in inspections]
     _check_routes(notebooks)
     options = service_options(notebooks, out, k8s=k8s, name=name)
-    plans = [i.plan() for i in inspections]
-    build = build_service(plans, options, out, force=force, cell_timeout=timeout, strict=strict)
+    plans = [_plan(i, generated, timeout) for i in inspections]
+    build = build_service(
+        plans, options, out, force=force, cell_timeout=timeout, strict=strict, isolated=isolated
+    )
     return Conversion(
         build.out_dir,
         build.files,
@@ -399,7 +464,25 @@ def convert(
         sum(i.kernel_seconds or 0.0 for i in inspections),
         time.perf_counter() - begin,
         tuple(Finding(m, loc) for m, loc in build.warnings),
+        build.steps,
     )
+
+
+def _plan(inspection: Inspection, generated: int, timeout: float | None) -> NotebookPlan:
+    """The inspection's plan, with ``generated`` request bodies the notebook answered."""
+    return replace(
+        inspection.plan(), generated=tuple(inspection.generated_runs(generated, timeout))
+    )
+
+
+def _check_arguments(paths: Sequence[str | Path], name: str | None) -> None:
+    if not paths:
+        raise UsageError("no notebook given", hint="promoter convert NOTEBOOK... -o FOLDER")
+    if name is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name):
+        raise UsageError(
+            f"invalid service name {name!r}",
+            hint="use lower-case letters, digits and dashes, e.g. churn-score",
+        )
 
 
 def _check_working_folder() -> None:

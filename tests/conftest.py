@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,13 @@ import pytest
 from filelock import FileLock
 
 from tests.helpers import EXAMPLE_NAMES, EXAMPLES, Server, free_port, run_cli, wait_ready
+
+# Every conversion proves its service in an environment built from the service's pins (uv):
+# one cache for every test, worker and session (the CLI subprocesses inherit it), so a test
+# reuses the environment of the same pins and only a new combination costs an install.
+_CACHE = Path(tempfile.gettempdir()) / f"promoter-test-cache-{os.getuid()}"
+os.environ.setdefault("PROMOTER_CACHE_DIR", str(_CACHE / "envs"))
+os.environ.setdefault("UV_CACHE_DIR", str(_CACHE / "uv"))
 
 
 @pytest.fixture

@@ -37,15 +37,20 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> CliResult:
-    """Run ``promoter ARGS`` as a subprocess, the way a user does."""
+def run_cli(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> CliResult:
+    """Run ``promoter ARGS`` as a subprocess, the way a user does (``env`` added to ours)."""
     proc = subprocess.run(
         [sys.executable, "-m", "promoter", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_smoke_run_writes_results_doc_and_chart(tmp_path: Path) -> None:
     if shutil.which("promoter", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("the promoter console script is not installed next to this Python")
@@ -24,7 +25,7 @@ def test_smoke_run_writes_results_doc_and_chart(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=540,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,11 +40,16 @@ def test_smoke_run_writes_results_doc_and_chart(tmp_path: Path) -> None:
     assert service["same_answer"] == {"handwritten": True, "kernel_gateway": True}
     assert set(data["cli"]) >= {"help", "inspect_static", "inspect_static_json", "convert"}
     assert {t["target"].split(",")[0] for t in data["targets"]} >= {"throughput"}
+    # A job of the same route, embedded and on Redis (redis-server is a CI package).
+    for mode in ("embedded", "redis"):
+        assert data["jobs"][mode]["job"]["p50_ms"] > 0, mode
+        assert data["jobs"][mode]["sync"]["p50_ms"] > 0, mode
 
     doc = (tmp_path / "benchmarks.md").read_text()
     assert "<!-- bench:results:start -->" in doc
     assert "| text_statistics | promoter (generated) |" in doc
     assert "](images/benchmarks.png)" in doc
+    assert "| Redis + Celery (1 worker) |" in doc
     assert (tmp_path / "images" / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
 
 

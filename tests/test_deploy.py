@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import yaml
 from docker.utils.build import match_tag, tar
 from dockerfile_parse import DockerfileParser
 
+from promoter.building.environment import service_environment
 from tests.helpers import EXAMPLES, free_port, golden, run_cli, wait_ready, write_notebook
 
 pytestmark = pytest.mark.slow
@@ -37,8 +39,10 @@ KINDS = {
     "PodDisruptionBudget",
     "NetworkPolicy",
 }
+# k8s/workers/: the job workers (SERVICE_JOBS_URL=redis://...) and their KEDA ScaledObject.
+WORKER_KINDS = {"Deployment", "ScaledObject", "NetworkPolicy"}
 # Failed checkov checks each manifest skips on purpose; the reasons are comments beside them.
-JUSTIFIED = {"CKV_K8S_21", "CKV_K8S_43"}
+JUSTIFIED = {"CKV_K8S_21", "CKV_K8S_43", "CKV_K8S_35"}
 # A label value, as the Kubernetes API server checks it (the schemas do not).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # Pod Security "restricted": the volume types it admits.
@@ -87,8 +91,9 @@ def test_manifests_pass_checkov(service: Path) -> None:
     """Zero failed policy checks; each skipped one is justified in a comment beside its skip."""
     report = _checkov(service, "-d", "k8s", "--framework", "kubernetes")
     summary = report["summary"]
-    # Each kind is scanned, plus the Pod that checkov's graph checks derive from the Deployment.
-    assert summary["resource_count"] == len(KINDS) + 1
+    # Each kind is scanned, plus the Pod that checkov's graph checks derive from each Deployment
+    # (the service's and the job workers' in k8s/workers/).
+    assert summary["resource_count"] == len(KINDS) + 1 + len(WORKER_KINDS) + 1
     assert summary["passed"] > 50
     for check in report["results"]["skipped_checks"]:
         assert check["check_id"] in JUSTIFIED, check["check_id"]
@@ -104,8 +109,11 @@ def test_dockerfile_passes_checkov(service: Path) -> None:
 
 
 def test_pod_security_restricted(manifests: dict[str, dict[str, Any]]) -> None:
+    _assert_restricted(manifests["Deployment"]["spec"]["template"]["spec"])
+
+
+def _assert_restricted(pod: dict[str, Any]) -> None:
     """The controls of the Pod Security Standards' "restricted" profile, one by one."""
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
     pod_context = pod["securityContext"]
     assert not any(pod.get(field) for field in ("hostNetwork", "hostPID", "hostIPC"))
     assert pod_context.get("sysctls", []) == []
@@ -193,6 +201,76 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
 
 
+@pytest.fixture(scope="module")
+def workers(service: Path) -> dict[str, dict[str, Any]]:
+    """The job workers' manifests by kind."""
+    files = sorted((service / "k8s" / "workers").glob("*.yaml"))
+    by_kind = {doc["kind"]: doc for doc in (yaml.safe_load(p.read_text()) for p in files)}
+    assert set(by_kind) == WORKER_KINDS
+    return by_kind
+
+
+def test_worker_manifests_pass_kubernetes_validate_strict(service: Path) -> None:
+    """The Deployment and NetworkPolicy against the API schemas.
+
+    kubernetes-validate has no schema for KEDA's CustomResourceDefinitions: it warns and
+    skips the ScaledObject, whose fields ``test_workers_scale_on_their_queue`` checks.
+    """
+    files = sorted((service / "k8s" / "workers").glob("*.yaml"))
+    result = subprocess.run(
+        [_tool("kubernetes-validate", Path(sys.executable).parent), "--strict", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == len(files) - 1
+    assert "kind ScaledObject with api version keda.sh/v1alpha1" in result.stdout
+
+
+def test_worker_pods_are_restricted_and_run_the_worker(
+    workers: dict[str, dict[str, Any]],
+) -> None:
+    pod = workers["Deployment"]["spec"]["template"]["spec"]
+    _assert_restricted(pod)
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "app.worker"]
+    assert "ports" not in container
+    for probe in ("startup", "readiness", "liveness"):
+        assert container[f"{probe}Probe"]["exec"]["command"][-1] == "--ping"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SERVICE_JOBS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    # A stopping worker may finish a job that runs for the whole job timeout (1 h default).
+    assert pod["terminationGracePeriodSeconds"] >= 3600
+    assert "replicas" not in workers["Deployment"]["spec"]  # the ScaledObject owns the count
+
+
+def test_workers_scale_on_their_queue(service: Path, workers: dict[str, dict[str, Any]]) -> None:
+    """The KEDA ScaledObject (keda.sh/v1alpha1), field by field as its CRD declares them."""
+    scaled = workers["ScaledObject"]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    deployment = workers["Deployment"]
+    name = deployment["metadata"]["name"]
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    for field in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        assert isinstance(spec[field], int)
+    assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    metadata = trigger["metadata"]
+    assert all(isinstance(value, str) for value in metadata.values())  # map[string]string
+    # The list is the Celery queue the service submits to (app/jobs: Jobs.queue).
+    service_name = yaml.safe_load((service / "k8s" / "deployment.yaml").read_text())["metadata"]
+    assert metadata["listName"] == f"{service_name['name']}-jobs"
+    assert 'return f"{self.name}-jobs"' in (service / "app" / "jobs" / "api.py").read_text()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert metadata["addressFromEnv"] in {e["name"] for e in container["env"]}
+    assert int(metadata["listLength"]) >= 1
+    for doc in workers.values():
+        assert doc["metadata"]["name"] == name
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == name
+
+
 @pytest.mark.parametrize("version", ["2", "2.0+build.5"])
 def test_any_notebook_version_makes_valid_manifests(tmp_path: Path, version: str) -> None:
     """A version YAML reads as a number, or with a "+" (not allowed in labels or image tags)."""
@@ -224,7 +302,8 @@ def test_dockerfile_installs_dependencies_before_the_code(service: Path) -> None
     kinds = [kind for kind, _ in steps]
     install = next(i for i, (kind, value) in enumerate(steps) if kind == "RUN" and "pip" in value)
     copies = [(i, value.split()) for i, (kind, value) in enumerate(steps) if kind == "COPY"]
-    assert [sources for i, (*sources, _) in copies if i < install] == [["pyproject.toml"]]
+    # The lock of exact versions the service was proven with, as convert writes by default.
+    assert [sources for i, (*sources, _) in copies if i < install] == [["requirements.lock"]]
     assert [(sources, dest) for i, (*sources, dest) in copies if i > install] == [(["."], ".")]
     assert kinds.index("USER") > install
     user = dict(steps)["USER"]
@@ -271,39 +350,47 @@ def test_image_layout_serves_from_a_read_only_tree(service: Path, tmp_path: Path
     dockerfile = DockerfileParser(str(service / "Dockerfile"))
     container_tmp = tmp_path / "container-tmp"
     container_tmp.mkdir()
+    # The environment the service was proven in (built from its pins, cached by them): the
+    # image installs requirements.lock, which holds exactly that environment.
+    proven = service_environment(service).python
     # The image's environment only (this machine's PYTHON*/PIP_* variables would hide a missing
-    # ENV line), with this venv's python, pip and uvicorn first on PATH.
+    # ENV line), with the proven environment's python and uvicorn first on PATH.
     env = {
         **{key: _in_container(value, container_tmp) for key, value in dockerfile.envs.items()},
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{proven.parent}{os.pathsep}{os.environ['PATH']}",
     }
     workdir = tmp_path / "srv"
     workdir.mkdir()
     steps = _steps(dockerfile)
     install = next(value for kind, value in steps if kind == "RUN" and "pip" in value)
-    shutil.copy(service / "pyproject.toml", workdir)
-    # The dependency step as written, with pip in dry-run against this environment, where the
-    # notebook ran: every pin must be there already (no index is asked).
+    shutil.copy(service / "requirements.lock", workdir)
+    # The dependency step as written, with pip (promoter's: the proven environment has none)
+    # in dry-run against the proven environment, asking no index: every line is there already.
+    pip = f"{shlex.quote(sys.executable)} -m pip --python {shlex.quote(str(proven))}"
     result = subprocess.run(
-        ["sh", "-c", _in_container(install, container_tmp)],
+        [
+            "sh",
+            "-c",
+            _in_container(install, container_tmp).replace("pip install", pip + " install", 1),
+        ],
         cwd=workdir,
         env={**env, "PIP_DRY_RUN": "1", "PIP_NO_INDEX": "1"},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    pins = _pins(service / "pyproject.toml")
-    # The requirements file's own lines (a transitive one reads "(from fastapi==...->-r ...").
-    top_level = r"^Requirement already satisfied: (\S+) in .*? \(from -r "
-    satisfied = re.findall(top_level, result.stdout, re.MULTILINE)
-    assert sorted(satisfied, key=str.lower) == pins
-    assert not (container_tmp / "requirements.txt").exists()
+    satisfied = re.findall(r"^Requirement already satisfied: (\S+) in ", result.stdout, re.M)
+    locked = re.findall(r"^([A-Za-z0-9_.-]+)==", (service / "requirements.lock").read_text(), re.M)
+    assert {_canonical(n.split("==")[0]) for n in satisfied} == {_canonical(n) for n in locked}
+    assert {_canonical(p.split("==")[0]) for p in _pins(service / "pyproject.toml")} <= {
+        _canonical(n) for n in locked
+    }
     _context(service, workdir)
     _read_only(workdir)
     before = _snapshot(workdir)
 
     imported = subprocess.run(
-        [sys.executable, "-c", "import app.main"], cwd=workdir, env=env, capture_output=True
+        [str(proven), "-c", "import app.main"], cwd=workdir, env=env, capture_output=True
     )
     assert imported.returncode == 0, imported.stderr
     port = free_port()
@@ -392,6 +479,10 @@ def _context(service: Path, into: Path) -> Path:
         # Docker always sends these two; listed in .dockerignore, COPY leaves them out.
         (into / name).unlink(missing_ok=True)
     return into
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _pins(pyproject: Path) -> list[str]:

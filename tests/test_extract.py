@@ -92,3 +92,48 @@ def test_an_import_a_parameter_shadows_is_not_hoisted(tmp_path: Path) -> None:
     )
     assert ex.imports == ()
     assert [d.what for d in ex.dropped] == ["from pydantic import Field"]
+
+
+def test_cell_magics_are_dropped_and_listed_by_their_real_names(tmp_path: Path) -> None:
+    ex = _extract(
+        tmp_path,
+        ("code", "%%capture\n!pip install -q scikit-learn==1.5 pandas\nimport math", []),
+        ("code", "%%writefile notes.txt\nnothing to see", []),
+        ("code", "%%bash\necho hello", []),
+        ("code", "x = 2.0", ["parameters"]),
+        ("code", "%%timeit\nsum(range(100))", []),
+        ("code", "%%time\n%%capture\ny = math.sqrt(x)", []),
+        ("code", "{'y': y}", ["response"]),
+    )
+    listed = {(d.what, d.why, d.location.cell_index, d.location.line) for d in ex.dropped}
+    assert listed == {
+        ("%%capture", "cell magic %%capture: its body is promoted, not the magic", 0, 1),
+        ("!pip install -q scikit-learn==1.5 pandas", "shell escape", 0, 2),
+        ("%%writefile notes.txt", "cell magic %%writefile: the service does not run it", 1, 1),
+        ("%%bash", "cell magic %%bash: the service does not run it", 2, 1),
+        ("%%timeit", "cell magic %%timeit: the service does not run it", 4, 1),
+        ("%%time", "cell magic %%time: its body is promoted, not the magic", 5, 1),
+        ("%%capture", "cell magic %%capture: its body is promoted, not the magic", 5, 2),
+    }
+    assert ex.imports == ("import math",)
+    assert ex.handler[0].code.strip() == "y = math.sqrt(x)"
+
+
+@pytest.mark.parametrize(
+    ("cell", "named"),
+    [("%%capture out\nprint('hi')", "`%%capture out` (cell 1)"), ("log = !ls", "`log = !ls`")],
+)
+def test_a_magic_output_the_answer_needs_is_an_error_naming_it(
+    tmp_path: Path, cell: str, named: str
+) -> None:
+    name = "out" if "capture" in cell else "log"
+    with pytest.raises(ContractError) as info:
+        _extract(
+            tmp_path,
+            ("code", cell, []),
+            ("code", "x = 1", ["parameters"]),
+            ("code", f"{{'x': x, 'log': str({name})}}", ["response"]),
+        )
+    assert named in info.value.message
+    assert "a magic the service does not run" in info.value.message
+    assert info.value.location.cell_index == 2

@@ -171,6 +171,83 @@ def test_a_file_outside_the_notebook_folder_is_refused_naming_it(tmp_path: Path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_a_notebook_in_notebooks_reads_data_of_its_project_in_the_service(
+    tmp_path: Path, serve_folder
+) -> None:
+    """`notebooks/nb.ipynb` reading `../data/x.csv` in a project (pyproject.toml at its root):
+    the file travels as data/x.csv and the pipeline works in notebooks/ (issue 22)."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (project / "data" / "x.csv").write_text("v\n1.5\n2.5\n")
+    notebook = write_notebook(
+        project / "notebooks" / "nb.ipynb",
+        ("code", "import pandas as pd\ntable = pd.read_csv('../data/x.csv')", []),
+        ("code", "k = 2.0", ["parameters"]),
+        ("code", "{'total': float(table.v.sum() * k)}", ["response"]),
+    )
+    out = tmp_path / "out"
+
+    result = run_cli("convert", notebook, "-o", out, cwd=tmp_path)
+
+    assert result.returncode == 0, result.output
+    assert (out / "data" / "x.csv").read_text() == "v\n1.5\n2.5\n"
+    assert (out / "notebooks").is_dir()
+    shutil.rmtree(project)
+    server = serve_folder(out)
+    answer = httpx.post(f"{server.url}/nb", json={"k": 3.0}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"total": 12.0}
+
+
+@pytest.mark.slow
+def test_a_symlink_leading_outside_the_project_root_is_refused(tmp_path: Path) -> None:
+    """Judged by its real path: a link inside the project to a file outside it is refused."""
+    (tmp_path / "secret.csv").write_text("a\n1\n")
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / ".git").mkdir()
+    (project / "data" / "x.csv").symlink_to(tmp_path / "secret.csv")
+    notebook = write_notebook(
+        project / "notebooks" / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "rows = open('../data/x.csv').read().splitlines()", []),
+        ("code", "{'rows': len(rows) * x}", ["response"]),
+    )
+
+    result = run_cli("convert", notebook, "-o", tmp_path / "out")
+
+    assert result.returncode in (1, 2), result.output
+    assert "data/x.csv is a link to" in result.stderr, result.output
+    assert f"outside the notebook's project root {project}" in result.stderr
+    assert "cell 2" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_project_root_is_the_nearest_marked_folder_or_the_declared_one(
+    tmp_path: Path,
+) -> None:
+    from promoter.analysis.files import project_root
+    from promoter.reading.notebook import read_notebook
+
+    cells = (("code", "x = 1", ["parameters"]), ("code", "x", ["response"]))
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "sub" / "setup.cfg").parent.mkdir(parents=True)
+    (tmp_path / "repo" / "sub" / "setup.cfg").write_text("[metadata]\n")
+    nested = write_notebook(tmp_path / "repo" / "sub" / "notebooks" / "a.ipynb", *cells)
+    assert project_root(read_notebook(nested)) == (tmp_path / "repo" / "sub").resolve()
+    top = write_notebook(tmp_path / "repo" / "notebooks" / "b.ipynb", *cells)
+    assert project_root(read_notebook(top)) == (tmp_path / "repo").resolve()
+    declared = write_notebook(
+        tmp_path / "repo" / "notebooks" / "c.ipynb", *cells, metadata={"root": "."}
+    )
+    assert project_root(read_notebook(declared)) == (tmp_path / "repo" / "notebooks").resolve()
+    alone = write_notebook(tmp_path / "alone" / "d.ipynb", *cells)
+    assert project_root(read_notebook(alone)) == (tmp_path / "alone").resolve()
+
+
 def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "big.bin").write_bytes(b"\0" * 300_000)
     notebook = write_notebook(
@@ -336,3 +413,29 @@ def test_a_local_module_named_by_a_glob_travels_without_an_absolute_path_warning
 
     assert [f.path for f in inspection.files] == ["text_utils.py"]
     assert not [w for w in inspection.warnings if "absolute path" in w.message]
+
+
+def test_local_modules_travel_whole_packages_and_pin_their_imports(tmp_path: Path) -> None:
+    from promoter.analysis.localmodules import local_module_files, local_module_imports
+
+    (tmp_path / "mylib" / "sub").mkdir(parents=True)
+    (tmp_path / "mylib" / "__init__.py").write_text("from mylib.core import scale\n")
+    (tmp_path / "mylib" / "core.py").write_text("import numpy as np\nimport json\n")
+    (tmp_path / "mylib" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "mylib" / "sub" / "late.py").write_text("from scipy import stats\n")
+    (tmp_path / "mylib" / "__pycache__").mkdir()
+    (tmp_path / "mylib" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"")
+    (tmp_path / "helpers.py").write_text("import pandas as pd\nfrom mylib import scale\n")
+    imported = {"mylib/__init__.py": None, "mylib/core.py": None, "helpers.py": None}
+
+    files = local_module_files(tmp_path, imported)
+
+    assert files == [
+        "helpers.py",
+        "mylib/__init__.py",
+        "mylib/core.py",
+        "mylib/sub/__init__.py",
+        "mylib/sub/late.py",  # imported at request time only: the package travels whole
+    ]
+    pinned = local_module_imports([tmp_path / f for f in files], ["helpers", "mylib", "sklearn"])
+    assert pinned == ("numpy", "pandas", "scipy", "sklearn")

@@ -315,3 +315,60 @@ def test_why_a_route_is_serialised_counts_cells_from_one(tmp_path: Path) -> None
     inspection = promoter.inspect(notebook, execute=False)
     (reason,) = inspection.extraction.serialised
     assert "(cell 3, line" in reason, reason
+
+
+def test_pandas_sample_draws_from_the_seeded_numpy_generator(tmp_path: Path) -> None:
+    """`series.sample(2)` with `np.random.seed(0)` in setup: serialised and restored (issue 22)."""
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "import numpy as np\nimport pandas as pd\nnp.random.seed(0)", []),
+        ("code", "n = 2", ["parameters"]),
+        ("code", "s = pd.Series(range(50))\npicked = s.sample(n)", []),
+        ("code", "picked.tolist()", ["response"]),
+    )
+    inspection = promoter.inspect(notebook, execute=False)
+    assert inspection.extraction.restored == ("numpy.random",)
+    assert "s.sample(...) (cell 3, line 2)" in inspection.extraction.serialised[0]
+
+
+def test_drawing_configuration_is_not_shared_state(tmp_path: Path) -> None:
+    """`plt.style.use` and `sns.set_theme` in a handler do not serialise the route."""
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        (
+            "code",
+            "import io\nimport matplotlib\nimport seaborn as sns\nfrom matplotlib.figure "
+            "import Figure\nimport matplotlib.pyplot as plt",
+            [],
+        ),
+        ("code", "title = 'sales'", ["parameters"]),
+        (
+            "code",
+            "plt.style.use('ggplot')\nsns.set_theme(style='whitegrid')\n"
+            "matplotlib.rcParams['font.size'] = 9\nfig = Figure()\nfig.subplots().plot([1, 2])\n"
+            "buffer = io.BytesIO()\nfig.savefig(buffer, format='svg')",
+            [],
+        ),
+        ("code", "{'title': title, 'svg_bytes': len(buffer.getvalue())}", ["response"]),
+    )
+    inspection = promoter.inspect(notebook, execute=False)
+    assert inspection.extraction.serialised == ()
+    assert not inspection.extraction.closes_figures
+
+
+def test_a_route_drawing_with_pyplot_closes_its_figures(tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "import io\nimport matplotlib.pyplot as plt", []),
+        ("code", "n = 3", ["parameters"]),
+        (
+            "code",
+            "fig, ax = plt.subplots()\nax.plot(range(n))\nbuffer = io.BytesIO()\n"
+            "fig.savefig(buffer, format='svg')",
+            [],
+        ),
+        ("code", "{'svg_bytes': len(buffer.getvalue()) > 0}", ["response"]),
+    )
+    inspection = promoter.inspect(notebook, execute=False)
+    assert inspection.extraction.closes_figures
+    assert inspection.extraction.serialised

@@ -60,6 +60,26 @@ def test_route_and_settings_from_metadata(tmp_path: Path) -> None:
     assert (nb.route, nb.settings.name, nb.settings.timeout) == ("/v1/score", "scorer", 5.0)
 
 
+def test_job_timeout_defaults_to_an_hour_and_is_read_from_metadata(tmp_path: Path) -> None:
+    cells = (("code", "x = 1", ["parameters"]), ("code", "x", ["response"]))
+    default = read_notebook(write_notebook(tmp_path / "a.ipynb", *cells))
+    assert default.settings.job_timeout == 3600.0
+    set_ = read_notebook(write_notebook(tmp_path / "b.ipynb", *cells, metadata={"job_timeout": 90}))
+    assert set_.settings.job_timeout == 90.0
+
+
+@pytest.mark.parametrize("value", [0, -5, "1h", True, None, [60]])
+def test_bad_job_timeout_is_a_contract_error(tmp_path: Path, value: object) -> None:
+    path = write_notebook(
+        tmp_path / "nb.ipynb",
+        ("code", "x = 1", ["parameters"]),
+        ("code", "x", ["response"]),
+        metadata={"job_timeout": value},
+    )
+    with pytest.raises(ContractError, match=r"metadata\.promoter\.job_timeout .* seconds"):
+        read_notebook(path)
+
+
 def test_bad_route_is_a_contract_error(tmp_path: Path) -> None:
     path = write_notebook(
         tmp_path / "nb.ipynb",

@@ -20,13 +20,15 @@ def test_hook_manifest() -> None:
     # `language: system` (the repository's own environment, where the notebooks' libraries
     # are), not `python` (pre-commit's isolated virtualenv): DESIGN.md section 6.
     static, full = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
-    assert (static["id"], static["entry"]) == ("promoter-static", "promoter check --static")
+    assert static["id"] == "promoter-static"
+    assert static["entry"] == "promoter check --static --changed"
     assert "stages" not in static  # every commit
-    assert (full["id"], full["entry"]) == ("promoter-check", "promoter check")
+    assert (full["id"], full["entry"]) == ("promoter-check", "promoter check --changed")
     assert full["stages"] == ["pre-push", "manual"]
     for hook in (static, full):
         assert hook["language"] == "system"
-        assert hook["files"] == r"\.ipynb$"
+        # Every changed file: a data-only commit must reach the hook (DESIGN.md section 6).
+        assert "files" not in hook
         assert hook["args"] == ["--skip-untagged"]
 
 

@@ -108,3 +108,25 @@ def test_notebooks_only_in_a_team_repository(tmp_path: Path, workers: list[str])
     assert result.returncode == 0, out
     assert "promoter: 2 notebooks to check in notebooks/" in out
     assert "2 passed" in out and "failed" not in out and "test_unit" not in out
+
+
+def test_a_generated_service_under_the_path_is_left_to_its_own_tests(tmp_path: Path) -> None:
+    """`pytest --promoter .` in a project: the notebooks, not the services' own tests."""
+    from tests.helpers import write_notebook
+
+    write_notebook(
+        tmp_path / "price.ipynb",
+        ("code", "area: float = 70.0", ["parameters"]),
+        ("code", "{'estimate': area * 3000}", ["response"]),
+    )
+    service = tmp_path / "services" / "price"
+    (service / "tests").mkdir(parents=True)
+    (service / "promoter.lock.json").write_text('{"notebooks": [], "files": {}}\n')
+    (service / "tests" / "test_service.py").write_text("def test_service():\n    pass\n")
+    result = _pytest("--promoter", ".", "--collect-only", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "price.ipynb::promoter-check" in result.stdout
+    assert "test_service" not in result.stdout
+    # Named as an argument, the service's tests are collected as usual.
+    named = _pytest("services/price", "--promoter", ".", "--collect-only", "-q", cwd=tmp_path)
+    assert "test_service.py::test_service" in named.stdout

@@ -37,17 +37,39 @@ def test_one_version_everywhere() -> None:
     version = _pyproject_version()
     assert promoter.__version__ == version
     assert run_cli("--version").stdout.strip() == f"promoter {version}"
-    # The README's pre-commit `rev:`, its install pin, and the first CHANGELOG entry.
-    assert set(re.findall(r"rev: v(\S+)", README)) == {version}
-    assert set(re.findall(r"OWNER/promoter@v([\d.]+)", README)) == {version}
     assert f"This is promoter {version}" in README
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert re.findall(r"^## (\S+)", changelog, re.MULTILINE)[0] == version
-    hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
-    assert set(re.findall(r"OWNER/promoter@v([\d.]+)", hooks)) == {version}
+    released = [v for v in re.findall(r"^## (\S+)", changelog, re.MULTILINE) if v != "Unreleased"]
+    assert released[0] == version
+    # The JupyterLab extension's package.json (built into the wheel) says the same version.
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    assert package["version"] == version
     # The lab extension JupyterLab loads (issue 26: it said 0.1.0 beside the package's 0.2.0).
     installed = Path(sys.prefix, "share", "jupyter", "labextensions", "promoter-jupyterlab")
     assert json.loads((installed / "package.json").read_text())["version"] == version
+
+
+def _documents() -> dict[str, str]:
+    """Everything a user reads about installing: README, user guide, hooks, workflow, CHANGELOG."""
+    paths = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        ROOT / ".pre-commit-hooks.yaml",
+        ROOT / "examples" / "ci" / "github-workflow.yml",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]
+    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in paths}
+
+
+def test_no_reference_to_a_release_that_does_not_exist() -> None:
+    # There are no release tags (`git tag` is empty): no install pin, `rev:` or workflow may
+    # name one. Installs pin a commit (COMMIT, a placeholder) or use the wheel of `make dist`.
+    tags = subprocess.run(["git", "tag"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    for name, text in _documents().items():
+        for tag in re.findall(r"(?:@|rev: )(v\d+\.\d+\.\d+)", text):
+            assert tag in tags, f"{name} names the release {tag}, which has no tag"
+    assert "rev: COMMIT" in README
+    assert "make dist" in README
 
 
 def test_the_workflow_installs_a_pinned_promoter() -> None:
@@ -55,14 +77,19 @@ def test_the_workflow_installs_a_pinned_promoter() -> None:
     steps = workflow["jobs"]["promoter-check"]["steps"]
     [install] = [s for s in steps if s.get("name") == "Install"]
     pins = re.findall(
-        r"\"promoter @ git\+https://github\.com/OWNER/promoter@v([\d.]+)\"", install["run"]
+        r"\"promoter @ git\+https://github\.com/OWNER/promoter@(\w+)\"", install["run"]
     )
-    assert pins == [_pyproject_version()]
+    assert pins == ["COMMIT"]
+    assert "HATCH_BUILD_NO_HOOKS" not in str(install)
+    # Building from a commit builds the JupyterLab extension: Node.js 20 first.
+    [node] = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-node")]
+    assert node["with"]["node-version"] == "20"
+    assert steps.index(node) < steps.index(install)
     assert not re.search(r"pip install promoter\s*$", install["run"], re.MULTILINE)
     [check] = [s for s in steps if s.get("name") == "promoter check"]
     assert "--format github" in check["run"] and "--junit-xml" in check["run"]
     text = (ROOT / "examples" / "ci" / "github-workflow.yml").read_text()
-    assert "OWNER is a placeholder" in text
+    assert "OWNER and COMMIT are placeholders" in text
 
 
 def test_running_the_tests_leaves_the_readme_screenshots_alone(

@@ -1,6 +1,7 @@
 """``_response``: the response model inferred from the notebook's JSON answer."""
 
 from promoter._exceptions import Location
+from promoter.analysis.datamaps import data_keyed
 from promoter.analysis.response import infer_response, safe_attr
 
 
@@ -35,3 +36,41 @@ def test_safe_attr_avoids_keywords_reserved_and_taken_names() -> None:
         "a_b",
         "a_b_2",
     ]
+
+
+def test_dicts_built_from_data_are_maps_without_metadata() -> None:
+    """`s.to_dict()`, `dict(zip(...))`, a comprehension, a filled dict, a key named by data
+    (issue 22): one answer, two keys each, and still maps, because the code says so."""
+    code = [
+        "by_store = sales.groupby('store')['revenue'].sum().round(2)\n"
+        "best = dict(zip(top.name, top.units))\nshare = {}\nfor row in rows:\n"
+        "    share[row.store] = row.share\nline = {'region': region, metric: total}",
+    ]
+    response = (
+        "{'region': region, 'by_store': by_store.to_dict(), 'best': best, 'share': share, "
+        "'line': line, 'rows': [{'store': s, 'n': n} for s, n in pairs], "
+        "'counts': {k: len(v) for k, v in groups.items()}}"
+    )
+    keyed = data_keyed(code, response)
+    assert sorted(keyed) == ["$.best", "$.by_store", "$.counts", "$.line", "$.share"]
+    assert keyed["$.line"] == "keys come from data: `metric` names a key"
+    sample = {
+        "region": "north",
+        "by_store": {"N-1": 10.5, "N-2": 7.0},
+        "best": {"kettle": 4, "toaster": 2},
+        "share": {"N-1": 0.6, "N-2": 0.4},
+        "line": {"region": "north", "revenue": 17.5},
+        "rows": [{"store": "N-1", "n": 3}],
+        "counts": {"N-1": 2, "N-2": 1},
+    }
+    schema, warnings = infer_response(
+        sample, "builtins.dict", "Kpi", None, Location(), data_keyed=keyed
+    )
+    assert warnings == []
+    fields = {f.key: f.annotation for f in schema.classes[-1].fields}
+    assert fields["by_store"] == "dict[str, float]"
+    assert fields["best"] == "dict[str, int]"
+    assert fields["share"] == "dict[str, float]"
+    assert fields["line"] == "dict[str, float | str]"  # `revenue` is no required field
+    assert fields["counts"] == "dict[str, int]"
+    assert fields["rows"] == "list[KpiRowsItem]"

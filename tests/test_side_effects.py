@@ -304,3 +304,53 @@ def test_kaggles_file_listing_loop_is_dropped(tmp_path: Path) -> None:
         "for name in sorted(glob.glob('input/*.csv')):",
     ]
     assert ex.imports == ()
+
+
+def test_a_drawing_chain_is_dropped_whatever_it_calls_first(tmp_path: Path) -> None:
+    """`.apply(np.median).plot(kind="bar")` only draws, as `.median().plot()` does (issue 22)."""
+    ex = _extract(
+        tmp_path,
+        (
+            "code",
+            "import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n"
+            "plt.style.use('ggplot')\n"
+            "df = pd.DataFrame({'v': range(60)}, index=pd.date_range('2024-01-01', periods=60))",
+            [],
+        ),
+        ("code", "k = 2", ["parameters"]),
+        (
+            "code",
+            "df.resample('ME').apply(np.median).plot(kind='bar')\n"
+            "df.groupby(df.index.month)['v'].agg(np.mean).plot.bar(rot=0)\n"
+            "df.resample('ME').median().plot()\nmonthly = df.resample('ME').sum()\n"
+            "monthly.pipe(lambda m: m * k).plot(title='scaled')",
+            [],
+        ),
+        ("code", "{'last': int(monthly['v'].iloc[-1]) * k}", ["response"]),
+    )
+    code = _code(ex)
+    assert code.splitlines()[-1] == "monthly = df.resample('ME').sum()", code
+    assert "plot" not in code and "style" not in code
+    assert ex.modules == ("pandas",)  # numpy only fed a drawing: not pinned
+
+
+def test_a_dropped_line_that_draws_keeps_its_draws(tmp_path: Path) -> None:
+    """Dropping `print(df.sample(2))` would shift every later draw (issue 22)."""
+    ex = _extract(
+        tmp_path,
+        (
+            "code",
+            "import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n"
+            "np.random.seed(0)\ndf = pd.DataFrame({'v': range(40)})\ndf.sample(3)\n"
+            "plt.hist(np.random.randn(100))",
+            [],
+        ),
+        ("code", "n = 2", ["parameters"]),
+        ("code", "print(df.sample(2))\npicked = df.sample(n)", []),
+        ("code", "picked['v'].tolist()", ["response"]),
+    )
+    assert ex.setup[0].code.splitlines()[-2:] == ["df.sample(3)", "np.random.randn(100)"]
+    assert ex.handler[0].code.splitlines() == ["df.sample(2)", "picked = df.sample(n)"]
+    kept = [d.what for d in ex.dropped if "its random draws are kept" in d.why]
+    assert kept == ["plt.hist(np.random.randn(100))", "print(df.sample(2))"]
+    assert "matplotlib" not in ex.modules

@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import symtable
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from promoter._exceptions import CellSyntaxError, ContractError, Location
@@ -30,6 +31,15 @@ from promoter.analysis.code import (
     names_in,
     used_names,
 )
+from promoter.analysis.draws import draws, import_aliases
+from promoter.analysis.magics import (
+    cell_magics_dropped,
+    magic,
+    magic_output,
+    original_line,
+    refuse_nested_magic,
+    unwrap_transparent,
+)
 from promoter.analysis.parameters import RequestSchema
 from promoter.analysis.slicing import backward_slice
 from promoter.reading.notebook import Cell, Notebook, Role
@@ -41,8 +51,6 @@ __all__ = ["Block", "Dropped", "Extraction", "extract"]
 # service's answer is a drawing.
 _DISPLAY_METHODS = {"head", "tail", "describe", "info", "sample", "style"}
 _DISPLAY_FUNCTIONS = {"display"}
-# `%time stmt` and `%%time` run their statement: keep the statement, drop the timing.
-_TRANSPARENT_MAGICS = {"time", "capture"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Extraction:
             does not).
         restored: Global random generators each request resets to their state after setup
             (``_isolation``).
+        closes_figures: Each request closes the pyplot figures it leaves open (``isolation``).
     """
 
     imports: tuple[str, ...]
@@ -93,6 +102,7 @@ class Extraction:
     copied: tuple[str, ...] = ()
     serialised: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
+    closes_figures: bool = False
 
 
 def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpression) -> Extraction:
@@ -115,7 +125,8 @@ def extract(notebook: Notebook, request: RequestSchema, response: ResponseExpres
         for stmt in request.private
     )
     all_code = [*setup, *handler]
-    backward_slice(notebook, all_code, [*private, response_src], dropped)
+    aliases = import_aliases([s for c in all_code for s in c.imports])
+    backward_slice(notebook, all_code, [*private, response_src], dropped, aliases)
     # run() binds the parameters first, so inside it they shadow module-level imports.
     used = used_names([_kept(c) for c in setup]) | (
         used_names([_kept(c) for c in handler] + list(private) + [response_src])
@@ -147,6 +158,7 @@ def _split(
     notebook: Notebook, cell: Cell, dropped: list[Dropped], last: ast.stmt | None = None
 ) -> CellCode:
     source, tree = parse_cell(notebook, cell)
+    dropped.extend(cell_magics_dropped(notebook, cell))
     keep: set[int] = set()
     imports: list[ast.Import | ast.ImportFrom] = []
     lines = source_lines(source)
@@ -158,98 +170,22 @@ def _split(
         if isinstance(stmt, ast.Import | ast.ImportFrom) and stmt.col_offset == 0:
             imports.append(stmt)
             continue
-        magic = _magic(stmt)
-        if magic is not None:
-            name, argument = magic
-            if name in _TRANSPARENT_MAGICS and argument.strip():
+        found = magic(stmt)
+        if found is not None:
+            if found.transparent:
                 keep |= span  # rewritten below into the statement itself
                 continue
-            original = _line(cell.source, stmt.lineno) or text
-            why = "shell escape" if name == "!" else f"IPython magic %{name}"
-            dropped.append(Dropped(original or text, why, where))
+            dropped.append(Dropped(original_line(cell, stmt.lineno) or text, found.why, where))
             continue
         if isinstance(stmt, ast.Expr) and _display_only(stmt.value):
             if not isinstance(stmt.value, ast.Constant):
                 dropped.append(Dropped(text, "display-only expression", where))
             continue
-        _refuse_nested_magic(notebook, cell, stmt)
+        refuse_nested_magic(notebook, cell, stmt)
         keep |= span
     code = CellCode(cell, source, tree, keep, imports)
-    _unwrap_transparent(notebook, code)
+    unwrap_transparent(notebook, code)
     return code
-
-
-def _line(source: str, number: int) -> str:
-    lines = source_lines(source.replace("\r\n", "\n").replace("\r", "\n"))
-    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
-
-
-def _magic(stmt: ast.stmt) -> tuple[str, str] | None:
-    """``(magic name, argument)`` when ``stmt`` is a translated magic or shell escape."""
-    value = stmt.value if isinstance(stmt, ast.Expr | ast.Assign) else None
-    if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
-        return None
-    owner = value.func.value
-    if not (
-        isinstance(owner, ast.Call)
-        and isinstance(owner.func, ast.Name)
-        and owner.func.id == "get_ipython"
-    ):
-        return None
-    args = [a.value for a in value.args if isinstance(a, ast.Constant)]
-    if value.func.attr in ("system", "getoutput"):
-        return "!", str(args[0]) if args else ""
-    name = str(args[0]) if args else value.func.attr
-    argument = str(args[-1]) if len(args) > 1 else ""
-    return name, argument
-
-
-def _refuse_nested_magic(notebook: Notebook, cell: Cell, stmt: ast.stmt) -> None:
-    for node in ast.walk(stmt):
-        if isinstance(node, ast.Name) and node.id == "get_ipython":
-            raise CellSyntaxError(
-                "an IPython magic or shell escape inside a block cannot be promoted",
-                location=notebook.at(cell, node.lineno),
-                hint="move it out of the block into its own line (it is then dropped), "
-                "or tag the cell `skip`",
-            )
-
-
-def _unwrap_transparent(notebook: Notebook, code: CellCode) -> None:
-    transparent = [
-        stmt
-        for stmt in code.tree.body
-        if stmt.lineno in code.keep_lines and (_magic(stmt) or ("", ""))[0] in _TRANSPARENT_MAGICS
-    ]
-    if not transparent:
-        return
-    lines = source_lines(code.source)
-    keep: set[int] = set()
-    out: list[str] = []
-    shift = 0
-    for stmt in code.tree.body:
-        first, last = first_line(stmt), stmt.end_lineno or stmt.lineno
-        out.extend(lines[len(out) - shift : first - 1])
-        if stmt in transparent:
-            statement = (_magic(stmt) or ("", ""))[1].rstrip("\n")
-            inner = source_lines(statement) or ["pass"]
-            keep |= set(range(len(out) + 1, len(out) + len(inner) + 1))
-            out.extend(inner)
-            shift += len(inner) - (last - first + 1)
-        else:
-            if first in code.keep_lines:
-                keep |= set(range(len(out) + 1, len(out) + last - first + 2))
-            out.extend(lines[first - 1 : last])
-    out.extend(lines[len(out) - shift :])
-    code.source = "\n".join(out) + "\n"
-    try:
-        code.tree = ast.parse(code.source)
-    except SyntaxError as exc:
-        raise CellSyntaxError(
-            f"the statement under a %time magic does not parse: {exc.msg}",
-            location=notebook.at(code.cell),
-        ) from None
-    code.keep_lines = keep
 
 
 def _display_only(expr: ast.expr) -> bool:
@@ -258,6 +194,8 @@ def _display_only(expr: ast.expr) -> bool:
         if isinstance(func, ast.Name) and func.id in _DISPLAY_FUNCTIONS:
             return True
         if isinstance(func, ast.Attribute) and func.attr in _DISPLAY_METHODS:
+            if func.attr == "sample" and draws(expr, {}):
+                return False  # a look that draws: later draws depend on it (see `draws`)
             return _pure(func.value) and all(_pure(a) for a in expr.args)
         return False
     return _pure(expr)
@@ -370,12 +308,16 @@ def _check_names(
         s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()
     }
     defined |= set(extraction.setup_globals) | {"__name__", "__file__"}
+    for code in setup:  # nested scopes too (a comprehension over a parameter)
+        for node in ast.walk(code.tree):
+            if isinstance(node, ast.Name) and node.id in params and node.id not in defined:
+                _undefined(notebook, node.id, [code], params)
     for child in table.get_children():
         scope = handler if child.get_name() == "run" else setup
         for symbol in child.get_symbols():
             name = symbol.get_name()
             if symbol.is_global() and symbol.is_referenced() and name not in defined:
-                _undefined(notebook, name, scope)
+                _undefined(notebook, name, scope, params)
 
 
 def _skeleton(extraction: Extraction, params: list[str]) -> str:
@@ -398,7 +340,9 @@ def _skeleton(extraction: Extraction, params: list[str]) -> str:
     )
 
 
-def _undefined(notebook: Notebook, name: str, cells: list[CellCode]) -> None:
+def _undefined(
+    notebook: Notebook, name: str, cells: list[CellCode], params: Sequence[str] = ()
+) -> None:
     uses = [
         (code, node)
         for code in cells
@@ -410,6 +354,17 @@ def _undefined(notebook: Notebook, name: str, cells: list[CellCode]) -> None:
     # Prefer a use in promoted lines; the response expression is not among them.
     code, node = next(((c, n) for c, n in uses if n.lineno in c.keep_lines), uses[-1])
     where = notebook.at(code.cell, node.lineno)
+    output = magic_output(notebook, name, where)
+    if output is not None:
+        raise output
+    if name in params and code.cell.role is Role.SETUP:
+        raise ContractError(
+            f"`{name}` is a request parameter, and it is used by a setup cell "
+            f"({_cell_name(code.cell)}), which runs once at start-up, before any request",
+            location=where,
+            hint="move the code that uses it into a handler cell (untagged, between "
+            "`parameters` and `response`)",
+        )
     definer = _defined_in_skipped(notebook, name)
     if definer is not None:
         raise ContractError(

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from promoter._exceptions import ContractError, Location
+from promoter.analysis.draws import draws
 from promoter.analysis.extract import Extraction
 from promoter.analysis.state import (
     ARGUMENT_MUTATORS,
@@ -38,6 +39,7 @@ from promoter.analysis.state import (
     SERIALISED_STATE,
     SHARE_HINT,
     Scan,
+    configures_drawing,
     dotted,
     location,
     module_aliases,
@@ -56,7 +58,8 @@ __all__ = ["RESERVED_NAMES", "Isolation", "isolate"]
 #: Module-level names of the generated ``pipeline.py`` that notebook code must not rebind.
 RESERVED_NAMES = frozenset(
     {"setup", "run", "promoter_run", "promoter_lock", "promoter_copy", "promoter_threading"}
-    | {"promoter_random", "promoter_numpy_random", "promoter_rng_state"}
+    | {"promoter_random", "promoter_numpy_random", "promoter_rng_state", "promoter_pyplot"}
+    | {"promoter_os", "promoter_pathlib", "promoter_sys"}
 )
 #: Methods that write the file named by their first argument (or ``path``-like keyword).
 _FILE_WRITING_METHODS = frozenset(
@@ -81,6 +84,8 @@ class Isolation:
         findings: What was done and where, for the conversion report.
         restored: Global generators (``random``, ``numpy.random``) the setup cells seed and
             the handler draws from: each request starts from the state setup left.
+        closes_figures: The handler draws with pyplot: each request closes the figures it
+            leaves open (pyplot keeps every figure until it is closed).
         declared_global: Names a handler cell declares ``global`` at its top level (shared on
             purpose): ``run()`` must not bind them locally first.
     """
@@ -90,6 +95,7 @@ class Isolation:
     findings: tuple[tuple[str, Location], ...] = ()
     restored: tuple[str, ...] = ()
     declared_global: tuple[str, ...] = ()
+    closes_figures: bool = False
 
 
 def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str]) -> Isolation:
@@ -144,7 +150,11 @@ def isolate(notebook: Notebook, extraction: Extraction, parameters: Sequence[str
         for key in restored
     )
     return replace(
-        result, findings=findings, restored=restored, declared_global=tuple(sorted(declared))
+        result,
+        findings=findings,
+        restored=restored,
+        declared_global=tuple(sorted(declared)),
+        closes_figures=bool({"matplotlib.pyplot", "pylab"} & set(scan.serialised)),
     )
 
 
@@ -263,6 +273,9 @@ def _inspect_call(scan: Scan, cell: Cell, node: ast.Call) -> None:
         )
         if func.attr in MUTATING_METHODS or func.attr in scan.self_mutators or in_place:
             _changed(scan, cell, node, func.value, what)
+    # `df.sample(2)`: pandas draws from NumPy's generator (scikit-learn too, unseeded).
+    if (full is None or full.startswith("sklearn.")) and draws(node, scan.modules):
+        _global_state(scan, cell, node, "numpy.random", what)
     if isinstance(func, ast.Name) and func.id in scan.functions:
         _call_summary(scan, cell, node, func.id)
     if _writes_a_file(node, full):
@@ -344,7 +357,7 @@ def _global_state(
     scan: Scan, cell: Cell, node: ast.AST, full: str, what: str, *, store: bool = False
 ) -> None:
     """A call of (or a write into) ``full``, a dotted path in an imported module."""
-    if any(under(full, s) for s in scan.shared):
+    if any(under(full, s) for s in scan.shared) or configures_drawing(full):
         return
     refused = refused_key(full, store=store)
     if refused is not None:

@@ -11,6 +11,7 @@ import ast
 import builtins
 import io
 import keyword
+import re
 import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ class Parameter:
         line: The line of the assignment in the parameters cell.
         annotated: Whether the type came from an explicit annotation.
         literal_default: Whether the default is a literal (else taken from the executed run).
+        default_source: A default that is not a literal, as written (``date.today()``).
     """
 
     name: str
@@ -57,6 +59,23 @@ class Parameter:
     line: int
     annotated: bool
     literal_default: bool = True
+    default_source: str | None = None
+
+    @property
+    def validate_default(self) -> bool:
+        """Whether the service validates the default into the field's type when it is omitted.
+
+        A default from the run is JSON (a ``datetime.date`` default is ``"2024-01-01"``), and a
+        literal under an annotation such as ``Path`` or ``Decimal`` is a string: pydantic does
+        not validate defaults unless asked, so ``when.year`` would fail on a string.
+        """
+        return not self.literal_default or (
+            self.annotated and bool(_CONVERTED.search(self.annotation))
+        )
+
+
+#: Types whose values a literal or JSON default only stands for (a string for a date).
+_CONVERTED = re.compile(r"\b(date|datetime|time|timedelta|Decimal|Path|PurePosixPath|UUID)\b")
 
 
 @dataclass(frozen=True)
@@ -189,7 +208,8 @@ def _parameter(
             f"the default of `{name}` is not a literal "
             f"(`{ast.unparse(value) if value else ''}`), so its type is unknown",
             location=where,
-            hint=f"use a literal default, or annotate it, e.g. `{name}: list[float] = ...`",
+            hint="use a literal default, or annotate it with the type of its value, e.g. "
+            f"`{name}: {suggested_type(value)} = {_short_source(value)}`",
         )
     return Parameter(
         name=name,
@@ -199,7 +219,74 @@ def _parameter(
         line=stmt.lineno,
         annotated=annotation is not None,
         literal_default=is_literal,
+        default_source=None if is_literal or value is None else ast.unparse(value),
     )
+
+
+#: What a call to a well-known function returns, as an annotation.
+_RETURNS = {
+    "int": "int",
+    "len": "int",
+    "float": "float",
+    "round": "float",
+    "sum": "float",
+    "min": "float",
+    "max": "float",
+    "abs": "float",
+    "str": "str",
+    "bool": "bool",
+    "range": "list[int]",
+    "arange": "list[float]",
+    "linspace": "list[float]",
+    "array": "list[float]",
+    "zeros": "list[float]",
+    "ones": "list[float]",
+    "list": "list[float]",
+    "dict": "dict[str, float]",
+    "Timestamp": "datetime.datetime",
+    "to_datetime": "datetime.datetime",
+    "today": "datetime.date",
+    "now": "datetime.datetime",
+}
+#: Constructors whose name is the type (``datetime.date(2024, 1, 1)`` -> ``datetime.date``).
+_CONSTRUCTORS = frozenset(
+    {"date", "datetime", "time", "timedelta", "Decimal", "Path", "PurePosixPath", "UUID"}
+)
+
+
+def suggested_type(value: ast.expr | None) -> str:
+    """An annotation matching what a non-literal default evaluates to, guessed from its syntax.
+
+    Never evaluated: a call names its type (``datetime.date(...)``, ``Decimal(...)``), a
+    well-known function its result (``len`` -> ``int``, ``np.arange`` -> ``list[float]``), an
+    attribute such as ``Color.RED`` its enum (``Color``).
+    """
+    if isinstance(value, ast.Call):
+        callee = value.func
+        last = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        if last in _CONSTRUCTORS:
+            return ast.unparse(callee)
+        if last in ("today", "now") and isinstance(callee, ast.Attribute):
+            base = ast.unparse(callee.value)
+            if base.split(".")[-1] in ("date", "datetime"):
+                return base
+        return _RETURNS.get(last, "float")
+    if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name | ast.Attribute):
+        return ast.unparse(value.value)  # Color.RED: a member of the enum Color
+    if isinstance(value, ast.JoinedStr):
+        return "str"
+    if isinstance(value, ast.ListComp | ast.List):
+        return "list[float]"
+    if isinstance(value, ast.DictComp | ast.Dict):
+        return "dict[str, float]"
+    if isinstance(value, ast.Compare | ast.BoolOp):
+        return "bool"
+    return "float"
+
+
+def _short_source(value: ast.expr | None) -> str:
+    text = ast.unparse(value) if value is not None else "..."
+    return text if len(text) <= 40 else "..."
 
 
 def _literal(value: ast.expr | None) -> tuple[Any, bool]:
@@ -292,16 +379,31 @@ def _request_model(request: RequestSchema) -> Any:
 
 def _check_buildable(notebook: Notebook, parameters: Iterable[Parameter]) -> None:
     """Refuse a field pydantic cannot build (``Field(ge="a")``), naming it, before any run."""
+    import pydantic
+
     for p in parameters:
+        where = notebook.at(notebook.parameters_cell, p.line)
         try:
-            _model([p]).model_json_schema()
+            model = _model([p])
+            model.model_json_schema()
         except Exception as exc:  # pydantic raises several types, some from its Rust core
             problem = " ".join(str(exc).split())[:300]
             raise ParameterError(
                 f"pydantic cannot build the request field `{p.name}: {p.annotation}`: {problem}",
-                location=notebook.at(notebook.parameters_cell, p.line),
+                location=where,
                 hint="check the type's arguments (Field(ge=1), conlist(int, min_length=1), ...)",
             ) from None
+        if p.validate_default and p.literal_default:
+            try:
+                model.model_validate({})
+            except pydantic.ValidationError as exc:
+                problem = "; ".join(e["msg"] for e in exc.errors())[:300]
+                raise ParameterError(
+                    f"the default of `{p.name}` ({p.default!r}) is not a `{p.annotation}`: "
+                    f"{problem}",
+                    location=where,
+                    hint="give a default of the annotated type",
+                ) from None
 
 
 def _model(parameters: Iterable[Parameter]) -> Any:
@@ -315,7 +417,12 @@ def _model(parameters: Iterable[Parameter]) -> Any:
     fields: dict[str, Any] = {
         safe_attr(p.name, taken): (
             build_type(p.annotation),
-            pydantic.Field(default=p.default, description=p.description, alias=p.name),
+            pydantic.Field(
+                default=p.default,
+                description=p.description,
+                alias=p.name,
+                validate_default=p.validate_default,
+            ),
         )
         for p in parameters
     }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,7 @@ def infer_response(
     examples: Sequence[Any] = (),
     maps: Sequence[str] = (),
     records: Sequence[str] = (),
+    data_keyed: Mapping[str, str] | None = None,
 ) -> tuple[ResponseSchema, list[tuple[str, Location]]]:
     """Build the response model from the notebook's JSON answers, merged.
 
@@ -185,6 +186,8 @@ def infer_response(
         examples: The JSON answers to the example parameter sets (merged with ``sample``).
         maps: JSON paths of objects to read as maps (``metadata.promoter.maps``).
         records: JSON paths of objects to read as records (``metadata.promoter.records``).
+        data_keyed: JSON paths of objects the code keys by data (``datamaps``), with why;
+            maps unless ``records`` names them.
 
     Returns:
         The schema and any warnings.
@@ -205,6 +208,7 @@ def infer_response(
     if declared is not None:
         return ResponseSchema(declared, model, (), annotated=True, **common), warnings
     shapes = _Shapes(prefix, len(samples), maps, records)
+    shapes.data_keyed = dict(data_keyed or {})
     root = shapes.annotation(schema, "$", "Item", name=model)
     for key, paths in (("maps", maps), ("records", records)):
         for path in sorted(set(paths) - shapes.used):
@@ -282,6 +286,7 @@ class _Shapes:
         self.classes: list[ModelClass] = []
         self.decisions: list[ShapeDecision] = []
         self.used: set[str] = set()
+        self.data_keyed: dict[str, str] = {}
 
     def annotation(
         self, schema: dict[str, Any], path: str, hint: str, *, item: bool = False, name: str = ""
@@ -338,6 +343,8 @@ class _Shapes:
             self.used.add(path)
             key = "maps" if path in self.maps else "records"
             return path in self.maps, f"listed in metadata.promoter.{key}"
+        if path in self.data_keyed:
+            return True, self.data_keyed[path]
         same = _homogeneous(props.values())
         data = _data_keys(keys, same and not item)
         if data is not None:

@@ -23,6 +23,8 @@ from promoter.analysis.code import (
     used_names,
     walk_scope,
 )
+from promoter.analysis.draws import global_draws
+from promoter.analysis.state import MUTATING_METHODS
 from promoter.reading.notebook import Notebook
 from promoter.reading.source import source_lines
 
@@ -31,6 +33,10 @@ __all__ = ["backward_slice"]
 # Calls that only draw or print: functions by name, methods by name on any object, and
 # anything reached through a name a drawing module or a drawing call bound.
 _PRINTING_FUNCTIONS = {"print", "display", "pprint"}
+# Statements holding others: how often their random draws run depends on them.
+_BLOCKS = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try)
+# The methods that draw the object they are called on (pandas' `.plot`, `.plot.bar`, `.hist`).
+_PLOTTING = {"plot", "hist", "boxplot"}
 _DRAWING_METHODS = {"head", "tail", "describe", "info", "plot", "hist", "show", "style", "boxplot"}
 _DRAWING_MODULES = {"matplotlib", "seaborn", "plotly", "bokeh", "altair", "IPython", "pprint"}
 # Methods that read their object without changing it (a call of any other method on a name the
@@ -72,7 +78,11 @@ class _Statement:
 
 
 def backward_slice(
-    notebook: Notebook, cells: list[CellCode], roots: list[str], dropped: list[Dropped]
+    notebook: Notebook,
+    cells: list[CellCode],
+    roots: list[str],
+    dropped: list[Dropped],
+    aliases: dict[str, str],
 ) -> None:
     """Drop the statements that only draw or print and that the response does not depend on.
 
@@ -80,6 +90,8 @@ def backward_slice(
     names ``roots`` (the response expression and the private parameters) read. If the kept code
     itself draws (it reads ``plt`` or a figure), every drawing statement is kept: the service's
     answer is then a drawing, and matplotlib's current figure ties those statements together.
+    A dropped statement that draws from a global random generator (``print(df.sample(2))``)
+    leaves its draws behind, so later draws get the numbers they got in the notebook.
     """
     statements = [
         _statement(code, node)
@@ -88,12 +100,13 @@ def backward_slice(
         if node.lineno in code.keep_lines
     ]
     drawing = _drawing_names(cells)
-    removable = _removable(statements, roots, drawing, keep_drawings=False)
+    draws = _draw_effects(statements, aliases)
+    removable = _removable(statements, roots, drawing, draws, keep_drawings=False)
     kept_reads = set().union(
         used_names(roots), *(s.reads for s in statements if id(s) not in removable)
     )
     if kept_reads & drawing:
-        removable = _removable(statements, roots, drawing, keep_drawings=True)
+        removable = _removable(statements, roots, drawing, draws, keep_drawings=True)
     shared = _shared_lines(statements)
     for statement in statements:
         if id(statement) not in removable:
@@ -102,10 +115,25 @@ def backward_slice(
         span = set(range(first_line(node), (node.end_lineno or node.lineno) + 1))
         if span & shared.get(id(code), set()):
             continue  # `x = 1; print(x)` on one line: dropping the line would drop `x = 1`
-        code.keep_lines -= span
         text = source_lines(code.source)[node.lineno - 1].strip()
         why = "only draws or prints; the response does not depend on it"
+        calls = global_draws(node, aliases)
+        if calls and isinstance(node, _BLOCKS):
+            continue  # how often it draws depends on the block: keep it whole
+        code.keep_lines -= span
+        if calls:
+            _keep_draws(code, node, calls)
+            why += "; its random draws are kept, so later draws match the notebook's"
         dropped.append(Dropped(text, why, notebook.at(code.cell, node.lineno)))
+
+
+def _keep_draws(code: CellCode, node: ast.stmt, calls: list[ast.Call]) -> None:
+    """Replace the statement's first line by its draws (``plt.hist(np.random.randn(9))`` keeps
+    ``np.random.randn(9)``); the other lines of the statement are left out."""
+    lines = source_lines(code.source)
+    lines[node.lineno - 1] = "; ".join(ast.unparse(c) for c in calls)
+    code.source = "\n".join(lines) + "\n"
+    code.keep_lines.add(node.lineno)
 
 
 def _statement(code: CellCode, node: ast.stmt) -> _Statement:
@@ -163,18 +191,45 @@ def _scope_reads(scope: ast.AST) -> set[str]:
 
 
 def _removable(
-    statements: list[_Statement], roots: list[str], drawing: set[str], *, keep_drawings: bool
+    statements: list[_Statement],
+    roots: list[str],
+    drawing: set[str],
+    draws: dict[int, tuple[set[str], set[str]]],
+    *,
+    keep_drawings: bool,
 ) -> set[int]:
-    """The ids of the statements the backward slice from ``roots`` leaves out."""
+    """The ids of the statements the backward slice from ``roots`` leaves out.
+
+    ``draws`` gives, per statement, the generators its random draws change (``np``) and what
+    those draws read: a drawing statement that changes a needed name only by its draws is left
+    out all the same, because its draws stay (``_keep_draws``).
+    """
     needed = used_names(roots)
     removable: set[int] = set()
     for statement in reversed(statements):
         affects = statement.defines | statement.mutates
-        if not affects & needed and _only_draws(statement.node, drawing, keep_drawings):
+        changed, reads = draws.get(id(statement), (set(), set()))
+        if not (affects & needed) - changed and _only_draws(statement.node, drawing, keep_drawings):
             removable.add(id(statement))
+            needed |= reads
             continue
         needed = (needed - statement.kills) | statement.reads
     return removable
+
+
+def _draw_effects(
+    statements: list[_Statement], aliases: dict[str, str]
+) -> dict[int, tuple[set[str], set[str]]]:
+    """Per simple statement that draws: the names its draws change, and the names they read."""
+    found: dict[int, tuple[set[str], set[str]]] = {}
+    for statement in statements:
+        if isinstance(statement.node, _BLOCKS):
+            continue
+        calls = global_draws(statement.node, aliases)
+        if calls:
+            changed = {_attribute_chain(c.func)[0] for c in calls}
+            found[id(statement)] = (changed, set().union(*(_reads(c) for c in calls)))
+    return found
 
 
 def _only_draws(node: ast.stmt, drawing: set[str], keep_drawings: bool) -> bool:
@@ -251,6 +306,7 @@ def _attribute_chain(node: ast.expr) -> list[str]:
 def _mutated(node: ast.stmt) -> set[str]:
     """Names ``node`` may change in place: method calls, item/attribute stores, ``+=``, writes."""
     mutated: set[str] = set()
+    drawn = _drawn_from(node)
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             chain = _attribute_chain(sub.func)
@@ -259,6 +315,7 @@ def _mutated(node: ast.stmt) -> set[str]:
                 chain[-1] in _READING_METHODS
                 or (chain[-1] in _FRAME_METHODS and not _in_place(sub))
                 or set(chain[1:-1]) & _DRAWING_METHODS
+                or (id(sub) in drawn and chain[-1] not in MUTATING_METHODS and not _in_place(sub))
             )
             if len(chain) > 1 and not reading:
                 mutated.add(chain[0])
@@ -272,6 +329,26 @@ def _mutated(node: ast.stmt) -> set[str]:
         elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
             mutated.add(sub.target.id)
     return mutated - {""}
+
+
+def _drawn_from(node: ast.stmt) -> set[int]:
+    """The calls whose result only feeds a drawing: ``df.resample("ME").apply(f)`` in
+    ``df.resample("ME").apply(f).plot(kind="bar")``, whatever the method (unless it is known to
+    change its object in place, or is called with ``inplace=``)."""
+    drawn: set[int] = set()
+    for sub in ast.walk(node):
+        if not (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)):
+            continue
+        if not set(_attribute_chain(sub.func)[1:]) & _PLOTTING:
+            continue
+        inner: ast.expr = sub.func.value
+        while isinstance(inner, ast.Attribute | ast.Call | ast.Subscript):
+            if isinstance(inner, ast.Call):
+                drawn.add(id(inner))
+                inner = inner.func
+            else:
+                inner = inner.value
+    return drawn
 
 
 def _in_place(call: ast.Call) -> bool:

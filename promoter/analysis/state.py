@@ -17,6 +17,7 @@ from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
     "ARGUMENT_MUTATORS",
+    "DRAWING_CONFIGURATION",
     "GENERATORS",
     "LOCAL_FACTORIES",
     "MUTATING_METHODS",
@@ -25,6 +26,7 @@ __all__ = [
     "SHARE_HINT",
     "FunctionSummary",
     "Scan",
+    "configures_drawing",
     "dotted",
     "location",
     "module_aliases",
@@ -83,9 +85,6 @@ SERIALISED_STATE = {
     "numpy.random": "numpy's global random generator",
     "matplotlib.pyplot": "matplotlib's current figure",
     "matplotlib.use": "matplotlib's backend",
-    "matplotlib.rc": "matplotlib's settings",
-    "matplotlib.rcParams": "matplotlib's settings",
-    "matplotlib.style": "matplotlib's settings",
     "pylab": "matplotlib's current figure",
     "warnings.filterwarnings": "the warning filters",
     "warnings.simplefilter": "the warning filters",
@@ -97,6 +96,19 @@ SERIALISED_STATE = {
     "torch.manual_seed": "torch's global random generator",
     "tensorflow.random.set_seed": "tensorflow's global random generator",
 }
+#: Drawing configuration (styles, themes, rc settings): the same settings on every request, read
+#: only by drawing code, so neither shared state to serialise nor a reason to keep a statement.
+DRAWING_CONFIGURATION = frozenset(
+    {"matplotlib.style", "matplotlib.rc", "matplotlib.rcParams", "matplotlib.rcdefaults"}
+    | {"matplotlib.pyplot.style", "matplotlib.pyplot.rc", "matplotlib.pyplot.rcParams"}
+    | {"matplotlib.pyplot.rcdefaults", "matplotlib.pyplot.xkcd", "seaborn.set"}
+    | {"seaborn.set_theme", "seaborn.set_style", "seaborn.set_context", "seaborn.set_palette"}
+    | {
+        "seaborn.reset_defaults",
+        "seaborn.reset_orig",
+        "pandas.plotting.register_matplotlib_converters",
+    }
+)
 #: Names in those modules that make a private object rather than use the global one.
 LOCAL_FACTORIES = frozenset(
     {"Random", "SystemRandom", "default_rng", "Generator", "RandomState", "SeedSequence"}
@@ -179,6 +191,11 @@ def strip_subscripts(node: ast.AST) -> ast.AST:
     while isinstance(node, ast.Subscript):
         node = node.value
     return node
+
+
+def configures_drawing(full: str) -> bool:
+    """Whether ``full`` (a dotted path) is drawing configuration (``plt.style.use``)."""
+    return any(under(full, key) for key in DRAWING_CONFIGURATION)
 
 
 def under(full: str, prefix: str) -> bool:

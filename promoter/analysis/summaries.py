@@ -18,6 +18,7 @@ from promoter.analysis.state import (
     SERIALISED_STATE,
     FunctionSummary,
     Scan,
+    configures_drawing,
     dotted,
     refused_key,
     resolve,
@@ -155,11 +156,15 @@ def _record(
 
 def _record_call(scan: Scan, summary: FunctionSummary, node: ast.Call) -> None:
     full = resolve(scan, dotted(node.func))
-    if full is not None and (
-        refused_key(full, store=False) is not None
-        or (
-            any(under(full, k) for k in SERIALISED_STATE)
-            and full.rsplit(".", 1)[-1] not in LOCAL_FACTORIES
+    if (
+        full is not None
+        and not configures_drawing(full)
+        and (
+            refused_key(full, store=False) is not None
+            or (
+                any(under(full, k) for k in SERIALISED_STATE)
+                and full.rsplit(".", 1)[-1] not in LOCAL_FACTORIES
+            )
         )
     ):
         summary.state.setdefault(full, node.lineno)

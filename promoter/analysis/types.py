@@ -58,6 +58,8 @@ TYPE_NAMES: dict[str, str | None] = {
     **dict.fromkeys(["date", "datetime", "time", "timedelta"], "datetime"),
     "Decimal": "decimal",
     "UUID": "uuid",
+    # A path parameter: a string in JSON, a Path in the notebook and in the service.
+    **dict.fromkeys(["Path", "PurePosixPath"], "pathlib"),
 }
 #: The allowed names that may be called (``Field(ge=1)``, ``conint(gt=0)``).
 CALLABLES = frozenset({"Field", "conint", "confloat", "constr", "conlist"})

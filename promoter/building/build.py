@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any
 from promoter._exceptions import ContractError, Location
 from promoter.analysis.determinism import judge
 from promoter.analysis.files import DataFile, confined
+from promoter.building.environment import LOCK_FILE, ServiceEnvironment, service_environment
 from promoter.building.output import LOCK_NAME, Lock, staged
+from promoter.building.proof import RequestSet, RouteProof, Step, prove_service
 from promoter.building.render import (
     NotebookPlan,
     ServiceOptions,
@@ -46,7 +49,10 @@ class Build:
         files: Every file in it, relative to ``out_dir``, sorted.
         fidelity: How each notebook's generated pipeline compares with the notebook, by stem.
         backup: The previous folder, kept because ``force`` overwrote edited files.
-        warnings: What the non-determinism rule (``_determinism.judge``) found.
+        warnings: What the non-determinism rule (``_determinism.judge``) found, and what the
+            proof reports (a route whose memory grows).
+        steps: Each step of the proof that ran (environment, pipelines, differential,
+            concurrency, state, memory), for reports.
     """
 
     out_dir: Path
@@ -54,6 +60,7 @@ class Build:
     fidelity: dict[str, Fidelity]
     backup: Path | None
     warnings: tuple[tuple[str, Location], ...] = ()
+    steps: tuple[Step, ...] = ()
 
 
 def build_service(
@@ -64,6 +71,7 @@ def build_service(
     force: bool = False,
     cell_timeout: float | None = 600,
     strict: bool = False,
+    isolated: bool = True,
 ) -> Build:
     """Render, verify, format and lock the service of ``plans`` into ``out_dir``, atomically.
 
@@ -76,6 +84,8 @@ def build_service(
             promoted cell in one go in a fresh interpreter, gets that for each of them, plus
             the interpreter's start-up.
         strict: Fail when a notebook's answer changes from run to run (else a warning).
+        isolated: Prove the service in a fresh environment built from its own pins (and ship
+            the lock file of it); ``False`` proves it in promoter's own environment.
 
     Raises:
         VerificationError: The generated code fails where the notebook did not, its answer
@@ -87,27 +97,75 @@ def build_service(
             a path.
     """
     files = _data_files(plans)
-    options = replace(options, data_files=tuple(sorted(f.path for f in files)))
+    paths = tuple(sorted(f.path for f in files))
+    options = replace(options, data_files=paths, locked=isolated)
+    timeout = _verification_timeout(plans, cell_timeout)
     with staged(out_dir, force=force) as stage:
         rendered = render_service(plans, options)
         _check_collisions(files, rendered)
         stage.write(rendered)
         stage.copy({f.path: f.source for f in files})
-        fidelity = verify_service(
-            stage.path,
-            [_verification(p, len(plans)) for p in plans],
-            _verification_timeout(plans, cell_timeout),
-            examples={p.notebook.stem: _examples(p) for p in plans},
+        fidelity, warnings, steps = _prove(
+            stage.path, plans, timeout, strict=strict, isolated=isolated
         )
-        pairs = list(zip(plans, fidelity, strict=True))
-        warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
-        golden = [replace(p, golden=f.matches) for p, f in pairs]
+        golden = [replace(p, golden=f.matches) for p, f in zip(plans, fidelity, strict=True)]
         stage.write(render_tests(golden, options))
         format_python(stage.path, keep={f.path for f in files})
         backup = stage.commit(lambda files: _lock(plans, stage.out_dir, files))
     out = stage.out_dir
     generated = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    return Build(out, tuple(generated), {f.slug: f for f in fidelity}, backup, tuple(warnings))
+    fidelities = {f.slug: f for f in fidelity}
+    return Build(out, tuple(generated), fidelities, backup, warnings, steps)
+
+
+def _prove(
+    folder: Path, plans: list[NotebookPlan], timeout: float, *, strict: bool, isolated: bool
+) -> tuple[list[Fidelity], tuple[tuple[str, Location], ...], tuple[Step, ...]]:
+    """Verify each pipeline, then prove the served app; in the service's own environment."""
+    steps: list[Step] = []
+    environment = _environment(folder, steps) if isolated else None
+    python = environment.python if environment else Path(sys.executable)
+    begin = time.perf_counter()
+    fidelity = verify_service(
+        folder,
+        [_verification(p, len(plans)) for p in plans],
+        timeout,
+        examples={p.notebook.stem: _examples(p) for p in plans},
+        python=python,
+    )
+    detail = "setup() and run() in a fresh process"
+    steps.append(Step("pipelines", "passed", detail, time.perf_counter() - begin))
+    pairs = list(zip(plans, fidelity, strict=True))
+    warnings = [w for p, f in pairs for w in judge(p.notebook, f, strict=strict)]
+    routes = [_route_proof(p, f, len(plans)) for p, f in pairs]
+    proof = prove_service(folder, python, routes, timeout=timeout)
+    return fidelity, (*warnings, *proof.warnings), (*steps, *proof.steps)
+
+
+def _environment(folder: Path, steps: list[Step]) -> ServiceEnvironment:
+    """The service's own environment; its lock file joins the service."""
+    environment = service_environment(folder)
+    (folder / LOCK_FILE).write_text(environment.lock, encoding="utf-8")
+    count = sum(1 for line in environment.lock.splitlines() if "==" in line)
+    how = "reused from the cache" if environment.reused else "built"
+    detail = f"{count} packages from pyproject.toml's pins, {how}"
+    steps.append(Step("environment", "passed", detail, environment.seconds))
+    return environment
+
+
+def _route_proof(plan: NotebookPlan, fidelity: Fidelity, count: int) -> RouteProof:
+    nb = plan.notebook
+    sets = [RequestSet("defaults", {}, plan.response.sample)]
+    sets += [
+        RequestSet(f"example {n}", body, answer)
+        for n, (body, answer) in enumerate(_examples(plan), start=1)
+    ]
+    sets += [
+        RequestSet(f"generated {n}", body, answer)
+        for n, (body, answer) in enumerate(plan.generated, start=1)
+    ]
+    package = notebook_package(nb.stem, count == 1)
+    return RouteProof(nb, nb.route, tuple(sets), fidelity.matches, package)
 
 
 def _verification_timeout(plans: list[NotebookPlan], cell_timeout: float | None) -> float:
@@ -118,6 +176,14 @@ def _verification_timeout(plans: list[NotebookPlan], cell_timeout: float | None)
 def _data_files(plans: list[NotebookPlan]) -> list[DataFile]:
     """Every notebook's data files; one path may come from two notebooks only if equal."""
     found: dict[str, tuple[DataFile, Notebook]] = {}
+    workdirs = {plan.workdir for plan in plans}
+    if len(workdirs) > 1:
+        raise ContractError(
+            "the notebooks sit at different places in their projects "
+            f"({', '.join(sorted(workdirs))}): one service works from one folder",
+            location=plans[0].notebook.at(),
+            hint="build one service per notebook, or keep the notebooks in one folder",
+        )
     for plan in plans:
         for file in plan.files:
             confined(plan.notebook, file.path, file.source)  # again: it may be a link by now
@@ -168,14 +234,11 @@ def _examples(plan: NotebookPlan) -> list[tuple[dict[str, Any], Any]]:
 
 def _lock(plans: list[NotebookPlan], out_dir: Path, files: dict[str, str]) -> Lock:
     from promoter import __version__
+    from promoter.building.drift import lock_entry
 
+    # Data files are judged by the copy the service was built and verified with.
     notebooks = [
-        {
-            "path": relative_path(p.notebook.path, out_dir),
-            "sha256": p.notebook.content_hash,
-            "route": p.notebook.route,
-        }
-        for p in plans
+        lock_entry(p.notebook, {f.source: files[f.path] for f in p.files}, out_dir) for p in plans
     ]
     return Lock(promoter_version=__version__, notebooks=notebooks, files=files)
 

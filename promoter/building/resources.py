@@ -19,8 +19,9 @@ __all__ = [
     "template_dir",
 ]
 
-#: The packages of ``templates/service/app/`` every service carries verbatim.
-_SHIPPED = ("jsonable", "runtime")
+#: The packages and modules of ``templates/service/app/`` every service carries verbatim.
+_SHIPPED = ("jobs", "jsonable", "runtime")
+_SHIPPED_MODULES = ("worker.py",)
 
 #: The name the kernel capture imports the JSON converter under (clear of the notebook's own).
 JSONABLE_PACKAGE = "_promoter_jsonable"
@@ -36,13 +37,20 @@ def template_dir() -> Path:
 
 
 def shipped_sources() -> dict[str, str]:
-    """Every module of ``app/jsonable/`` and ``app/runtime/``, by its path in the service."""
+    """Every module of ``app/jobs/``, ``app/jsonable/``, ``app/runtime/`` and ``app/worker.py``.
+
+    Keyed by its path in the service.
+    """
     app = template_dir() / "service" / "app"
-    return {
+    sources = {
         f"app/{package}/{path.name}": path.read_text(encoding="utf-8")
         for package in _SHIPPED
         for path in sorted((app / package).glob("*.py"))
     }
+    sources.update(
+        {f"app/{name}": (app / name).read_text(encoding="utf-8") for name in _SHIPPED_MODULES}
+    )
+    return sources
 
 
 def jsonable_sources() -> dict[str, str]:

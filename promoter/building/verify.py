@@ -23,7 +23,7 @@ from promoter._exceptions import Location, VerificationError
 from promoter.reading.notebook import Notebook
 from promoter.running.processes import ProcessGroup
 
-__all__ = ["Fidelity", "first_difference", "verify_service"]
+__all__ = ["Fidelity", "cell_of", "first_difference", "verify_service"]
 
 _SCRIPT = """
 import asyncio, importlib, inspect, json, os, sys, time, traceback
@@ -67,7 +67,11 @@ for package, slug, model, route, requests in json.loads(sys.argv[2]):
     except BaseException:
         results[slug] = {"error": traceback.format_exc()}  # whole: a library may be deep
 app_error = None
-if all("error" not in r for r in results.values()):
+try:
+    from fastapi.testclient import TestClient
+except Exception:  # the service's own environment has no httpx: promoter's proof serves it
+    TestClient = None
+if TestClient is not None and all("error" not in r for r in results.values()):
     # The whole app, as uvicorn loads it: a name of the notebook that replaces one of the
     # generated code's shows here. Its setup already ran above, so the app's start-up only
     # marks it ready; each route then answers the default request a second time.
@@ -80,7 +84,6 @@ if all("error" not in r for r in results.values()):
                 pipeline.setup = lambda: None
         # Imported after: app.main takes each pipeline's setup when it is imported.
         main = importlib.import_module("app.main")
-        from fastapi.testclient import TestClient
         with TestClient(main.app, raise_server_exceptions=False) as client:
             routes = {getattr(r, "path", None) for r in main.app.routes}
             for slug, result in results.items():
@@ -105,8 +108,11 @@ note(report={"results": results, "app_error": app_error})
 # Done: a child process or a non-daemon thread the notebook's setup started must not keep this
 # process alive. Its children are killed here (one that left the session too), the rest of the
 # session by promoter.
-import psutil
-for child in psutil.Process().children(recursive=True):
+try:
+    import psutil
+except ImportError:  # the service's own environment: its session is killed all the same
+    psutil = None
+for child in psutil.Process().children(recursive=True) if psutil else ():
     try:
         child.kill()
     except psutil.Error:
@@ -133,6 +139,7 @@ def verify_service(
     timeout: float = 600,
     *,
     examples: dict[str, list[tuple[dict[str, Any], Any]]] | None = None,
+    python: Path | None = None,
 ) -> list[Fidelity]:
     """Run every generated pipeline with its defaults (and examples) and compare with the notebook.
 
@@ -141,6 +148,8 @@ def verify_service(
         notebooks: ``(notebook, package, response model name, expected JSON)`` per notebook.
         timeout: Seconds the whole check may take.
         examples: ``(request, expected JSON)`` per example parameter set, by notebook stem.
+        python: The interpreter to run the service with (the service's own environment);
+            promoter's by default.
 
     Raises:
         VerificationError: A generated pipeline raised (naming the notebook cell), or the check
@@ -151,7 +160,8 @@ def verify_service(
         [package, nb.stem, model, nb.route, [{}, *(r for r, _ in examples.get(nb.stem, []))]]
         for nb, package, model, _ in notebooks
     ]
-    found = _run_script(folder, spec, timeout, {nb.stem: nb for nb, _, _, _ in notebooks})
+    stems = {nb.stem: nb for nb, _, _, _ in notebooks}
+    found = _run_script(folder, spec, timeout, stems, python or Path(sys.executable))
     results = found["results"]
     checks = []
     for nb, package, _, expected in notebooks:
@@ -173,7 +183,7 @@ def verify_service(
 
 
 def _run_script(
-    folder: Path, spec: list[Any], timeout: float, notebooks: dict[str, Notebook]
+    folder: Path, spec: list[Any], timeout: float, notebooks: dict[str, Notebook], python: Path
 ) -> Any:
     """Run the verification script in a fresh interpreter; its JSON report.
 
@@ -187,7 +197,7 @@ def _run_script(
         report, output = Path(tmp) / "report.jsonl", Path(tmp) / "output.txt"
         with output.open("wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _SCRIPT, str(folder), json.dumps(spec), str(report)],
+                [str(python), "-c", _SCRIPT, str(folder), json.dumps(spec), str(report)],
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -365,7 +375,7 @@ def _pipeline_error(folder: Path, package: str, nb: Notebook, trace: str) -> Ver
     location = Location(notebook=nb.path)
     statement = ""
     if numbers:
-        location, statement = _cell_of(pipeline, int(numbers[-1]), nb)
+        location, statement = cell_of(pipeline, int(numbers[-1]), nb)
     return VerificationError(
         f"the generated service fails where the notebook did not: {last}"
         + (f" (at `{statement}`)" if statement else ""),
@@ -408,7 +418,8 @@ def _hint(last: str, folder: Path, nb: Notebook) -> str:
     return _SELF_CONTAINED
 
 
-def _cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
+def cell_of(pipeline: Path, line: int, nb: Notebook) -> tuple[Location, str]:
+    """The notebook cell and line of line ``line`` of a generated ``pipeline``, and its text."""
     source = pipeline.read_text(encoding="utf-8").splitlines()
     statement = source[line - 1].strip() if 0 < line <= len(source) else ""
     for number in range(min(line, len(source)), 0, -1):

@@ -3,7 +3,7 @@
 Enters: what a user types, clicks or commits. Leaves: what they read (text, JSON, annotations,
 JUnit XML, HTML reports, REST answers) and an exit status.
 
-- ``cli``: ``promoter inspect/convert/serve/check``.
+- ``cli``: ``promoter inspect/convert/serve/check``, printed by ``cli_output``.
 - ``check``: ``promoter check``: contract, execution, fidelity and drift for CI, with
   ``discover`` (which notebooks and services) and ``reports`` (GitHub, JUnit, HTML).
 - ``serve``: ``promoter serve``, regenerating the service when the notebook is saved.

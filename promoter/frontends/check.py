@@ -23,7 +23,7 @@ import shlex
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from promoter.reading.locate import cell_file_line
 if TYPE_CHECKING:
     from promoter._api import Inspection
     from promoter.building.output import Lock
+    from promoter.building.proof import ProofOptions
     from promoter.running.execute import ProgressCallback
 
 __all__ = [
@@ -78,6 +79,8 @@ class Outcome:
         file_line: The line of the ``.ipynb`` file of the failing source line (where the
             failing cell starts when the line is not known).
         command: The command that fixes it (the regenerate command of a stale service).
+        steps: The steps of the fidelity proof that ran (environment, pipelines,
+            differential, concurrency, state, memory), each with its status and time.
     """
 
     check: str
@@ -87,6 +90,7 @@ class Outcome:
     hint: str | None = None
     file_line: int | None = None
     command: str | None = None
+    steps: tuple[dict[str, Any], ...] = ()
 
     def __str__(self) -> str:
         where = str(self.location)
@@ -103,6 +107,7 @@ class Outcome:
             "command": self.command,
             "file_line": self.file_line,
             **self.location.to_dict(),
+            **({"steps": list(self.steps)} if self.steps else {}),
         }
 
 
@@ -201,6 +206,7 @@ def check_notebook(
     all_cells: bool = False,
     strict: bool = False,
     execute: bool = True,
+    proof: ProofOptions | None = None,
 ) -> NotebookResult:
     """Run every check on one notebook.
 
@@ -220,17 +226,16 @@ def check_notebook(
             parameters (by default a warning, as in ``convert``).
         execute: ``False`` checks the contract and drift only, with no kernel (the fast
             pre-commit hook); execute and fidelity are then skipped.
+        proof: How far fidelity proves the service (by default as far as ``convert``).
 
     Returns:
         The outcome of each check. Problems in the notebook are outcomes, never exceptions.
     """
     import promoter
 
-    path = Path(path)
-    begin = time.perf_counter()
-    if services is None:
-        services = find_services([path])
-    run = _Run(path)
+    path, begin = Path(path), time.perf_counter()
+    services = find_services([path]) if services is None else services
+    run = _Run(path, proof=proof)
     try:
         static = promoter.inspect(path, execute=False)
     except PromoterError as exc:
@@ -261,6 +266,7 @@ class _Run:
     outcomes: list[Outcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     executed: Any = None
+    proof: ProofOptions | None = None
 
     def fail(self, check: str, exc: PromoterError) -> None:
         self.outcomes.append(_failure(check, exc, self.path))
@@ -288,7 +294,7 @@ def _execute_and_build(
     run.executed = inspection.execution.executed
     run.warnings = [str(w) for w in inspection.warnings]
     run.outcomes.append(Outcome("execute", Status.PASSED))
-    outcome, warnings = _fidelity(inspection, run.path, timeout, strict)
+    outcome, warnings = _fidelity(inspection, run, timeout, strict)
     run.outcomes.append(outcome)
     run.warnings += warnings
 
@@ -308,70 +314,63 @@ def _failure(check: str, exc: PromoterError, path: Path) -> Outcome:
 
 
 def _fidelity(
-    inspection: Inspection, path: Path, timeout: float | None, strict: bool
+    inspection: Inspection, run: _Run, timeout: float | None, strict: bool
 ) -> tuple[Outcome, list[str]]:
-    """Build the service into a scratch folder, as ``convert`` does, and compare its answer.
+    """Build the service into a scratch folder, as ``convert`` does, and prove it.
 
     The build applies the one non-determinism rule (``_determinism.judge``), as in ``convert``.
     """
     from promoter._api import Finding
     from promoter.building.build import build_service, service_options
+    from promoter.building.proof import ProofOptions
 
     notebook = inspection.notebook
+    proof = run.proof or ProofOptions()
     try:
+        generated = tuple(inspection.generated_runs(proof.generated, timeout))
         with tempfile.TemporaryDirectory(prefix="promoter-check-") as tmp:
             out = Path(tmp) / "service"
             build = build_service(
-                [inspection.plan()],
+                [replace(inspection.plan(), generated=generated)],
                 service_options([notebook], out),
                 out,
                 cell_timeout=timeout,
                 strict=strict,
+                isolated=proof.isolated,
             )
     except PromoterError as exc:
-        return _failure("fidelity", exc, path), []
+        return _failure("fidelity", exc, run.path), []
     warnings = [str(Finding(message, where)) for message, where in build.warnings]
-    return Outcome("fidelity", Status.PASSED), warnings
+    steps = tuple(step.to_dict() for step in build.steps)
+    return Outcome("fidelity", Status.PASSED, steps=steps), warnings
 
 
 def _drift(path: Path, services: ServiceIndex) -> Outcome:
-    from promoter.building.output import sha256
+    from promoter.building.drift import staleness
+    from promoter.reading.notebook import read_notebook
 
     found = services.for_notebook(path)
     if not found:
         return Outcome("drift", Status.SKIPPED, "no generated service lists this notebook")
     try:
-        digest = sha256(path.read_bytes())
+        notebook = read_notebook(path)
+    except PromoterError:
+        notebook = None  # the contract check says why; the data files can still be compared
+    try:
+        stale = [(f, lock, p) for f, lock in found if (p := staleness(path, notebook, f, lock))]
     except OSError as exc:
         return Outcome("drift", Status.FAILED, f"cannot read the notebook: {exc.strerror}")
-    stale = [(f, lock, p) for f, lock in found if (p := _staleness(path, f, lock, digest))]
     if not stale:
         return Outcome("drift", Status.PASSED)
     command = " && ".join(regenerate_command(folder, lock) for folder, lock, _ in stale)
     return Outcome(
         "drift",
         Status.FAILED,
-        "; ".join(problem for _, _, problem in stale),
+        "; ".join(f"{_display(f)} is stale: " + ", ".join(p) for f, _, p in stale),
         Location(path),
         "regenerate with: " + command,
         command=command,
     )
-
-
-def _staleness(path: Path, folder: Path, lock: Lock, digest: str) -> str | None:
-    """Why the service in ``folder`` is stale for the notebook ``path``, or ``None``."""
-    from promoter import __version__
-
-    entry = next(e for e in lock.notebooks if (folder / str(e["path"])).resolve() == path.resolve())
-    shown = _display(folder)
-    if entry.get("sha256") != digest:
-        return f"{shown} is stale: the notebook changed since it was generated"
-    if lock.promoter_version != __version__:
-        return (
-            f"{shown} was generated by promoter {lock.promoter_version}, "
-            f"this is promoter {__version__}"
-        )
-    return None
 
 
 def regenerate_command(folder: Path, lock: Lock) -> str:
@@ -406,6 +405,8 @@ def check(
     on_progress: ProgressCallback | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
     strict: bool = False,
+    proof: ProofOptions | None = None,
+    changed: bool = False,
 ) -> CheckReport:
     """Check every notebook under ``paths``, ``jobs`` at a time.
 
@@ -421,6 +422,10 @@ def check(
         on_progress: Called with (notebook, cells done, cells in all) while kernels run.
         on_result: Called with each notebook's result as soon as it is known.
         strict: Fail a notebook whose answer changes from run to run (else a warning).
+        proof: How far fidelity proves each service (by default as far as ``convert``).
+        changed: ``paths`` are changed files (as pre-commit passes them): notebooks are
+            checked, a data file a service carries checks the notebooks that read it, other
+            files are ignored.
 
     Raises:
         UsageError: A path does not exist, or ``jobs`` is not positive.
@@ -429,20 +434,13 @@ def check(
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    found = find_notebooks(paths, exclude)
+    services = find_services([*paths, *_cwd_repository()])
+    found = find_notebooks(services.changed(paths) if changed else paths, exclude)
     todo = [p for p, named in found if (named and not skip_untagged) or has_promoter_tags(p)]
     if on_start is not None:
         on_start(todo)
-    results: dict[Path, NotebookResult] = {}
-    for path, _ in found:
-        if path not in todo:
-            results[path] = NotebookResult(
-                path, skipped="no promoter tags (not a promotable notebook)"
-            )
-            if on_result is not None:
-                on_result(results[path])
-    services = find_services([*paths, *_cwd_repository()])
-    job = _Job(Path.cwd(), services, timeout, strict, execute, all_cells)
+    results = _untagged([p for p, _ in found if p not in todo], on_result)
+    job = _Job(Path.cwd(), services, timeout, strict, execute, all_cells, proof)
     # Without kernels a notebook takes milliseconds: worker processes would cost more than that.
     workers = jobs if execute else 1
     results.update(_check_all(job, todo, workers, on_progress, on_result))
@@ -460,6 +458,7 @@ class _Job:
     strict: bool = False
     execute: bool = True
     all_cells: bool = False
+    proof: ProofOptions | None = None
 
     def __call__(self, path: Path, on_progress: ProgressCallback | None) -> NotebookResult:
         os.chdir(self.cwd)  # paths are relative to where the user ran the check
@@ -472,6 +471,7 @@ class _Job:
                 all_cells=self.all_cells,
                 strict=self.strict,
                 execute=self.execute,
+                proof=self.proof,
             )
         except Exception as exc:  # a promoter bug must not hide the other notebooks' results
             return _internal_error(path, exc)
@@ -508,6 +508,18 @@ def _check_all(
 def _internal_error(path: Path, exc: BaseException) -> NotebookResult:
     message = f"internal error: {type(exc).__name__}: {exc}"
     return NotebookResult(path, (Outcome("contract", Status.FAILED, message, Location(path)),))
+
+
+def _untagged(
+    paths: list[Path], on_result: Callable[[NotebookResult], None] | None
+) -> dict[Path, NotebookResult]:
+    """The found notebooks with no promoter tags: skipped, and reported as such at once."""
+    results = {}
+    for path in paths:
+        results[path] = NotebookResult(path, skipped="no promoter tags (not a promotable notebook)")
+        if on_result is not None:
+            on_result(results[path])
+    return results
 
 
 def _cwd_repository() -> list[Path]:

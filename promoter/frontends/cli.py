@@ -15,9 +15,16 @@ import typer
 from typer.core import TyperCommand
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
-    from promoter._api import Conversion, Inspection
+from promoter.frontends.cli_output import (
+    check_line,
+    escape,
+    make_console,
+    show_check,
+    show_conversion,
+    show_inspection,
+)
 
 __all__ = ["app", "main"]
 
@@ -52,6 +59,25 @@ Timeout = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds any one notebook cell may run.")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Generated = Annotated[
+    int,
+    typer.Option(
+        "--generated",
+        min=0,
+        help="Request bodies generated from each request model (Hypothesis) the service must "
+        "answer as the notebook does, besides the defaults and examples; each costs one "
+        "notebook run.",
+    ),
+]
+IsolatedEnv = Annotated[
+    bool,
+    typer.Option(
+        "--isolated-env/--no-isolated-env",
+        help="Prove the service in a fresh environment built from its own pins (uv; cached), "
+        "and ship its requirements.lock. --no-isolated-env proves it in promoter's own "
+        "environment (no network needed; the dependencies are then not proven).",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option(
@@ -60,18 +86,31 @@ Strict = Annotated[
 ]
 
 
-def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
 def _version_callback(value: bool) -> None:
     if value:
         from promoter import __version__
 
         typer.echo(f"promoter {__version__}")
         raise typer.Exit()
+
+
+# Each command's --help ends with an example (its epilog).
+_INSPECT_EXAMPLE = (
+    "Examples: `promoter inspect notebooks/price.ipynb` (runs it once); "
+    "`promoter inspect notebooks/price.ipynb --static --json` (no kernel, for machines)."
+)
+_CONVERT_EXAMPLE = (
+    "Examples: `promoter convert notebooks/price.ipynb -o services/price`; "
+    "`promoter convert notebooks/*.ipynb -o services/api --k8s` (one route per notebook)."
+)
+_SERVE_EXAMPLE = (
+    "Example: `promoter serve notebooks/price.ipynb --port 8000`, "
+    "then open http://127.0.0.1:8000/docs."
+)
+_CHECK_EXAMPLE = (
+    "Examples: `promoter check notebooks/ -j 2 --format github --junit-xml reports/promoter.xml`; "
+    "`promoter check --static` (no kernel: tags and stale services, as the pre-commit hook)."
+)
 
 
 @app.callback()
@@ -97,25 +136,19 @@ def _run(debug: bool, action: Callable[[], T]) -> T:
     except PromoterError as exc:
         if debug:
             raise
-        _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(exc))}")
+        make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        _console(stderr=True).print("[yellow]interrupted[/]")
+        make_console(stderr=True).print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except Exception as exc:  # a promoter bug: still one message, never a traceback
         if debug:
             raise
-        _console(stderr=True).print(
-            f"[bold red]internal error:[/] {_escape(type(exc).__name__)}: {_escape(str(exc))}\n"
+        make_console(stderr=True).print(
+            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
             "  run again with --debug for the traceback, and please report it"
         )
         raise typer.Exit(1) from None
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _run_with_progress(
@@ -146,7 +179,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         MofNCompleteColumn(),
         TextColumn("cells"),
     )
-    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=make_console(stderr=True), transient=True) as progress:
 
         def update(name: str, done: int, total: int) -> None:
             if name not in tasks:
@@ -156,7 +189,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_INSPECT_EXAMPLE)
 def inspect(
     notebook: Annotated[
         Path, typer.Argument(metavar="NOTEBOOK", help="The notebook (.ipynb) to inspect.")
@@ -182,50 +215,10 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    _show_inspection(result)
+    show_inspection(result)
 
 
-def _show_inspection(result: Inspection) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    console = _console()
-    nb = result.notebook
-    console.print(f"[bold]{_escape(str(nb.path))}[/] -> POST {_escape(nb.route)}")
-    if nb.summary:
-        console.print(f"  {_escape(nb.summary)}")
-    # Plain fixed-width lines, not a Table: a long notebook would spend most of the command's
-    # time in table layout (0.2 s for 500 cells).
-    console.print("[bold]Cells[/]")
-    # Numbered from 1, as JupyterLab's status bar counts cells.
-    rows = [
-        f"  {c.index + 1:>4}  {c.id:<12.12}  {c.role.value:<10}  {c.preview()}" for c in nb.cells
-    ]
-    console.print(Text("\n".join(rows)))
-    fields = Table("field", "type", "default", "description", title="Request", title_justify="left")
-    for p in result.request.parameters:
-        default = json.dumps(p.default, default=list, ensure_ascii=False)
-        fields.add_row(p.name, _escape(p.annotation), _escape(default), p.description or "")
-    console.print(fields)
-    if result.response is not None:
-        console.print(f"[bold]Response[/]: {_escape(result.response.root)}")
-        for cls in result.response.classes:
-            body = ", ".join(f"{f.key}: {f.annotation}" for f in cls.fields)
-            console.print(f"  {cls.name}({_escape(body)})")
-        for shape in result.response.shapes:
-            console.print(f"  [dim]read {_escape(str(shape))}[/]")
-    _show_findings(console, result.warnings, result.dropped)
-
-
-def _show_findings(console: Console, warnings: Any, dropped: Any) -> None:
-    for warning in warnings:
-        console.print(f"[yellow]warning:[/] {_escape(str(warning))}")
-    for drop in dropped:
-        where = _escape(f"({drop.location})")
-        console.print(f"[dim]dropped {_escape(drop.why)}: {_escape(drop.what)}  {where}[/]")
-
-
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CONVERT_EXAMPLE)
 def convert(
     notebooks: Annotated[
         list[Path],
@@ -245,6 +238,8 @@ def convert(
     ] = None,
     timeout: Timeout = 600,
     strict: Strict = False,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -263,41 +258,17 @@ def convert(
             timeout=timeout,
             on_progress=progress,
             strict=strict,
+            isolated=isolated_env,
+            generated=generated,
         ),
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    _show_conversion(result)
+    show_conversion(result)
 
 
-def _show_conversion(result: Conversion) -> None:
-    console = _console()
-    console.print(f"[bold green]generated[/] {_escape(str(result.out_dir))}")
-    for inspection in result.inspections:
-        nb = inspection.notebook
-        promoted = [c for c in nb.cells if c.promoted]
-        fields = ", ".join(p.name for p in inspection.request.parameters) or "(none)"
-        console.print(
-            f"  POST {_escape(nb.route)}  <- {_escape(nb.path.name)}: {len(promoted)} cells "
-            f"promoted, {len(nb.cells) - len(promoted)} not; fields: {_escape(fields)}"
-        )
-    status = "reproduces" if result.reproduces else "differs from"
-    console.print(f"  the service {status} the notebook's default answer")
-    if result.backup:
-        console.print(f"  previous version kept in {_escape(str(result.backup))}")
-    if result.data_files:
-        shown = ", ".join(result.data_files)
-        console.print(f"  data files copied (the notebook reads them): {_escape(shown)}")
-    console.print(
-        f"  {len(result.files)} files in {result.seconds:.1f} s "
-        f"({result.kernel_seconds:.1f} s running notebooks)"
-    )
-    _show_findings(console, result.warnings, [d for i in result.inspections for d in i.dropped])
-    console.print(f"  next: cd {_escape(str(result.out_dir))} && uvicorn app.main:app")
-
-
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_SERVE_EXAMPLE)
 def serve(
     notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="The notebook to serve.")],
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
@@ -311,10 +282,10 @@ def serve(
     """Convert to a temporary folder and serve it, regenerating when the notebook is saved."""
     from promoter.frontends.serve import serve as serve_notebook
 
-    console = _console(stderr=True)
+    console = make_console(stderr=True)
 
     def report(message: str) -> None:
-        console.print(_escape(message))
+        console.print(escape(message))
 
     _run(
         debug,
@@ -376,6 +347,14 @@ Static = Annotated[
         help="No kernel: check the tags and stale services only (fast; the pre-commit hook).",
     ),
 ]
+Changed = Annotated[
+    bool,
+    typer.Option(
+        "--changed",
+        help="The paths are changed files (pre-commit's): check the notebooks among them and "
+        "those whose services carry a changed data file; ignore other files.",
+    ),
+]
 AllCells = Annotated[
     bool,
     typer.Option(
@@ -398,7 +377,7 @@ ReportDir = Annotated[
 ]
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, epilog=_CHECK_EXAMPLE)
 def check(
     paths: CheckPaths = None,
     jobs: Jobs = None,
@@ -407,10 +386,13 @@ def check(
     exclude: Exclude = None,
     skip_untagged: SkipUntagged = False,
     static: Static = False,
+    changed: Changed = False,
     all_cells: AllCells = False,
     output_format: OutputFormat = "text",
     junit_xml: JunitXml = None,
     report: ReportDir = None,
+    isolated_env: IsolatedEnv = True,
+    generated: Generated = 2,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
@@ -419,11 +401,12 @@ def check(
     Exit status: 0 all clean, 1 findings, 2 usage error. With $GITHUB_STEP_SUMMARY set (GitHub
     Actions), a Markdown summary is appended to that file.
     """
+    from promoter.building.proof import ProofOptions
     from promoter.frontends import check as _check
 
     if output_format not in ("text", "github"):
-        _console(stderr=True).print(
-            f"[bold red]error:[/] --format must be text or github, not {_escape(output_format)}"
+        make_console(stderr=True).print(
+            f"[bold red]error:[/] --format must be text or github, not {escape(output_format)}"
         )
         raise typer.Exit(2)
 
@@ -438,6 +421,8 @@ def check(
                 all_cells=all_cells,
                 strict=strict,
                 execute=not static,
+                proof=ProofOptions(isolated=isolated_env, generated=generated),
+                changed=changed,
                 **hooks,
             )
 
@@ -451,7 +436,7 @@ def check(
 
             for line in github_annotations(result):
                 typer.echo(line)
-        _show_check(result, report)
+        show_check(result, report)
     raise typer.Exit(result.exit_code)
 
 
@@ -472,9 +457,9 @@ def _write_reports(result: Any, junit_xml: Path | None, report: Path | None, deb
 @contextmanager
 def _check_progress(live: bool) -> Iterator[dict[str, Any]]:
     """Live bars per notebook on a terminal; one plain line per finished notebook in CI logs."""
-    console = _console(stderr=True)
+    console = make_console(stderr=True)
     if not live:
-        yield {"on_result": lambda result: console.print(_check_line(result))}
+        yield {"on_result": lambda result: console.print(check_line(result))}
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
@@ -488,7 +473,7 @@ def _check_progress(live: bool) -> Iterator[dict[str, Any]]:
 
         def on_progress(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = progress.add_task(f"running {_escape(name)}", total=total)
+                tasks[name] = progress.add_task(f"running {escape(name)}", total=total)
             progress.update(tasks[name], completed=done, total=total)
 
         def on_result(result: Any) -> None:
@@ -497,47 +482,6 @@ def _check_progress(live: bool) -> Iterator[dict[str, Any]]:
                 progress.remove_task(task)
             if result.skipped is None:
                 progress.advance(overall)
-            progress.console.print(_check_line(result))
+            progress.console.print(check_line(result))
 
         yield {"on_start": on_start, "on_progress": on_progress, "on_result": on_result}
-
-
-def _check_line(result: Any) -> str:
-    name = _escape(result.path.as_posix())
-    if result.skipped is not None:
-        return f"[dim]skip[/] {name}: {_escape(result.skipped)}"
-    if result.failures:
-        first = result.failures[0]
-        return f"[bold red]FAIL[/] {name} ({result.seconds:.1f} s): {_escape(str(first))}"
-    return f"[green]ok[/]   {name} ({result.seconds:.1f} s)"
-
-
-def _show_check(result: Any, report: Path | None) -> None:
-    from rich.text import Text
-
-    from promoter.frontends.reports import summary_lines
-
-    console = _console()
-    console.print("[bold]promoter check[/]")
-    # Plain lines, the name last: a long name continues after a `/`, never mid-word.
-    for line in summary_lines(result, width=console.width):
-        text = Text(line)
-        text.highlight_words(["FAIL"], "bold red")
-        text.highlight_regex(r"(?<!\S)ok(?!\S)", "green")
-        console.print(text)
-    for nb in result.results:
-        for warning in nb.warnings:
-            console.print(f"[yellow]warning:[/] {_escape(warning)}")
-    for nb in result.failed:
-        for outcome in nb.failures:
-            console.print(
-                f"[bold red]{outcome.check}[/] {_escape(str(outcome.location) or str(nb.path))}"
-            )
-            console.print(f"  {_escape(outcome.message)}")
-            if outcome.hint:
-                console.print(f"  [dim]hint: {_escape(outcome.hint)}[/]")
-    counts = result.counts()
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no notebooks"
-    console.print(f"{summary} in {result.seconds:.1f} s (-j {result.jobs})")
-    if report is not None:
-        console.print(f"HTML reports in {_escape(str(report))}")

@@ -73,7 +73,9 @@ def _candidates(path: Path, spec: Any) -> list[tuple[Path, bool]]:
     if path.is_dir():
         return [(p, False) for p in _walk_notebooks(path, spec)]
     if not path.is_file():
-        raise UsageError(f"no such file or folder: {path}", hint="check the path")
+        from promoter.reading.notebook import missing_path_hint
+
+        raise UsageError(f"no such file or folder: {path}", hint=missing_path_hint(path))
     if path.suffix != ".ipynb":
         raise UsageError(f"{path} is not a notebook (.ipynb)", hint="pass notebooks or folders")
     relative = Path(os.path.relpath(path.resolve())).as_posix()
@@ -120,10 +122,35 @@ class ServiceIndex:
     """Generated services found on disk, by the resolved path of each source notebook."""
 
     services: dict[Path, list[tuple[Path, Any]]] = field(default_factory=dict)
+    #: The notebooks (resolved) whose services carry each data file (resolved).
+    readers: dict[Path, set[Path]] = field(default_factory=dict)
 
     def for_notebook(self, path: Path) -> list[tuple[Path, Any]]:
         """``(service folder, lock)`` for each service generated from ``path``."""
         return self.services.get(path.resolve(), [])
+
+    def changed(self, paths: Iterable[str | Path]) -> list[Path]:
+        """The notebooks to check when ``paths`` changed (what pre-commit passes a hook).
+
+        A notebook is its own; a data file a service carries stands for the notebooks that
+        read it; other files (and deleted ones) stand for nothing.
+        """
+        found: dict[Path, None] = {}
+        for raw in paths:
+            path = Path(raw)
+            if path.suffix == ".ipynb" and path.is_file():
+                found[path] = None
+            for reader in sorted(self.readers.get(path.resolve(), ())):
+                found[_shown(reader)] = None
+        return list(found)
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working folder when inside it (as a user would name it)."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
@@ -136,7 +163,7 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
     """
     roots = list(roots)
     searched: set[Path] = set()
-    services: dict[Path, list[tuple[Path, Any]]] = {}
+    index = ServiceIndex()
     for root in _search_roots(roots):
         for folder, dirs, files in os.walk(root):
             here = Path(folder).resolve()
@@ -145,12 +172,12 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
                 continue
             searched.add(here)
             dirs[:] = sorted(d for d in dirs if not _ignored_dir(d))
-            _index_lock(here, files, services)
+            _index_lock(here, files, index)
     for beside in _beside_named_notebooks(roots):
         if beside not in searched:
             searched.add(beside)
-            _index_lock(beside, os.listdir(beside), services)
-    return ServiceIndex(services)
+            _index_lock(beside, os.listdir(beside), index)
+    return index
 
 
 def _beside_named_notebooks(roots: Iterable[str | Path]) -> list[Path]:
@@ -169,15 +196,16 @@ def _beside_named_notebooks(roots: Iterable[str | Path]) -> list[Path]:
     return folders
 
 
-def _index_lock(
-    folder: Path, files: list[str], services: dict[Path, list[tuple[Path, Any]]]
-) -> None:
+def _index_lock(folder: Path, files: list[str], index: ServiceIndex) -> None:
     from promoter.building.output import LOCK_NAME, read_lock
 
     lock = read_lock(folder) if LOCK_NAME in files else None
     for entry in lock.notebooks if lock is not None else []:
         source = (folder / str(entry.get("path", ""))).resolve()
-        services.setdefault(source, []).append((folder, lock))
+        index.services.setdefault(source, []).append((folder, lock))
+        data = entry.get("data")
+        for rel in data if isinstance(data, dict) else ():
+            index.readers.setdefault((folder / str(rel)).resolve(), set()).add(source)
 
 
 def _search_roots(paths: Iterable[str | Path]) -> list[Path]:

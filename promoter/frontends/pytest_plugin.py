@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = ["NotebookFile", "NotebookItem", "PromoterCheckFailed"]
 
+#: The lock file that marks a generated service folder (``promoter.building.output``).
+LOCK_NAME = "promoter.lock.json"
+
 #: The notebooks ``--promoter`` selects, found once per pytest run (or xdist worker).
 _SELECTED = pytest.StashKey[frozenset[Path]]()
+#: The paths given as arguments, besides those ``--promoter`` added.
+_EXPLICIT = pytest.StashKey[tuple[Path, ...]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,10 +76,26 @@ def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) 
     to collect (and in each pytest-xdist worker, which parses the same command line).
     """
     namespace = early_config.known_args_namespace
+    early_config.stash[_EXPLICIT] = tuple(Path(p).resolve() for p in namespace.file_or_dir)
     paths = [p for p in getattr(namespace, "promoter_paths", []) if p not in namespace.file_or_dir]
     if paths:
         args.extend(paths)  # parsed again by pytest right after this hook
         namespace.file_or_dir = [*namespace.file_or_dir, *paths]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out generated services under a ``--promoter`` path.
+
+    A service folder (it holds ``promoter.lock.json``) has its own tests, which import its
+    ``app`` and run from its folder (``cd services/x && pytest``); ``pytest --promoter .`` in a
+    project checks the notebooks, not them. A service inside a path named as an argument
+    (``pytest services/x``) is collected as usual.
+    """
+    if not config.getoption("promoter_paths") or not (collection_path / LOCK_NAME).is_file():
+        return None
+    explicit = config.stash.get(_EXPLICIT, ())
+    inside = any(collection_path.resolve().is_relative_to(p) for p in explicit)
+    return None if inside else True
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> NotebookFile | None:

@@ -30,6 +30,8 @@ __all__ = ["serve"]
 # stop by itself before it is ended.
 _PARENT_POLL_SECONDS = 0.5
 _STOP_GRACE_SECONDS = 10.0
+#: The generated service's HTTP protocol (a deadline for each request head, a connection cap).
+_GUARDED_PROTOCOL = "app.runtime.connections:GuardedH11Protocol"
 
 
 def serve(
@@ -144,4 +146,5 @@ def _serve_folder(folder: str, host: str, port: int) -> None:
 
     os.chdir(folder)
     sys.path.insert(0, folder)
-    uvicorn.run("app.main:app", host=host, port=port)
+    # As the image runs it: a deadline for each request head, a cap on connections.
+    uvicorn.run("app.main:app", host=host, port=port, http=_GUARDED_PROTOCOL)

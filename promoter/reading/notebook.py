@@ -27,6 +27,7 @@ __all__ = [
     "Role",
     "Settings",
     "class_prefix",
+    "missing_path_hint",
     "read_notebook",
     "route_for",
     "snake_case",
@@ -167,7 +168,7 @@ def read_notebook(path: str | Path) -> Notebook:
             f"`promoter check {path}` checks every notebook in it",
         )
     if not path.is_file():
-        raise UsageError(f"no such notebook: {path}", hint="check the path")
+        raise UsageError(f"no such notebook: {path}", hint=missing_path_hint(path))
     raw = path.read_bytes()
     node, warnings = _parse(path, raw)
     cells = _assign_roles(path, node)
@@ -187,6 +188,22 @@ def read_notebook(path: str | Path) -> Notebook:
             exc.hint = f"{exc.hint}; {warnings[0]}"
         raise
     return notebook
+
+
+def missing_path_hint(path: Path) -> str:
+    """``did you mean notebooks/price.ipynb?`` for a close name in the same folder, if any."""
+    import difflib
+
+    folder = path.parent
+    try:
+        # Compared without the suffix, which every notebook shares.
+        names = {p.stem: p.name for p in folder.iterdir() if p.suffix == ".ipynb"}
+    except OSError:
+        return "check the path (its folder does not exist either)"
+    close = difflib.get_close_matches(path.stem, list(names), n=1, cutoff=0.6)
+    if not close:
+        return "check the path"
+    return f"did you mean {(folder / names[close[0]]).as_posix()}?"
 
 
 def _parse(path: Path, raw: bytes) -> tuple[Any, list[str]]:

@@ -1,7 +1,8 @@
 """``metadata.promoter``: the notebook-level settings, validated with a clear error each.
 
-All are optional (DESIGN.md section 1): route, service name, version, timeout, execution mode,
-data files, limits, examples, response maps and records, and state shared on purpose.
+All are optional (DESIGN.md section 1): route, service name, version, timeout, job timeout,
+execution mode, data files, limits, examples, response maps and records, and state shared on
+purpose.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _SETTINGS = {
     "name",
     "version",
     "timeout",
+    "job_timeout",
     "execution",
     "shared",
     "examples",
@@ -34,6 +36,7 @@ _SETTINGS = {
     "files",
     "max_file_mb",
     "max_output_mb",
+    "root",
 }
 #: A JSON path into the response: ``$``, then ``.key``, ``["any key"]``, ``[*]`` (list items) or
 #: ``.*`` (the values of a map), e.g. ``$.by_state``, ``$.rows[*].scores``.
@@ -49,6 +52,8 @@ class Settings:
     name: str | None = None
     version: str = "0.1.0"
     timeout: float = 30.0
+    #: Seconds a job of the route (``POST /<route>/jobs``) may run before it is stopped.
+    job_timeout: float = 3600.0
     #: "thread" (default): each request runs in a worker thread under the timeout.
     #: "inline": on the event loop, for handlers that take microseconds; no timeout then.
     #: "process": in worker processes (pebble) that are killed past the timeout.
@@ -70,6 +75,10 @@ class Settings:
     #: Setup names (or modules, e.g. "random") that requests share on purpose: promoter
     #: neither copies them per request nor refuses handlers that change them.
     shared: tuple[str, ...] = ()
+    #: The project root, relative to the notebook's folder (``".."``): files under it travel
+    #: with the service in the same layout. Default: the nearest folder above the notebook
+    #: holding ``.git``, ``pyproject.toml`` or ``setup.cfg``.
+    root: str | None = None
 
 
 def read_settings(path: Path, node: Any) -> Settings:
@@ -95,12 +104,6 @@ def read_settings(path: Path, node: Any) -> Settings:
             location=where,
             hint="use a version like 1.2.0",
         )
-    timeout = raw.get("timeout", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ContractError(
-            f"metadata.promoter.timeout {timeout!r} must be a positive number of seconds",
-            location=where,
-        )
     execution = raw.get("execution", "thread")
     if execution not in _EXECUTION_MODES:
         raise ContractError(
@@ -113,7 +116,8 @@ def read_settings(path: Path, node: Any) -> Settings:
         route=route,
         name=name,
         version=version,
-        timeout=float(timeout),
+        timeout=_seconds(raw, "timeout", 30.0, where),
+        job_timeout=_seconds(raw, "job_timeout", 3600.0, where),
         execution=execution,
         files=_file_globs(raw.get("files", []), where),
         max_file_mb=_megabytes(raw, "max_file_mb", 200.0, where),
@@ -122,7 +126,20 @@ def read_settings(path: Path, node: Any) -> Settings:
         maps=_json_paths(raw, "maps", where),
         records=_json_paths(raw, "records", where),
         shared=_shared(raw.get("shared", []), where),
+        root=_root(raw.get("root"), where),
     )
+
+
+def _root(root: Any, where: Location) -> str | None:
+    if root is None:
+        return None
+    if not isinstance(root, str) or not root.strip() or Path(root).is_absolute():
+        raise ContractError(
+            f"metadata.promoter.root {root!r} must be a folder relative to the notebook's",
+            location=where,
+            hint='e.g. "root": ".." for a notebook in notebooks/ of its project',
+        )
+    return root
 
 
 def _route_and_name(raw: dict[str, Any], where: Location) -> tuple[str | None, str | None]:
@@ -155,6 +172,21 @@ def _file_globs(globs: Any, where: Location) -> tuple[str, ...]:
                 "others from a mounted volume or object storage",
             )
     return found
+
+
+def _seconds(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:
+    seconds = raw.get(key, fallback)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ContractError(
+            f"metadata.promoter.{key} {seconds!r} must be a positive number of seconds",
+            location=where,
+        )
+    return float(seconds)
 
 
 def _megabytes(raw: dict[str, Any], key: str, fallback: float, where: Location) -> float:

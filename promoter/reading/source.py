@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
+    "TRANSPARENT_CELL_MAGICS",
+    "CellMagic",
     "ResponseExpression",
+    "cell_magic",
+    "cell_magics",
     "parse_cell",
     "prefix_before",
     "python_source",
@@ -43,10 +47,68 @@ def source_lines(source: str, *, keepends: bool = False) -> list[str]:
 
 
 def python_source(source: str) -> str:
-    """Translate IPython syntax (``%magic``, ``!shell``, ``?help``) into plain Python calls."""
+    """Translate IPython syntax (``%magic``, ``!shell``, ``?help``) into plain Python calls.
+
+    A cell under a cell magic that runs its body as ordinary code (``%%time``, ``%%capture``,
+    see :data:`TRANSPARENT_CELL_MAGICS`) becomes that body, translated in turn, with the magic's
+    line left blank so line numbers stay the cell's: ``%%capture`` over ``!pip install x``
+    is the shell escape, not a string IPython's transformer cannot read twice.
+    """
     if not any(mark in source for mark in "%!?"):
         return source  # the common case needs no IPython at all (and no import cost)
+    magic = cell_magic(source)
+    if magic is not None and magic.name in TRANSPARENT_CELL_MAGICS:
+        body = source_lines(source, keepends=True)[magic.line :]
+        blank = next((i for i, line in enumerate(body) if line.strip()), len(body))
+        return "\n" * (magic.line + blank) + python_source("".join(body[blank:]))
     return str(_transformer().transform_cell(source))
+
+
+#: Cell magics whose body IPython runs as ordinary code in the notebook's namespace.
+TRANSPARENT_CELL_MAGICS = frozenset({"time", "capture"})
+
+
+@dataclass(frozen=True)
+class CellMagic:
+    """A cell magic on a cell's first non-blank line (``%%capture out``).
+
+    Attributes:
+        name: The magic's name without ``%%`` (``capture``).
+        argument: The rest of its line (``out``).
+        line: Its line in the cell (1-based).
+    """
+
+    name: str
+    argument: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"%%{self.name} {self.argument}".strip()
+
+
+def cell_magic(source: str) -> CellMagic | None:
+    """The cell magic that opens ``source``, if any (IPython reads one only on the first line)."""
+    for number, line in enumerate(source_lines(source), start=1):
+        if not line.strip():
+            continue
+        if not line.startswith("%%") or len(line) < 3:
+            return None
+        name, _, argument = line[2:].partition(" ")
+        return CellMagic(name.strip(), argument.strip(), number)
+    return None
+
+
+def cell_magics(source: str) -> list[CellMagic]:
+    """The cell magics that open ``source``: the transparent ones and the one under them."""
+    found: list[CellMagic] = []
+    offset = 0
+    while (magic := cell_magic(source)) is not None:
+        found.append(CellMagic(magic.name, magic.argument, magic.line + offset))
+        if magic.name not in TRANSPARENT_CELL_MAGICS:
+            break
+        source = "".join(source_lines(source, keepends=True)[magic.line :])
+        offset += magic.line
+    return found
 
 
 def parse_cell(notebook: Notebook, cell: Cell) -> tuple[str, ast.Module]:

@@ -29,7 +29,13 @@ from promoter._exceptions import (
     PromoterError,
     ResponseError,
 )
-from promoter.analysis.files import OBSERVER_CELL_ID, Observed, observed_code, observer_code
+from promoter.analysis.files import (
+    OBSERVER_CELL_ID,
+    Observed,
+    observed_code,
+    observer_code,
+    project_root,
+)
 from promoter.building.resources import (
     JSONABLE_PACKAGE,
     jsonable_loader_code,
@@ -74,6 +80,8 @@ class Execution:
         executed: The executed notebook (nbformat node), for reports.
         seconds: Wall-clock time of the run, kernel start included.
         files: The files the run opened for reading (seen by the audit hook).
+        modules: The top-level modules loaded in the kernel when the response was recorded
+            (what the code really imported, lazy backends and unpickled classes included).
     """
 
     response: Any
@@ -82,6 +90,7 @@ class Execution:
     executed: Any
     seconds: float
     files: Observed = field(default_factory=Observed)
+    modules: tuple[str, ...] = ()
 
 
 def execute(
@@ -136,6 +145,7 @@ def execute(
             },
             lines=seen["lines"],
         ),
+        modules=tuple(capture.get("modules", ())),
     )
 
 
@@ -304,6 +314,10 @@ del __promoter_exit__
 """
 
 
+# The modules the kernel loaded for itself, so that those the notebook's code loaded are known.
+_MODULES_BEFORE = "\n__promoter_modules_before__ = set(__import__('sys').modules)\n"
+
+
 def _instrumented(
     notebook: Notebook, response: ResponseExpression, parameter_names: list[str], all_cells: bool
 ) -> Any:
@@ -314,7 +328,9 @@ def _instrumented(
     # expects.
     node = nbformat.from_dict(copy.deepcopy(dict(notebook.node)))
     node.cells[response.cell.index].source = _assign_response(response.source, response.last)
-    cells = [new_cell(observer_code() + _EXIT_AS_IN_A_SCRIPT, id=OBSERVER_CELL_ID)]
+    observer = observer_code(project_root(notebook))
+    first = observer + _EXIT_AS_IN_A_SCRIPT + _MODULES_BEFORE
+    cells = [new_cell(first, id=OBSERVER_CELL_ID)]
     for cell, copied in zip(notebook.cells, node.cells, strict=True):
         if cell.role is Role.SKIP and not all_cells:
             continue  # what is not promoted does not run
@@ -346,6 +362,8 @@ def _capture_parameters_code(names: list[str]) -> str:
 def _capture_response_code() -> str:
     return (
         "# Injected by promoter: record the response as JSON (not part of the notebook).\n"
+        "__promoter_modules__ = sorted({m.partition('.')[0] for m in __import__('sys').modules\n"
+        "                               if m not in __promoter_modules_before__})\n"
         "__promoter_ns__ = {}\n"
         f"exec({jsonable_loader_code()!r}, __promoter_ns__)\n"
         "__promoter_convert__ = __promoter_ns__['load_package'](\n"
@@ -359,6 +377,7 @@ def _capture_response_code() -> str:
         "        'parameters': {k: __promoter_convert__(v, 'parameter ' + k)\n"
         "                       for k, v in __promoter_parameters__.items()},\n"
         f"        'files': {observed_code()},\n"
+        "        'modules': __promoter_modules__,\n"
         "    }}, raw=True)\n"
     )
 

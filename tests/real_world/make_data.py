@@ -264,6 +264,80 @@ def catalog(root: Path) -> None:
     _write(root / "text_cleaning" / "data" / "catalog.csv", frame)
 
 
+def round_three(root: Path) -> None:
+    """The data of the issue-22 notebooks (a generator of their own: the others keep theirs)."""
+    rng = np.random.default_rng(22)
+    days = pd.date_range("2024-01-01", "2024-06-30", freq="D")
+    orders = pd.DataFrame(
+        {
+            "date": rng.choice(days, 400).astype("datetime64[ns]"),
+            "category": rng.choice(["books", "games", "garden"], 400),
+            "amount": np.round(rng.gamma(2.0, 18.0, 400), 2),
+        }
+    ).sort_values("date")
+    orders["date"] = orders["date"].dt.date
+    _write(root / "monthly_revenue" / "data" / "orders.csv", orders)
+    products = pd.DataFrame(
+        {
+            "sku": [f"P-{i:03d}" for i in range(40)],
+            "category": rng.choice(["kitchen", "outdoor", "office"], 40),
+            "price": np.round(rng.uniform(4, 120, 40), 2),
+        }
+    )
+    _write(root / "product_spotlight" / "data" / "products.csv", products)
+    survey = pd.DataFrame(
+        {
+            "respondent": range(1, 121),
+            "team": rng.choice(["support", "sales", "platform"], 120),
+            "score": rng.integers(1, 11, 120),
+        }
+    )
+    _write(root / "survey_bootstrap" / "data" / "survey.csv", survey)
+    flowers = pd.DataFrame(
+        {
+            "petal_length": np.round(np.r_[rng.normal(1.5, 0.2, 30), rng.normal(4.5, 0.4, 30)], 2),
+            "petal_width": np.round(np.r_[rng.normal(0.3, 0.1, 30), rng.normal(1.4, 0.2, 30)], 2),
+            "kind": ["small"] * 30 + ["large"] * 30,
+        }
+    )
+    _write(root / "colab_quickstart" / "data" / "flowers.csv", flowers)
+    stores = [
+        ("north", "N-1"),
+        ("north", "N-2"),
+        ("south", "S-1"),
+        ("south", "S-2"),
+        ("south", "S-3"),
+    ]
+    sales = pd.DataFrame(
+        [
+            {
+                "region": region,
+                "store": store,
+                "product": product,
+                "units": int(rng.integers(1, 30)),
+                "revenue": float(round(rng.uniform(20, 400), 2)),
+            }
+            for region, store in stores
+            for product in ("kettle", "toaster", "blender")
+        ]
+    )
+    _write(root / "store_kpis" / "data" / "sales.csv", sales)
+    weeks = pd.date_range("2024-01-07", periods=30, freq="W")
+    demand = pd.DataFrame(
+        {"week": weeks.date, "units": (200 + 3 * np.arange(30) + rng.normal(0, 8, 30)).round()}
+    )
+    _write(root / "demand_forecast" / "data" / "raw" / "demand.csv", demand)
+    regions = pd.DataFrame({"code": ["N", "S", "E"], "name": ["north", "south", "east"]})
+    _write(root / "team_share" / "regions.csv", regions)
+    visits = pd.DataFrame(
+        {
+            "page": rng.choice(["home", "pricing", "docs", "blog"], 200),
+            "seconds": rng.integers(3, 300, 200),
+        }
+    )
+    _write(root / "site_visits" / "data" / "visits.csv", visits)
+
+
 def main(root: Path) -> None:
     rng = np.random.default_rng(20240611)
     churn(root, rng)
@@ -280,6 +354,7 @@ def main(root: Path) -> None:
     experiment(root, rng)
     kaggle(root, rng)
     catalog(root)
+    round_three(root)
 
 
 if __name__ == "__main__":

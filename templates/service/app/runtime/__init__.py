@@ -22,6 +22,9 @@ module:
   in batches from the event loop.
 - ``metrics``: :class:`Metrics` and :class:`RequestCounts`, the per-request series.
 - ``errors``: the documented error statuses, the JSON error body, and the 422 handler.
+- ``connections``: :class:`GuardedH11Protocol`, uvicorn's HTTP protocol with a deadline for
+  each request head and a cap on open connections (slow-header clients are closed); the
+  Dockerfile runs uvicorn with ``--http app.runtime.connections:GuardedH11Protocol``.
 """
 
 from app.runtime.errors import ERROR_RESPONSES

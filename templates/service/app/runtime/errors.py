@@ -21,6 +21,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "SERVICE_QUEUE_TIMEOUT seconds: retry after `Retry-After` seconds."
     },
     504: {"description": "The notebook code ran past the route's timeout."},
+    507: {
+        "description": "The request needs more memory than the service may use "
+        "(MemoryError; SERVICE_MAX_MEMORY_MB); the body has an `error_id`."
+    },
 }
 
 

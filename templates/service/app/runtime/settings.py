@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     (``{"/route": 5}``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="SERVICE_", env_file=".env", extra="ignore")
+    # A settings error names the variable, never its value (API keys stay out of the logs).
+    model_config = SettingsConfigDict(
+        env_prefix="SERVICE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     timeout: float | None = Field(
         default=None, gt=0, description="Seconds, every route (overrides)."
@@ -53,23 +56,68 @@ class Settings(BaseSettings):
         description="Seconds INFO lines may wait to be written together (0: each at once).",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Unset: auth is off. Set, it must hold keys, none of them empty.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to send a complete request head.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections per worker process (at most the open-file limit - 32).",
+    )
+    max_memory_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="The worker process's address space (RLIMIT_AS) in MiB; unset: no limit.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", mode="before")
     @classmethod
-    def _split(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin for origin in _split(value) if origin]
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        # A string comes from the environment (or .env): the variable is set. Fail closed:
+        # set but holding no key is a mistake, never "auth off".
+        if isinstance(value, str):
+            value = _split(value)
+            if not value:
+                raise ValueError("is set but holds no key: unset it to turn auth off")
+        return value
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _no_empty_key(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not key.get_secret_value().strip() for key in value):
+            raise ValueError("holds an empty key (an empty X-API-Key header would match it)")
+        return value
 
     def timeout_for(self, route: str, default: float) -> float:
         """The route's timeout: SERVICE_TIMEOUTS, else SERVICE_TIMEOUT, else the notebook's."""
         return self.timeouts.get(route, self.timeout or default)
+
+
+def _split(text: str) -> list[str]:
+    """A JSON list, or comma-separated values (stripped; empty ones kept, to be judged)."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError:  # its message quotes no value, but say it plainly
+            raise ValueError("not a JSON list") from None
+        return values if isinstance(values, list) else [values]
+    return [part.strip() for part in text.split(",")] if text else []

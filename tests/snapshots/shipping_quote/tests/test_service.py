@@ -7,6 +7,7 @@ return the same, and the declared response model must accept every one of them.
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,19 @@ from app import models
 from app.main import app, service
 
 GOLDEN = Path(__file__).parent / "golden"
+SERVICE = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def in_service_folder() -> Iterator[None]:
+    # The service opens its data files relative to its own folder, as it does when deployed:
+    # run from there wherever pytest was started.
+    before = Path.cwd()
+    os.chdir(SERVICE)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,9 @@ OPEN_PATHS = frozenset(
 )
 DOCS_ASSETS = "/docs-assets"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# Metric label values stay bounded: any other method (a client may make one up, and 401s are
+# counted too) is one value, "<other>", as an unknown path is "<unmatched>".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(HTTPException):
@@ -97,7 +100,8 @@ class Plumbing:
             seconds = time.perf_counter() - start
             route = self._route(scope)
             status = status or 500
-            self.metrics.observe(scope["method"], route, status, seconds)
+            method = scope["method"] if scope["method"] in _METHODS else "<other>"
+            self.metrics.observe(method, route, status, seconds)
             log_request(
                 scope["method"], route, scope["path"], status, seconds, state, self.log_delay
             )

@@ -8,6 +8,7 @@ import contextvars
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -90,7 +91,7 @@ class Runner:
     timeout: float
 
     async def __call__(self, request: BaseModel) -> Response:
-        """200 with the answer, or 500/503/504 with a reason (and an error id for 500/504)."""
+        """200 with the answer, or 500/503/504/507 with a reason (and an error id)."""
         service = self.service
         if not service.ready:
             if service.setup_error is not None:  # no retry helps: the pod must be replaced
@@ -213,6 +214,14 @@ class Runner:
 
     def _failure(self) -> Response:
         error_id = os.urandom(16).hex()
+        if isinstance(sys.exc_info()[1], MemoryError):  # the process is fine: the rest runs on
+            logger.exception(
+                "notebook code ran out of memory (error id %s)",
+                error_id,
+                extra={"error_id": error_id},
+            )
+            detail = "the request needs more memory than the service may use: ask for less"
+            return error_response(507, detail, error_id=error_id)
         logger.exception(
             "notebook code failed (error id %s)", error_id, extra={"error_id": error_id}
         )

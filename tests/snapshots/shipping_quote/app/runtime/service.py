@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import html
 import inspect
 import logging
 import multiprocessing
@@ -14,12 +15,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from app.jobs import Jobs
 from app.runtime.errors import invalid_request
 from app.runtime.logs import configure_logging, flush_logs
 from app.runtime.metrics import Metrics
@@ -67,6 +69,8 @@ class Service:
             self.settings.concurrency, thread_name_prefix="notebook"
         )
         self._processes: Any = None
+        self.jobs = Jobs(self.name)  # the job form of the routes (app/jobs, DESIGN.md 3b)
+        self.jobs.blocked = lambda: self.setup_error
 
     def runner(
         self,
@@ -100,8 +104,10 @@ class Service:
             description=description,
             lifespan=self._lifespan,
             static_url=DOCS_ASSETS,
-            favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            docs_url=None,  # its pages write the title into the HTML unescaped: ours below
+            redoc_url=None,
         )
+        add_docs_pages(app)
         app.add_middleware(Plumbing, settings=self.settings, metrics=self.metrics)
         app.add_exception_handler(RequestValidationError, invalid_request)
         if self.settings.cors_origins:
@@ -164,12 +170,14 @@ class Service:
             return
         if any(r.execution == "process" for r in self.runners):
             await asyncio.to_thread(self.processes)
+        await asyncio.to_thread(self.jobs.start)  # the job workers fork with the setup's state
         self.ready = True
         logger.info("ready")
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         """Run the setup (in a thread, or on the loop when async): /health answers meanwhile."""
+        limit_memory(self.settings.max_memory_mb)  # before the setup: a model counts too
         if not self.settings.api_keys:
             logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
         # The router tries routes in order (~3 us each): the notebook routes go first.
@@ -178,6 +186,7 @@ class Service:
         setup = asyncio.create_task(self._setup())
         yield
         await setup
+        await asyncio.to_thread(self.jobs.stop)
         flush_logs()
         if self._processes is not None:
             self._processes.stop()
@@ -203,3 +212,74 @@ def declare_api_key(app: FastAPI) -> None:
         return app.openapi_schema or schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def limit_memory(megabytes: int | None) -> None:
+    """Bound this process's address space (``RLIMIT_AS``; worker processes inherit it).
+
+    An allocation past it raises ``MemoryError`` (answered with 507) instead of the kernel's
+    OOM killer ending the process and every request it holds. Where the platform has no such
+    limit, a warning says so.
+    """
+    if megabytes is None:
+        return
+    try:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        wanted = megabytes * 1024 * 1024
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ImportError, AttributeError, ValueError, OSError) as error:
+        logger.warning("SERVICE_MAX_MEMORY_MB is not applied on this platform: %s", error)
+        return
+    logger.info("address space limited to %d MiB per process", soft // (1024 * 1024))
+
+
+def add_docs_pages(app: FastAPI) -> None:
+    """/docs and /redoc from the local assets, the title escaped as HTML text.
+
+    The title is the notebook's first heading: FastAPI writes it into ``<title>`` as it is, so
+    ``</title><script>`` would run in the page (which stays open even with API keys). ReDoc
+    also renders the description with ``untrusted-spec``: its HTML is sanitised.
+    """
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+
+    title = html.escape(app.title)
+    favicon = f"{DOCS_ASSETS}/favicon.png"
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url=redirect,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            with_google_fonts=False,
+            redoc_favicon_url=favicon,
+        )
+        body = bytes(page.body).replace(b"<redoc ", b"<redoc untrusted-spec ", 1)
+        return HTMLResponse(body)
+
+    app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.add_api_route(redirect, swagger_redirect, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)

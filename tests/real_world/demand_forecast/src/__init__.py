@@ -1,0 +1,1 @@
+"""Project code the notebooks import (cookiecutter's `src` package)."""
