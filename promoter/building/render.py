@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import keyword
+import math
 import re
 import sys
 from dataclasses import dataclass, fields, replace
@@ -166,6 +167,17 @@ class ServiceView:
     test_dependencies: list[str]
     #: Seconds a stopping job worker may take: the longest job timeout, plus 30.
     job_grace: float
+
+    @property
+    def drain_seconds(self) -> int:
+        """uvicorn's graceful shutdown: longer than every route's timeout (at least 20 s)."""
+        longest = max((nb.timeout for nb in self.notebooks if nb.timeout is not None), default=0)
+        return max(20, math.ceil(longest) + 5)
+
+    @property
+    def grace_seconds(self) -> int:
+        """The pod's termination grace: the preStop pause (5 s), the drain, and 5 s to spare."""
+        return self.drain_seconds + 10
 
 
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
