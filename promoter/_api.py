@@ -227,7 +227,9 @@ class Inspection:
         from promoter.running.execute import execute
 
         known = [{}, *self.notebook.settings.examples]
-        bodies = generated_requests(request_json_schema(self.request), count, known)
+        bodies = generated_requests(request_json_schema(self.request), count * 3, known)
+        # Only what the service's own model accepts (a constraint the schema cannot say).
+        bodies = [b for b in bodies if request_error(self.request, b) is None][:count]
         names = [p.name for p in self.request.parameters]
         runs = []
         for body in bodies:

@@ -55,7 +55,7 @@ def test_a_data_file_linked_to_a_file_outside_is_refused_naming_cell_and_line(
 
     assert result.returncode in (1, 2), result.output
     assert "data/lookup.csv is a link to" in result.stderr
-    assert "outside the notebook's folder" in result.stderr
+    assert "outside the notebook's project root" in result.stderr
     assert "cell 2" in result.stderr and "line 3" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
@@ -137,7 +137,7 @@ def test_a_link_inside_the_folder_travels_under_its_own_name(tmp_path: Path) -> 
         )
     )
 
-    files, _ = data_files(notebook, Observed())
+    files, _, _ = data_files(notebook, Observed())
 
     assert [(f.path, f.source) for f in files] == [("latest.csv", tmp_path / "v2.csv")]
 
@@ -183,7 +183,7 @@ def test_a_double_star_glob_neither_follows_linked_folders_nor_loops(tmp_path: P
     (project / "home").symlink_to(outside, target_is_directory=True)
     notebook = read_notebook(_globbing(project, "**/*.csv", "**/*"))
 
-    files, _ = data_files(notebook, Observed())
+    files, _, _ = data_files(notebook, Observed())
 
     assert [f.path for f in files] == ["data/deep/x.csv"]
 

@@ -20,15 +20,8 @@ README = (ROOT / "README.md").read_text()
 
 
 def _pyproject_version() -> str:
-    """The version, from its one place: the lab extension's package.json (hatch reads it)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "version" in project["project"]["dynamic"]
-    assert project["tool"]["hatch"]["version"] == {
-        "source": "nodejs",
-        "path": "labextension/package.json",
-    }
-    package = json.loads((ROOT / "labextension" / "package.json").read_text())
-    return str(package["version"])
+    """The version, from its one place: pyproject.toml (the lab extension's must agree)."""
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
 
 
 def test_one_version_everywhere() -> None:

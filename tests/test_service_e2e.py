@@ -14,7 +14,9 @@ import pytest
 from promoter.building.verify import first_difference
 from tests.helpers import EXAMPLE_NAMES, EXAMPLES, golden, run_cli
 
-pytestmark = pytest.mark.slow
+# The first test of a run converts every example (conftest's `converted`), each proven in its
+# own environment: that setup counts against the first test's timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 OTHER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "iris_classifier": [

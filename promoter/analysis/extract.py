@@ -309,15 +309,36 @@ def _check_names(
     }
     defined |= set(extraction.setup_globals) | {"__name__", "__file__"}
     for code in setup:  # nested scopes too (a comprehension over a parameter)
-        for node in ast.walk(code.tree):
-            if isinstance(node, ast.Name) and node.id in params and node.id not in defined:
-                _undefined(notebook, node.id, [code], params)
+        for name in sorted(_global_reads(code) & set(params) - defined):
+            _undefined(notebook, name, [code], params)
     for child in table.get_children():
         scope = handler if child.get_name() == "run" else setup
         for symbol in child.get_symbols():
             name = symbol.get_name()
             if symbol.is_global() and symbol.is_referenced() and name not in defined:
                 _undefined(notebook, name, scope, params)
+
+
+def _global_reads(code: CellCode) -> set[str]:
+    """The module-level names a cell's code reads, in any of its scopes.
+
+    A name a nested scope binds itself (a dataclass field ``qty: int``, a function's argument)
+    is not a read of the module-level name, however it is spelt.
+    """
+    try:
+        table = symtable.symtable(ast.unparse(code.tree), "cell", "exec")
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    pending = [table]
+    while pending:
+        scope = pending.pop()
+        top = scope.get_type() == "module"
+        for symbol in scope.get_symbols():
+            if symbol.is_referenced() and (top or symbol.is_global()):
+                found.add(symbol.get_name())
+        pending.extend(scope.get_children())
+    return found
 
 
 def _skeleton(extraction: Extraction, params: list[str]) -> str:
