@@ -392,8 +392,11 @@ def try_docs_in_the_browser(page: Page, docs: str, tmp_path: Path) -> None:
 
 
 def cell_tags(notebook: Path) -> dict[int, list[str]]:
-    """The tags of each tagged cell, by index, as saved on disk."""
-    cells = json.loads(notebook.read_text())["cells"]
+    """The tags of each tagged cell, by index, as saved on disk ({} while a save is half done)."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except json.JSONDecodeError:
+        return {}
     return {
         i: cell["metadata"]["tags"] for i, cell in enumerate(cells) if "tags" in cell["metadata"]
     }
