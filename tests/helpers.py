@@ -5,8 +5,10 @@ Test modules import these; ``conftest.py`` holds only the fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,16 +45,28 @@ def run_cli(
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> CliResult:
-    """Run ``promoter ARGS`` as a subprocess, the way a user does (``env`` added to ours)."""
-    proc = subprocess.run(
+    """Run ``promoter ARGS`` as a subprocess, the way a user does (``env`` added to ours).
+
+    The command runs in a session of its own, killed whole when the call ends however it ends
+    (its timeout, or pytest-timeout interrupting the test): a kernel or a service it started
+    never outlives the test.
+    """
+    proc = subprocess.Popen(
         [sys.executable, "-m", "promoter", *map(str, args)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        timeout=timeout,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
+        start_new_session=True,
     )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return CliResult(proc.returncode, stdout, stderr)
 
 
 def git(repo: Path, *args: str) -> None:
