@@ -446,3 +446,24 @@ def test_named_untagged_notebook_is_checked(tmp_path: Path) -> None:
     result = run_cli("check", tmp_path / "plain.ipynb")
     assert result.returncode == 1
     assert "no code cells" in result.stdout
+
+
+@pytest.mark.slow
+def test_static_check_of_a_notebook_finds_its_stale_service_outside_a_repository(
+    tmp_path: Path,
+) -> None:
+    """Issue 26: ``check NB --static`` said drift "-" where ``check FOLDER --static`` failed."""
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    notebook = folder / "doubler.ipynb"
+    nbformat.write(_tagged_notebook("y = n * 2", "{'y': y}"), notebook)
+    convert = run_cli("convert", "doubler.ipynb", "-o", "doubler_service", cwd=folder)
+    assert convert.returncode == 0, convert.stdout + convert.stderr
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[3].source = "y = n * 3"
+    nbformat.write(nb, notebook)
+    for named in ("doubler.ipynb", "."):
+        result = run_cli("check", named, "--static", cwd=folder)
+        assert result.returncode == 1, (named, result.stdout)
+        assert "doubler_service is stale" in result.stdout, (named, result.stdout)
+        assert "promoter convert doubler.ipynb -o doubler_service" in result.stdout

@@ -55,7 +55,7 @@ def test_a_data_file_linked_to_a_file_outside_is_refused_naming_cell_and_line(
 
     assert result.returncode in (1, 2), result.output
     assert "data/lookup.csv is a link to" in result.stderr
-    assert "outside the notebook's folder" in result.stderr
+    assert "outside the notebook's project root" in result.stderr
     assert "cell 2" in result.stderr and "line 3" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()

@@ -169,6 +169,15 @@ def test_deployment_runs_like_production(
     graceful = json.loads(command)
     shutdown = int(graceful[graceful.index("--timeout-graceful-shutdown") + 1])
     assert int(pre_stop[1]) + shutdown < pod["terminationGracePeriodSeconds"]
+    # ... and the drain outlasts every route's timeout: no request is cut within its timeout.
+    wiring = (service / "app" / "main.py").read_text()
+    timeouts = re.findall(r"\.runner\([^)]*?timeout=([0-9.]+)", wiring)  # routes, not jobs
+    assert timeouts and shutdown > max(map(float, timeouts))
+    # A wedge shows on /ready and /health within 2x the route timeout: the pod leaves the
+    # Service at the first failed readiness probe, and is restarted well within one more timeout.
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    assert readiness.get("failureThreshold", 3) == 1
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] < min(map(float, timeouts))
 
 
 def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]]) -> None:
@@ -199,6 +208,18 @@ def test_manifests_agree_on_names_and_labels(manifests: dict[str, dict[str, Any]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port_names = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]} <= port_names
+
+
+def test_autoscaler_scales_on_requests_held_then_cpu(manifests: dict[str, dict[str, Any]]) -> None:
+    """An I/O- or sleep-bound notebook sheds 503s at near-zero CPU: the first signal is the
+    requests each pod holds (slots busy + waiting, from its /metrics), CPU the second."""
+    requests, cpu = manifests["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert requests["type"] == "Pods"
+    assert requests["pods"]["metric"]["name"] == "notebook_requests_held"
+    assert requests["pods"]["target"]["type"] == "AverageValue"
+    assert cpu["resource"]["name"] == "cpu"
+    pod = manifests["Deployment"]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
 
 
 @pytest.fixture(scope="module")

@@ -444,9 +444,38 @@ def test_right_click_tags_the_cell_under_the_pointer(lab: Lab, page: Page) -> No
     assert active_cell_index(page) == 15
 
 
+def put_setting(lab: Lab, values: dict[str, Any]) -> None:
+    """Save the extension's user settings through JupyterLab's settings API."""
+    request = urllib.request.Request(
+        f"{lab.url}/lab/api/settings/promoter-jupyterlab:plugin",
+        data=json.dumps({"raw": json.dumps(values)}).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+
+
+def test_a_setting_takes_the_role_labels_off(lab: Lab, browser: Browser) -> None:
+    """Issue 26: ``showRoleLabels: false`` leaves the cells as JupyterLab draws them."""
+    put_setting(lab, {"showRoleLabels": False})
+    try:
+        page = open_notebook(browser, lab, IRIS.name)
+        panel = page.locator(".jp-NotebookPanel")
+        expect(panel).to_have_attribute("data-promoter-labels", "off", timeout=60_000)
+        promote = page.locator(".jp-NotebookPanel-toolbar").get_by_role("button", name="Promote")
+        expect(promote).to_be_visible()
+        expect(page.locator(".jp-Cell").first).to_be_visible()
+        assert page.locator(".jp-Promoter-cellRole").count() == 0
+        assert page.locator(".jp-Promoter-cell").count() == 0
+    finally:
+        put_setting(lab, {})
+
+
 def test_cell_labels_follow_the_tags(lab: Lab, page: Page, tmp_path: Path) -> None:
     """Each code cell shows its role; tagging a cell changes the labels at once."""
     panel = page.locator(".jp-NotebookPanel")
+    expect(panel).to_have_attribute("data-promoter-labels", "on", timeout=60_000)
     # The server's static inspection has answered (not only the local position rule).
     expect(panel).to_have_attribute("data-promoter-roles", "server", timeout=60_000)
     labels = role_labels(page)

@@ -173,8 +173,9 @@ def test_a_real_world_notebook_that_cannot_serve_says_why(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every notebook of the corpus (29), two at a time
 def test_check_on_the_corpus_folder_agrees(corpus: Path, rates: str) -> None:
-    result = run_cli("check", corpus, "--json", "-j", "2", cwd=corpus.parent, timeout=900)
+    result = run_cli("check", corpus, "--json", "-j", "2", cwd=corpus.parent, timeout=1500)
 
     assert result.returncode == 1, result.output
     _assert_clear(result.stderr)

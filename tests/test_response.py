@@ -74,3 +74,13 @@ def test_dicts_built_from_data_are_maps_without_metadata() -> None:
     assert fields["line"] == "dict[str, float | str]"  # `revenue` is no required field
     assert fields["counts"] == "dict[str, int]"
     assert fields["rows"] == "list[KpiRowsItem]"
+
+
+def test_rows_with_a_column_named_by_a_request_value_have_no_required_data_field() -> None:
+    code = ["table = sales.groupby('store', as_index=False)['revenue'].sum()"]
+    response = "table.rename(columns={'revenue': metric}).to_dict(orient='records')"
+    keyed = data_keyed(code, response)
+    assert keyed == {"$[*]": "keys come from data: `metric` names a column"}
+    sample = [{"store": "N-1", "revenue": 10.5}, {"store": "N-2", "revenue": 7.0}]
+    schema, _ = infer_response(sample, "builtins.list", "Kpi", None, Location(), data_keyed=keyed)
+    assert schema.root == "list[dict[str, float | str]]"

@@ -12,12 +12,14 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import functools
 import importlib
 import io
 import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +92,23 @@ def test_settings_refuse_nonsense(
         with pytest.raises(ValidationError):
             runtime.Settings()
         monkeypatch.delenv(f"SERVICE_{name}")
+
+
+def test_misspelt_settings_are_named_with_the_setting_meant(runtime: types.ModuleType) -> None:
+    environ = {
+        "SERVICE_TIMEOUTS": '{"/a": 1}',
+        "SERVICE_TIMOUT": "5",
+        "SERVICE_QUEUE_LENGHT": "3",
+        "SERVICE_ZZZ": "1",
+        "PATH": "/bin",
+    }
+    assert runtime.settings.unknown_settings(environ) == [
+        "SERVICE_QUEUE_LENGHT is not a setting of this service and changes nothing; "
+        "did you mean SERVICE_QUEUE_LENGTH?",
+        "SERVICE_TIMOUT is not a setting of this service and changes nothing; "
+        "did you mean SERVICE_TIMEOUT?",
+        "SERVICE_ZZZ is not a setting of this service and changes nothing",
+    ]
 
 
 def test_json_formatter_carries_request_id_extras_and_traceback(
@@ -191,22 +210,133 @@ def test_json_body_writes_the_bytes_jsonable_writes(runtime: types.ModuleType, v
     assert runtime.json_body(value) == runtime.runner.dumps(value)
 
 
-def test_slots_overload_and_wedge(runtime: types.ModuleType) -> None:
+def test_slots_shed_at_once_when_the_queue_is_full(runtime: types.ModuleType) -> None:
+    """One slot, one place in the queue: the third request is refused without waiting."""
+
     async def scenario() -> None:
-        slots = runtime.Slots(2, wait=0.05, grace=0.0)
-        await slots.acquire()
-        await slots.acquire()
-        with pytest.raises(runtime.Overloaded):
-            await slots.acquire()  # both held: refused after the wait budget
-        slots.stuck()
-        assert not slots.wedged()  # one slot still does real work
-        slots.stuck()
-        assert slots.wedged() and slots.timed_out_running == 2
-        slots.unstuck()
-        assert not slots.wedged()
-        await slots.acquire()  # the finished thread's slot is free again
+        slots = runtime.Slots(1, wait=3600, grace=3600, queue=1)
+        taken = await slots.acquire()
+        waiter = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert (slots.busy, slots.waiting) == (1, 1)
+        refused = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert refused.done()  # at once, though the wait budget is an hour
+        assert isinstance(refused.exception(), runtime.Overloaded)
+        assert refused.exception().retry_after >= 1
+        slots.finish(taken, timeout=3600)
+        slots.finish(await waiter, timeout=3600)  # the queued one got the freed slot
+        assert (slots.busy, slots.waiting) == (0, 0)
 
     asyncio.run(scenario())
+
+
+def test_slots_refuse_at_once_when_no_slot_can_come_in_time(runtime: types.ModuleType) -> None:
+    """Slots held ~5 s lately and a 1 s wait budget: waiting could not help, so no wait."""
+
+    async def scenario() -> None:
+        slots = runtime.Slots(2, wait=1.0, grace=3600, queue=10)
+        first, second = await slots.acquire(), await slots.acquire()
+        slots.hold = 5.0
+        refused = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        assert isinstance(refused.exception(), runtime.Overloaded)
+        spread = {slots.retry_after() for _ in range(200)}
+        assert min(spread) >= 1 and max(spread) <= 10 and len(spread) > 1  # not all at once
+        slots.finish(first, timeout=3600)
+        slots.finish(second, timeout=3600)
+
+    asyncio.run(scenario())
+
+
+def test_slots_wedge_when_every_slot_is_busy_and_nothing_finishes_in_time(
+    runtime: types.ModuleType,
+) -> None:
+    """Hung slots, and a rolling wedge (each request finishing late), are wedges; a busy
+    service whose code finishes in time, and one hung slot among free ones, are not."""
+
+    async def scenario() -> None:
+        slots = runtime.Slots(2, wait=0.05, grace=60)
+        hung = await slots.acquire()
+        slots.stuck()
+        slots._busy_since -= 3600  # an hour with this slot hung...
+        slots._finished_in_time -= 3600
+        assert not slots.wedged()  # ...but the other slot is free and serves
+        other = await slots.acquire()
+        assert slots.wedged() and slots.timed_out_running == 1
+        slots.finish(other - 3600, timeout=1)  # a rolling wedge: it finished, but late
+        assert slots.wedged()
+        other = await slots.acquire()
+        assert slots.wedged()  # stays wedged until code finishes in time
+        slots.finish(other, timeout=60)  # finished in time
+        assert not slots.wedged()
+        busy = await slots.acquire()
+        assert not slots.wedged()  # every slot busy, but code finished in time just now
+        slots.unstuck(functools.partial(slots.finish, hung, 1))
+        slots.finish(busy, timeout=60)
+        assert (slots.busy, slots.timed_out_running, slots.wedged()) == (0, 0, False)
+
+    asyncio.run(scenario())
+
+
+def test_capacity_follows_the_cgroup_quota_and_the_affinity(
+    runtime: types.ModuleType, tmp_path: Path
+) -> None:
+    capacity = runtime.capacity
+    cgroups = tmp_path / "cgroup"
+    pod = cgroups / "kubepods" / "pod1"
+    pod.mkdir(parents=True)
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/kubepods/pod1\n")
+    (cgroups / "cpu.max").write_text("max 100000\n")
+    (cgroups / "kubepods" / "cpu.max").write_text("400000 100000\n")
+    (pod / "cpu.max").write_text("150000 100000\n")  # limits: cpu: 1500m
+    cpus, source = capacity.cpu_limit(cgroups, own)
+    assert cpus == 1.5 and "cgroup CPU quota" in source
+    (pod / "cpu.max").write_text("max 100000\n")
+    assert capacity.cpu_limit(cgroups, own)[0] == min(4.0, len(os.sched_getaffinity(0)))
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct" / "docker" / "c1").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_period_us").write_text("100000\n")
+    own.write_text("5:cpu,cpuacct:/docker/c1\n4:memory:/docker/c1\n")
+    assert capacity.cpu_limit(v1, own)[0] == 0.5
+    own.write_text("")  # no cgroup at all: the affinity
+    assert capacity.cpu_limit(tmp_path / "none", own)[0] == len(os.sched_getaffinity(0))
+
+
+def test_worker_processes_close_the_server_sockets_they_inherit(tmp_path: Path) -> None:
+    """A forked worker closes the listening socket and its accepted connections, and keeps
+    the notebook's own sockets (a client connection, a socketpair)."""
+    script = (
+        "import os, socket, sys, types\n"
+        f"app = types.ModuleType('app'); app.__path__ = [{str(APP)!r}]; sys.modules['app'] = app\n"
+        "from app.runtime.workers import close_server_sockets\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "client = socket.create_connection(server.getsockname())\n"
+        "accepted, _ = server.accept()\n"
+        "other = socket.create_server(('127.0.0.1', 0)); other.close()\n"
+        "pair = socket.socketpair()\n"
+        "fds = {'server': server.fileno(), 'accepted': accepted.fileno(),\n"
+        "       'client': client.fileno(), 'pair': pair[0].fileno()}\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    close_server_sockets()\n"
+        "    gone = []\n"
+        "    for name, fd in fds.items():\n"
+        "        try:\n"
+        "            os.fstat(fd)\n"
+        "        except OSError:\n"
+        "            gone.append(name)\n"
+        "    print(sorted(gone), flush=True)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['accepted', 'server']"
 
 
 def test_api_key_check_accepts_each_key_in_constant_time(runtime: types.ModuleType) -> None:
@@ -338,7 +468,10 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
 
     def lines() -> list[tuple[str, str | None]]:
         rows = [json.loads(line) for line in stream.getvalue().splitlines()]
-        return [(row["message"], row.get("request_id")) for row in rows]
+        # The latency varies with the machine's load: "GET /a 200 0.1 ms" reads "GET /a 200".
+        return [
+            (re.sub(r" [0-9.]+ ms$", "", row["message"]), row.get("request_id")) for row in rows
+        ]
 
     async def scenario() -> None:
         settings = runtime.Settings(log_flush_seconds=0.5)
@@ -348,8 +481,8 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
         assert lines() == []  # queued: made later, together
         logging.getLogger("app").warning("after both")
         assert lines() == [
-            ("GET /a 200 0.0 ms", "r-1"),
-            ("GET /a 200 0.0 ms", "r-2"),
+            ("GET /a 200", "r-1"),
+            ("GET /a 200", "r-2"),
             ("after both", None),
         ]
         await request(plumbing, "r-3")
@@ -357,30 +490,75 @@ def test_request_lines_are_made_in_batches_in_order(runtime: types.ModuleType) -
             if len(lines()) == 4:
                 break
             await asyncio.sleep(0.02)
-        assert lines()[3] == ("GET /a 200 0.0 ms", "r-3")
+        assert lines()[3] == ("GET /a 200", "r-3")
         at_once = runtime.Settings(log_flush_seconds=0)
         handler.delay = 0  # as configure_logging sets it from the same setting
         plumbing = runtime.Plumbing(app, settings=at_once, metrics=runtime.Metrics())
         await request(plumbing, "r-4")
-        assert lines()[4] == ("GET /a 200 0.0 ms", "r-4")
+        assert lines()[4] == ("GET /a 200", "r-4")
         handler.delay = 0.5
         await request(runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics()), "r-5")
 
     try:
         asyncio.run(scenario())
         handler.flush()  # as logging.shutdown() at exit and the app's end do
-        assert lines()[5] == ("GET /a 200 0.0 ms", "r-5")
+        assert lines()[5] == ("GET /a 200", "r-5")
     finally:
         root.handlers[:], root.level = saved
+
+
+def test_the_w3c_trace_id_reaches_the_log_lines(runtime: types.ModuleType) -> None:
+    """A valid ``traceparent`` puts its trace id on the request's line and the code's lines;
+    a malformed or all-zero one is ignored."""
+    stream = io.StringIO()
+    handler = runtime.BatchedStreamHandler(stream, delay=0)
+    handler.setFormatter(runtime.JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        logging.getLogger("notebook").info("inside")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def request(plumbing: Any, traceparent: bytes) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            pass
+
+        headers = [(b"traceparent", traceparent)]
+        scope = {"type": "http", "method": "GET", "path": "/a", "headers": headers}
+        await plumbing(scope, receive, send)
+
+    async def scenario() -> None:
+        settings = runtime.Settings(log_flush_seconds=0)
+        plumbing = runtime.Plumbing(app, settings=settings, metrics=runtime.Metrics())
+        await request(plumbing, f"00-{trace}-00f067aa0ba902b7-01".encode())
+        await request(plumbing, b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01")
+        await request(plumbing, b"not a traceparent")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        root.handlers[:], root.level = saved
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line.get("trace_id") for line in lines] == [trace, trace, None, None, None, None]
+    assert [line["logger"] for line in lines[:2]] == ["notebook", "app.request"]
 
 
 def test_request_counts_expose_what_prometheus_client_types_would(
     runtime: types.ModuleType,
 ) -> None:
-    """The plain-number collector gives the same series as Counter and Histogram."""
+    """The plain-number collector gives the same series as Counter and Histogram; a probe's
+    503 (starting, wedged) is not a server error."""
     import prometheus_client as prom
 
-    counts = runtime.RequestCounts(prom.Histogram.DEFAULT_BUCKETS)
+    counts = runtime.RequestCounts(runtime.metrics.BUCKETS)
     ours_registry = prom.CollectorRegistry()
     ours_registry.register(counts)
     registry = prom.CollectorRegistry()
@@ -392,13 +570,14 @@ def test_request_counts_expose_what_prometheus_client_types_would(
     )
     latency = prom.Histogram(
         "http_request_duration_seconds",
-        "Time from request to response, by route.",
-        ["method", "route"],
+        "Time from request to response, by route and status.",
+        ["method", "route", "status"],
         registry=registry,
+        buckets=runtime.metrics.BUCKETS,
     )
     errors = prom.Counter(
         "http_server_errors",
-        "Responses with a 5xx status, by route.",
+        "Responses with a 5xx status, by route (a probe's 503 is its answer, not an error).",
         ["route"],
         registry=registry,
     )
@@ -408,14 +587,16 @@ def test_request_counts_expose_what_prometheus_client_types_would(
         ("POST", "/a", 200, 0.005),  # on a bucket's bound: counted in it
         ("POST", "/a", 500, 12.0),
         ("POST", "/a", 504, 0.75),
+        ("POST", "/a", 503, 45.0),  # waited, then ran to a long timeout: past 10 s buckets
         ("GET", "/health", 200, 0.0001),
+        ("GET", "/ready", 503, 0.0001),  # starting: not a server error
         ("POST", "<unmatched>", 401, 0.0002),
     ]
     for method, route, status, seconds in seen:
         counts.observe(method, route, status, seconds)
         requests.labels(method, route, str(status)).inc()
-        latency.labels(method, route).observe(seconds)
-        if status >= 500:
+        latency.labels(method, route, str(status)).observe(seconds)
+        if status >= 500 and route != "/ready":
             errors.labels(route).inc()
 
     def series(registry: prom.CollectorRegistry) -> list[str]:
@@ -424,7 +605,10 @@ def test_request_counts_expose_what_prometheus_client_types_would(
 
     theirs = series(registry)
     assert series(ours_registry) == theirs
-    assert 'http_server_errors_total{route="/a"} 2.0' in theirs
+    assert 'http_server_errors_total{route="/a"} 3.0' in theirs
+    assert not any("/ready" in line for line in theirs if line.startswith("http_server_errors"))
+    bucket = 'http_request_duration_seconds_bucket{le="60.0",method="POST",route="/a",status="503"}'
+    assert f"{bucket} 1.0" in theirs
     created = prom.generate_latest(ours_registry).decode().splitlines()
     assert any(line.startswith("http_requests_created{") for line in created)
     service_metrics = runtime.Metrics()  # the service's registry has the collector
@@ -560,13 +744,47 @@ def test_wedged_worker_fails_health_and_recovers(services: dict[str, Path], tmp_
         assert all(r.headers["retry-after"] for r in hung if r.status_code == 503)
         normal = httpx.post(url + "/hung", json={})
         assert normal.status_code == 503, normal.text  # every slot is truly held
-        assert normal.headers["retry-after"] == "1"
+        assert int(normal.headers["retry-after"]) >= 1
         _until(lambda: httpx.get(url + "/health").status_code == 503)
         assert httpx.get(url + "/health").json()["status"] == "wedged"
-        assert httpx.get(url + "/ready").status_code == 200
+        ready = httpx.get(url + "/ready")  # no new traffic while wedged
+        assert ready.status_code == 503 and ready.json()["status"] == "wedged"
         _until(lambda: httpx.get(url + "/health").status_code == 200)  # the threads finished
+        assert httpx.get(url + "/ready").status_code == 200
         assert httpx.post(url + "/hung", json={}).status_code == 200
         assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 5
+
+
+@pytest.mark.slow
+def test_overload_is_shed_at_once_with_a_bounded_queue(
+    services: dict[str, Path], tmp_path: Path
+) -> None:
+    """2 slots and 1 place in the queue: 2 requests run, 1 waits, the rest are refused at once.
+
+    The wait budget is 60 s and the running requests end after 3 s: a request that had waited
+    would have been served, so each 503 was refused without waiting.
+    """
+    log = tmp_path / "server.log"
+    settings = {"concurrency": 2, "queue_length": 1, "queue_timeout": 60, "timeout": 30}
+    settings["queue_lenght"] = 5  # misspelt: warned about, and changes nothing
+    with serve(services["hung"], log, **settings) as url:
+        with ThreadPoolExecutor(3) as pool:
+            running = [pool.submit(httpx.post, url + "/hung", json={"delay": 3.0}, timeout=60)]
+            running.append(pool.submit(httpx.post, url + "/hung", json={"delay": 3.0}, timeout=60))
+            _until(lambda: _metric(url, "notebook_slots_busy") == 2)
+            queued = pool.submit(httpx.post, url + "/hung", json={}, timeout=60)
+            _until(lambda: _metric(url, "notebook_requests_waiting") == 1)
+            refused = [httpx.post(url + "/hung", json={}, timeout=60) for _ in range(3)]
+            assert [r.status_code for r in refused] == [503] * 3
+            assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+            assert "busy" in refused[0].json()["detail"]
+            assert _metric(url, "notebook_slots") == 2
+            assert [f.result().status_code for f in running] == [200, 200]
+            assert queued.result().status_code == 200
+        assert _metric(url, "notebook_overload_rejections_total", route="/hung") == 3
+        assert _metric(url, "notebook_requests_waiting") == 0
+    assert "2 slots per worker process (SERVICE_CONCURRENCY)" in log.read_text()
+    assert "did you mean SERVICE_QUEUE_LENGTH?" in log.read_text()
 
 
 @pytest.mark.slow
@@ -596,6 +814,74 @@ def test_process_mode_kills_hung_work(services: dict[str, Path], tmp_path: Path)
         assert failing.status_code == 500 and len(failing.json()["error_id"]) == 32
     text = log.read_text()
     assert failing.json()["error_id"] in text and "notebook refuses" in text
+
+
+@contextmanager
+def _uvicorn(folder: Path, log: Path, *args: str, **settings: object) -> Iterator[Any]:
+    """uvicorn with extra arguments; yields (process, url); killed at the end whatever happens."""
+    port = free_port()
+    env = {**os.environ, **{f"SERVICE_{k.upper()}": str(v) for k, v in settings.items()}}
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), *args]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=folder, stdout=sink, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_a_request_cut_by_the_shutdown_gets_json(services: dict[str, Path], tmp_path: Path) -> None:
+    """The graceful shutdown ends before the request: it is answered with a JSON 503 (uvicorn
+    would send a plain-text 500), and its log line is written before the process exits."""
+    log = tmp_path / "server.log"
+    with _uvicorn(services["hung"], log, "--timeout-graceful-shutdown", "1", timeout=60) as (
+        process,
+        url,
+    ):
+        with ThreadPoolExecutor(1) as pool:
+            cut = pool.submit(httpx.post, url + "/hung", json={"delay": 20.0}, timeout=60)
+            _until(lambda: _metric(url, "notebook_slots_busy") == 1)
+            process.terminate()
+            answer = cut.result()
+        process.wait(timeout=60)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"] == "the service is shutting down; retry"
+    assert answer.headers["retry-after"] == "1"
+    lines = _log_lines(log)
+    assert any("cut by the server's shutdown" in line["message"] for line in lines)
+    assert any(line.get("path") == "/hung" and line.get("status") == 503 for line in lines)
+
+
+@pytest.mark.slow
+def test_process_mode_refuses_new_connections_after_sigterm(
+    services: dict[str, Path], tmp_path: Path
+) -> None:
+    """The worker processes do not keep the listening socket open: while the server drains,
+    a new connection is refused instead of waiting in a backlog nobody accepts from."""
+    log = tmp_path / "server.log"
+    with _uvicorn(
+        services["hung_process"], log, "--timeout-graceful-shutdown", "30", timeout=60
+    ) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        with ThreadPoolExecutor(1) as pool:
+            draining = pool.submit(
+                httpx.post, url + "/hung_process", json={"delay": 8.0}, timeout=60
+            )
+            _until(lambda: _metric(url, "notebook_slots_busy") == 1)
+            process.terminate()
+            draining_now = "Waiting for connections to close"  # uvicorn has closed its socket
+            _until(lambda: draining_now in log.read_text() or process.poll() is not None)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=30).close()
+            assert draining.result().status_code == 200  # the request in flight finished
+        process.wait(timeout=60)
 
 
 def _alive(pid: int) -> bool:
@@ -641,9 +927,12 @@ def test_logs_metrics_request_ids_and_api_keys(services: dict[str, Path], tmp_pa
 
         assert (count("200"), count("401"), count("500")) == (4, 2, 1)
         assert _metric(url, "http_server_errors_total", route="/hung") == 1
-        assert (
-            _metric(url, "http_request_duration_seconds_count", method="POST", route="/hung") == 7
-        )
+
+        def timed(status: str) -> float:
+            labels = {"method": "POST", "route": "/hung", "status": status}
+            return _metric(url, "http_request_duration_seconds_count", **labels)
+
+        assert (timed("200"), timed("401"), timed("500")) == (4, 2, 1)
 
     lines = _log_lines(log)
     traced_lines = [line for line in lines if line.get("request_id") == "trace-42"]

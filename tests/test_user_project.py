@@ -57,17 +57,16 @@ class Environment:
         self.root = root
         self.bin = root / "venv" / "bin"
         self.path = os.pathsep.join([str(self.bin), str(_system_tools_without_node(root))])
+        # The user's shell: its settings (certificates, package index, caches) with this
+        # environment's bin first and no Node; never this test run's virtual environment.
+        inherited = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         self.env = {
-            "HOME": os.environ.get("HOME", str(root)),
+            **inherited,
             "PATH": self.path,
             "PRE_COMMIT_HOME": str(root / "pre-commit-home"),
             "NO_COLOR": "1",
             "COLUMNS": "200",
-            "LANG": "C.UTF-8",
         }
-        for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONFIG_FILE"):
-            if name in os.environ:
-                self.env[name] = os.environ[name]
 
     def run(
         self, *args: str | Path, cwd: Path, timeout: float = 900
@@ -141,8 +140,9 @@ def test_the_wheel_brings_the_jupyterlab_extension_without_node(environment: Env
 def _project(root: Path) -> Path:
     """A data scientist's project: a notebook reading data/ and a joblib model in models/.
 
-    The notebook sits at the project's top (reading ``data/sales.csv``); ``notebooks/`` holds
-    an exploration notebook without promoter tags, which folder scans skip.
+    The notebook is in ``notebooks/`` (reading ``../data/sales.csv``: the project root, found by
+    its pyproject.toml, bounds what travels), beside an exploration notebook without promoter
+    tags, which folder scans skip.
     """
     import joblib
 
@@ -153,13 +153,13 @@ def _project(root: Path) -> Path:
     (root / "models").mkdir()
     joblib.dump({"base": 20000.0, "per_m2": 3150.5}, root / "models" / "price.joblib")
     write_notebook(
-        root / "price.ipynb",
+        root / "notebooks" / "price.ipynb",
         ("markdown", "# House price\n\nAn estimate from the area, and recent sales.", []),
         (
             "code",
             "import datetime\n\nimport joblib\nimport pandas as pd\n\n"
-            'model = joblib.load("models/price.joblib")\n'
-            'sales = pd.read_csv("data/sales.csv")',
+            'model = joblib.load("../models/price.joblib")\n'
+            'sales = pd.read_csv("../data/sales.csv")',
             [],
         ),
         (
@@ -233,7 +233,7 @@ def test_drift_and_hooks_in_the_users_project(environment: Environment, tmp_path
     )
     promoter = environment.bin / "promoter"
     converted = environment.run(
-        promoter, "convert", "price.ipynb", "-o", "services/price", cwd=project
+        promoter, "convert", "notebooks/price.ipynb", "-o", "services/price", cwd=project
     )
     assert converted.returncode == 0, converted.stdout + converted.stderr
     lock = json.loads((project / "services" / "price" / "promoter.lock.json").read_text())
@@ -258,12 +258,12 @@ def test_drift_and_hooks_in_the_users_project(environment: Environment, tmp_path
     assert default["year"] == 2024 and dated["year"] == 2023 and dated["median"] == 235750.0
 
     # Opened, run and saved in JupyterLab: not stale, by `check --static` or the hook.
-    _saved_in_jupyterlab(project / "price.ipynb")
+    _saved_in_jupyterlab(project / "notebooks" / "price.ipynb")
     static = environment.run(promoter, "check", "--static", ".", cwd=project)
     out = static.stdout + static.stderr
     assert static.returncode == 0, out
-    assert "ok   price.ipynb" in out and "skip notebooks/exploration.ipynb" in out
-    git(project, "add", "price.ipynb")
+    assert "ok   notebooks/price.ipynb" in out and "skip notebooks/exploration.ipynb" in out
+    git(project, "add", "notebooks/price.ipynb")
     hook = environment.run(*pre_commit, cwd=project)
     assert hook.returncode == 0, hook.stdout + hook.stderr
     assert "promoter check --static" in hook.stdout and "Passed" in hook.stdout
@@ -276,7 +276,7 @@ def test_drift_and_hooks_in_the_users_project(environment: Environment, tmp_path
     out = static.stdout + static.stderr
     assert static.returncode == 1, out
     assert "services/price is stale: its data file ../../data/sales.csv changed" in out
-    assert "promoter convert price.ipynb -o services/price" in out
+    assert "promoter convert notebooks/price.ipynb -o services/price" in out
     git(project, "add", "data/sales.csv")
     hook = environment.run(*pre_commit, cwd=project)
     out = hook.stdout + hook.stderr
@@ -296,7 +296,7 @@ def test_drift_and_hooks_in_the_users_project(environment: Environment, tmp_path
         environment.bin / "pytest", "--promoter", ".", "--collect-only", "-q", cwd=project
     )
     out = collected.stdout + collected.stderr
-    assert "price.ipynb::promoter-check" in out, out
+    assert "notebooks/price.ipynb::promoter-check" in out, out
     assert "services/price/tests" not in out
     # ... which pass from any working folder: they run from their service's folder, with its
     # own copy of the data (the project's data/ changed above).

@@ -16,6 +16,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import type { Cell } from '@jupyterlab/cells';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -505,13 +506,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'A "Promote" button that turns a tagged notebook into a FastAPI service.',
   autoStart: true,
   requires: [INotebookTracker, IDocumentManager],
-  optional: [ICommandPalette, IDefaultFileBrowser],
+  optional: [ICommandPalette, IDefaultFileBrowser, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
     palette: ICommandPalette | null,
-    fileBrowser: IDefaultFileBrowser | null
+    fileBrowser: IDefaultFileBrowser | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const promoter = new Promoter(app, docManager, fileBrowser);
     app.commands.addCommand(CommandIDs.promote, {
@@ -532,14 +534,49 @@ const plugin: JupyterFrontEndPlugin<void> = {
     );
     palette?.addItem({ command: CommandIDs.promote, category: 'Promoter' });
     addRoleCommands(app, tracker, palette);
-    // A role label on every code cell, kept up to date as tags and cell order change.
-    tracker.widgetAdded.connect((_, panel) => {
-      const labels = new CellRoleLabels(panel, () =>
-        app.serviceManager.contents.localPath(panel.context.path)
-      );
-      panel.disposed.connect(() => labels.dispose());
-    });
+    showRoleLabels(app, tracker, settingRegistry);
   }
 };
+
+/**
+ * A role label on every code cell, kept up to date as tags and cell order change; the
+ * `showRoleLabels` setting takes them off (and puts them back) on every open notebook.
+ */
+function showRoleLabels(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  registry: ISettingRegistry | null
+): void {
+  const labels = new Map<NotebookPanel, CellRoleLabels>();
+  let show = true;
+  const follow = (panel: NotebookPanel): void => {
+    panel.node.dataset.promoterLabels = show ? 'on' : 'off';
+    if (show && !labels.has(panel) && !panel.isDisposed) {
+      const pathOf = () =>
+        app.serviceManager.contents.localPath(panel.context.path);
+      labels.set(panel, new CellRoleLabels(panel, pathOf));
+    } else if (!show) {
+      labels.get(panel)?.dispose();
+      labels.delete(panel);
+    }
+  };
+  const ready = registry
+    ? registry.load(plugin.id).then(settings => {
+        const read = (): void => {
+          show = settings.get('showRoleLabels').composite !== false;
+          tracker.forEach(follow);
+        };
+        settings.changed.connect(read);
+        read();
+      })
+    : Promise.resolve();
+  tracker.widgetAdded.connect((_, panel) => {
+    void ready.catch(() => undefined).then(() => follow(panel));
+    panel.disposed.connect(() => {
+      labels.get(panel)?.dispose();
+      labels.delete(panel);
+    });
+  });
+}
 
 export default plugin;

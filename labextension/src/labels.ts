@@ -49,11 +49,23 @@ export class CellRoleLabels {
     });
   }
 
+  /** Stop following the notebook and take the labels off its cells. */
   dispose(): void {
     this.disposed = true;
     if (this.timer !== null) {
       clearTimeout(this.timer);
     }
+    this.panel.model?.contentChanged.disconnect(this.changed, this);
+    this.panel.content.model?.cells.changed.disconnect(this.changed, this);
+    for (const cell of this.panel.content.widgets) {
+      cell.node.querySelector(`:scope > .${LABEL_CLASS}`)?.remove();
+      for (const cls of Array.from(cell.node.classList)) {
+        if (cls.startsWith(CELL_CLASS)) {
+          cell.node.classList.remove(cls);
+        }
+      }
+    }
+    delete this.panel.node.dataset.promoterRoles;
   }
 
   /** The notebook changed: relabel by position now, ask the server after a pause. */

@@ -85,6 +85,10 @@ def _visit(
     if why is not None:
         found[path] = why
         return
+    renamed = _renamed_records(expr)
+    if renamed is not None:  # rows whose column a request value names: no required field
+        found[f"{path}[*]"] = f"keys come from data: `{renamed}` names a column"
+        return
     if isinstance(expr, ast.Dict):
         for key, value in zip(expr.keys, expr.values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
@@ -140,3 +144,19 @@ def _empty_dict(expr: ast.expr) -> bool:
         and expr.func.id in ("dict", "defaultdict", "Counter")
         and not expr.keywords
     )
+
+
+def _renamed_records(expr: ast.expr) -> str | None:
+    """The name that renames a column of ``df.rename(columns={...: name}).to_dict("records")``."""
+    if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute)):
+        return None
+    if expr.func.attr != "to_dict" or _orient(expr) != "records":
+        return None
+    for node in ast.walk(expr.func.value):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            columns = next((k.value for k in node.keywords if k.arg == "columns"), None)
+            if node.func.attr == "rename" and isinstance(columns, ast.Dict):
+                named = [v for v in columns.values if not isinstance(v, ast.Constant)]
+                if named:
+                    return ast.unparse(named[0])
+    return None

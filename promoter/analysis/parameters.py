@@ -258,8 +258,8 @@ def suggested_type(value: ast.expr | None) -> str:
     """An annotation matching what a non-literal default evaluates to, guessed from its syntax.
 
     Never evaluated: a call names its type (``datetime.date(...)``, ``Decimal(...)``), a
-    well-known function its result (``len`` -> ``int``, ``np.arange`` -> ``list[float]``), an
-    attribute such as ``Color.RED`` its enum (``Color``).
+    well-known function its result (``len`` -> ``int``, ``np.arange`` -> ``list[float]``),
+    ``np.pi`` a ``float``.
     """
     if isinstance(value, ast.Call):
         callee = value.func
@@ -271,8 +271,10 @@ def suggested_type(value: ast.expr | None) -> str:
             if base.split(".")[-1] in ("date", "datetime"):
                 return base
         return _RETURNS.get(last, "float")
-    if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name | ast.Attribute):
-        return ast.unparse(value.value)  # Color.RED: a member of the enum Color
+    if isinstance(value, ast.Attribute):
+        # np.pi, math.e: a number; anything else (an enum member) is best a string, or
+        # `Literal[...]` of its values (enum classes are not request types).
+        return "float" if ast.unparse(value.value) in ("np", "numpy", "math") else "str"
     if isinstance(value, ast.JoinedStr):
         return "str"
     if isinstance(value, ast.ListComp | ast.List):

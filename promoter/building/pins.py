@@ -49,7 +49,9 @@ def installed_version(distribution: str) -> str:
         return _UNKNOWN
 
 
-def service_dependencies(modules: Iterable[str], imported: Iterable[str] = ()) -> list[str]:
+def service_dependencies(
+    modules: Iterable[str], imported: Iterable[str] = (), unused: Iterable[str] = ()
+) -> list[str]:
     """Pinned requirements of a service whose code imports the top-level ``modules``.
 
     Args:
@@ -57,10 +59,13 @@ def service_dependencies(modules: Iterable[str], imported: Iterable[str] = ()) -
         imported: The top-level modules loaded while the notebook ran (its kernel's
             ``sys.modules``): those that are neither the kernel's nor already required by a
             named distribution are pinned as well.
+        unused: Top-level modules only code the service drops imported (matplotlib for a
+            plot): what their distributions bring is not pinned for having been loaded.
     """
     named = [*_SERVICE_DEPS, *_distributions(sorted(set(modules)))]
     loaded = _distributions(sorted(set(imported) - set(sys.stdlib_module_names)))
     covered = _closure(named) | _closure(_KERNEL)
+    covered |= _closure(_distributions(sorted(set(unused) - set(modules))))
     # A loaded distribution another one requires comes with it (scipy with scikit-learn).
     covered |= _closure(r for d in loaded for r in _requires(d))
     return _pins([*named, *(d for d in loaded if _canonical(d) not in covered)])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -162,12 +163,12 @@ def _counted(routes: list[RouteProof], how: str) -> str:
 class _Server:
     """The running service: requests to it, and its process."""
 
-    def __init__(self, url: str, pid: int, timeout: float) -> None:
+    def __init__(self, url: str, pid: int, timeout: float, key: str) -> None:
         import httpx
 
         self.url = url
         self.pid = pid
-        self.client = httpx.Client(base_url=url, timeout=timeout)
+        self.client = httpx.Client(base_url=url, timeout=timeout, headers={"X-API-Key": key})
 
     def post(self, route: str, body: dict[str, Any]) -> tuple[int, Any, float]:
         begin = time.perf_counter()
@@ -198,12 +199,15 @@ def _served(folder: Path, python: Path, timeout: float) -> Iterator[_Server]:
     """Start the service (with the probes) on a free port; stop its whole session after."""
     port = _free_port()
     source = Path(__file__).with_name("fingerprint.py").read_text(encoding="utf-8")
-    # Auth off for the proof: SERVICE_API_KEYS unset (an empty value is refused at start-up).
+    # A key of this run's own (a set SERVICE_API_KEYS must hold one: an empty value no longer
+    # turns auth off), over whatever keys a .env in the folder holds.
+    key = secrets.token_hex(16)
     environment = {
-        **{k: v for k, v in os.environ.items() if k != "SERVICE_API_KEYS"},
+        **os.environ,
         "SERVICE_CONCURRENCY": str(IN_FLIGHT * 2),
         "SERVICE_QUEUE_TIMEOUT": "60",
         "SERVICE_LOG_LEVEL": "WARNING",
+        "SERVICE_API_KEYS": key,
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -217,7 +221,7 @@ def _served(folder: Path, python: Path, timeout: float) -> Iterator[_Server]:
         )
         group = ProcessGroup.of(process.pid)
         try:
-            server = _Server(f"http://127.0.0.1:{port}", process.pid, timeout)
+            server = _Server(f"http://127.0.0.1:{port}", process.pid, timeout, key)
             _wait_ready(server, process, log, timeout)
             yield server
         finally:

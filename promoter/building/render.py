@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import keyword
+import math
 import re
 import sys
 from dataclasses import dataclass, fields, replace
@@ -167,6 +168,17 @@ class ServiceView:
     #: Seconds a stopping job worker may take: the longest job timeout, plus 30.
     job_grace: float
 
+    @property
+    def drain_seconds(self) -> int:
+        """uvicorn's graceful shutdown: longer than every route's timeout (at least 20 s)."""
+        longest = max((nb.timeout for nb in self.notebooks if nb.timeout is not None), default=0)
+        return max(20, math.ceil(longest) + 5)
+
+    @property
+    def grace_seconds(self) -> int:
+        """The pod's termination grace: the preStop pause (5 s), the drain, and 5 s to spare."""
+        return self.drain_seconds + 10
+
 
 def render_service(plans: list[NotebookPlan], options: ServiceOptions) -> dict[str, str]:
     """Render every file of the service except its test suite (see ``render_tests``).
@@ -227,6 +239,14 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
     single = len(plans) == 1
     notebooks = _clear_functions(tuple(notebook_view(plan, single) for plan in plans))
     modules = [m for plan in plans for m in plan.extraction.modules]
+    # A module only dropped code imported (matplotlib for a plot) is no dependency, even
+    # though the notebook's run loaded it.
+    dropped = {
+        d.what.split()[1].lstrip(".").split(".")[0]
+        for plan in plans
+        for d in plan.extraction.dropped
+        if d.why == "import unused by the service" and len(d.what.split()) > 1
+    }
     imported = [m for plan in plans for m in plan.imported]
     return ServiceView(
         **{f.name: getattr(options, f.name) for f in fields(options)},
@@ -234,7 +254,7 @@ def service_view(plans: list[NotebookPlan], options: ServiceOptions) -> ServiceV
         sources_text=", ".join(nb.source_name for nb in notebooks),
         promoter_version=installed_version("promoter"),
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
-        dependencies=service_dependencies(modules, imported),
+        dependencies=service_dependencies(modules, imported, dropped),
         test_dependencies=testing_dependencies(),
         job_grace=max(plan.notebook.settings.job_timeout for plan in plans) + 30,
     )

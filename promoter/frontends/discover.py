@@ -156,10 +156,12 @@ def _shown(path: Path) -> Path:
 def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
     """Find every ``promoter.lock.json`` under ``roots`` and the git repositories holding them.
 
-    Named folders are searched, and the git repository holding each named path.
+    Named folders are searched, the git repository holding each named path, and a named
+    notebook's own folder with its direct subfolders.
 
     Hidden folders, virtual environments, ``node_modules`` and ``build`` are not searched.
     """
+    roots = list(roots)
     searched: set[Path] = set()
     index = ServiceIndex()
     for root in _search_roots(roots):
@@ -171,7 +173,27 @@ def find_services(roots: Iterable[str | Path]) -> ServiceIndex:
             searched.add(here)
             dirs[:] = sorted(d for d in dirs if not _ignored_dir(d))
             _index_lock(here, files, index)
+    for beside in _beside_named_notebooks(roots):
+        if beside not in searched:
+            searched.add(beside)
+            _index_lock(beside, os.listdir(beside), index)
     return index
+
+
+def _beside_named_notebooks(roots: Iterable[str | Path]) -> list[Path]:
+    """A named notebook's folder and its direct subfolders: where ``convert -o`` puts a service.
+
+    Outside a git repository nothing else would find them (a named file's folder is not
+    walked), and ``check NB --static`` reported no drift where ``check FOLDER`` did.
+    """
+    folders: list[Path] = []
+    for raw in roots:
+        path = Path(raw).resolve()
+        if path.is_file():
+            folder = path.parent
+            subfolders = sorted(d for d in folder.iterdir() if d.is_dir())
+            folders += [folder, *(d for d in subfolders if not _ignored_dir(d.name))]
+    return folders
 
 
 def _index_lock(folder: Path, files: list[str], index: ServiceIndex) -> None:

@@ -17,8 +17,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "The request body is larger than SERVICE_MAX_BODY_BYTES."},
     500: {"description": "The notebook code failed; the body has an `error_id` for the logs."},
     503: {
-        "description": "The service is starting, or every slot stayed busy for "
-        "SERVICE_QUEUE_TIMEOUT seconds: retry after `Retry-After` seconds."
+        "description": "The service is starting, or every slot is busy and no slot can be "
+        "expected within SERVICE_QUEUE_TIMEOUT seconds (the wait queue holds at most "
+        "SERVICE_QUEUE_LENGTH requests): retry after `Retry-After` seconds."
     },
     504: {"description": "The notebook code ran past the route's timeout."},
     507: {
@@ -29,7 +30,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(
-    status: int, detail: str, *, retry: bool = False, error_id: str | None = None
+    status: int, detail: str, *, retry_after: int | None = None, error_id: str | None = None
 ) -> Response:
     """The JSON error answer; its error id goes into the request's log line too."""
     content: dict[str, Any] = {"detail": detail}
@@ -38,7 +39,8 @@ def error_response(
         state = current_request.get()
         if state is not None:
             state.error_id = error_id  # the request's log line carries it too
-    return JSONResponse(content, status, {"Retry-After": "1"} if retry else None)
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return JSONResponse(content, status, headers)
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,7 @@ class RequestState:
 
     request_id: str
     error_id: str | None = None
+    trace_id: str | None = None  # from a W3C ``traceparent`` header, when the caller sent one
 
 
 current_request: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
@@ -57,6 +58,7 @@ class AccessRecord(logging.LogRecord):
     latency_ms: float
     request_id: str
     error_id: str | None
+    trace_id: str | None
 
     def __init__(  # LogRecord.__init__ is not called, on purpose: see above
         self,
@@ -81,6 +83,7 @@ class AccessRecord(logging.LogRecord):
         fields["method"], fields["route"], fields["path"] = method, route, path
         fields["status"], fields["latency_ms"] = status, latency_ms
         fields["request_id"], fields["error_id"] = state.request_id, state.error_id
+        fields["trace_id"] = state.trace_id
         self.__dict__ = fields
 
 
@@ -109,6 +112,8 @@ class JsonFormatter(logging.Formatter):
         state = current_request.get()
         if state is not None:
             entry["request_id"] = state.request_id
+            if state.trace_id is not None:
+                entry["trace_id"] = state.trace_id
         fields = record.__dict__
         for key in fields.keys() - _RECORD_FIELDS:  # what came through `extra=`
             entry[key] = fields[key]
@@ -132,6 +137,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.error_id is not None:
             entry["error_id"] = record.error_id
+        if record.trace_id is not None:
+            entry["trace_id"] = record.trace_id
         return _json_line(entry)
 
     def _time(self, created: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ OPEN_PATHS = frozenset(
 )
 DOCS_ASSETS = "/docs-assets"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# W3C trace context: version-traceid-parentid-flags; the trace id goes into the log lines.
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 # Metric label values stay bounded: any other method (a client may make one up, and 401s are
 # counted too) is one value, "<other>", as an unknown path is "<unmatched>".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -59,20 +62,10 @@ class Plumbing:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = declared = key = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value
-            elif name == b"x-api-key":
-                key = value
-        if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-            request_id = os.urandom(16).hex()
-        state = RequestState(request_id)
+        state, declared, key = _read_headers(scope)
         token = current_request.set(state)
         status = 0  # until the response starts
-        header = (b"x-request-id", request_id.encode())
+        header = (b"x-request-id", state.request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -89,6 +82,11 @@ class Plumbing:
                 await self._too_large(send_with_id)
             else:
                 await self._call(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # the server's graceful shutdown ran out of time
+            logger.warning("the request was cut by the server's shutdown")
+            if status == 0:  # answered, so the client is not left with a plain-text 500
+                body = {"detail": "the service is shutting down; retry"}
+                await _plain(send_with_id, 503, body, retry_after=1)
         except Exception:
             state.error_id = os.urandom(16).hex()
             logger.exception("unhandled error (error id %s)", state.error_id)
@@ -149,16 +147,35 @@ class Plumbing:
         return scope["path"] if scope["path"] in self._paths else "<unmatched>"
 
 
-async def _plain(send: Send, status: int, body: dict[str, Any]) -> None:
+def _read_headers(scope: Scope) -> tuple[RequestState, bytes | None, bytes | None]:
+    """The request's state (its id, its trace id), declared body length and API key."""
+    request_id = declared = key = trace = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif name == b"content-length":
+            declared = value
+        elif name == b"x-api-key":
+            key = value
+        elif name == b"traceparent":
+            trace = _TRACEPARENT.fullmatch(value)
+    if request_id is None or not _REQUEST_ID.fullmatch(request_id):
+        request_id = os.urandom(16).hex()
+    state = RequestState(request_id)
+    if trace is not None and trace[1] != b"0" * 32:
+        state.trace_id = trace[1].decode()
+    return state, declared, key
+
+
+async def _plain(
+    send: Send, status: int, body: dict[str, Any], retry_after: int | None = None
+) -> None:
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import inspect
 import logging
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +70,11 @@ def _run_to_json(run: Callable[[Any], Any], request: Any) -> bytes:
     return json_body(value)
 
 
+def _starting_retry() -> int:
+    """Seconds a client should wait while the setup cells run: 1 to 5, at random (spread)."""
+    return random.randint(1, 5)
+
+
 def _when_done(future: concurrent.futures.Future[Any], then: Callable[[], None]) -> None:
     """Call ``then`` on the event loop once ``future`` (running elsewhere) has finished."""
     loop = asyncio.get_running_loop()
@@ -97,7 +104,7 @@ class Runner:
             if service.setup_error is not None:  # no retry helps: the pod must be replaced
                 detail = "the notebook's setup cells failed; see the log"
                 return error_response(503, detail, error_id=service.setup_error)
-            return error_response(503, "the service is starting", retry=True)
+            return error_response(503, "the service is starting", retry_after=_starting_retry())
         if inspect.iscoroutinefunction(self.run) and self.execution != "process":
             return await self._await(request)
         if self.execution == "inline":
@@ -137,18 +144,18 @@ class Runner:
 
     async def _in_worker(self, call: Callable[..., bytes], *args: Any, timeout: float) -> Response:
         """``call(*args)`` in a worker thread or process, holding a slot, under ``timeout``."""
-        slots = self.service.slots
         try:
-            await slots.acquire()
-        except Overloaded:
+            taken = await self.service.slots.acquire()
+        except Overloaded as refused:
             self.service.metrics.overloaded.labels(self.route).inc()
-            logger.warning("no slot free within %s s: 503", slots.wait)
-            return error_response(503, "every worker is busy; retry shortly", retry=True)
+            detail = "every worker is busy; retry after the Retry-After seconds"
+            return error_response(503, detail, retry_after=refused.retry_after)
+        done = functools.partial(self.service.slots.finish, taken, timeout)
         try:
             if self.execution == "process":
-                body = await self._process(call, args, timeout)
+                body = await self._process(call, args, timeout, done)
             else:
-                body = await self._thread(call, args, timeout)
+                body = await self._thread(call, args, timeout, done)
         except CodeTimeout:
             return self._timed_out()
         except NOTEBOOK_ERRORS:
@@ -156,8 +163,13 @@ class Runner:
         return Response(body, media_type="application/json")
 
     async def _thread(
-        self, call: Callable[..., bytes], args: tuple[Any, ...], timeout: float
+        self,
+        call: Callable[..., bytes],
+        args: tuple[Any, ...],
+        timeout: float,
+        done: Callable[[], None],
     ) -> bytes:
+        """In a worker thread; ``done`` frees the slot once the code has returned."""
         slots = self.service.slots
         context = contextvars.copy_context()  # the request id reaches the code's log lines
         future = self.service.threads.submit(context.run, call, *args)
@@ -170,20 +182,24 @@ class Runner:
                 return future.result()
             stuck = True  # a thread cannot be stopped: it keeps its slot until it returns
             slots.stuck()
-            _when_done(future, slots.unstuck)
+            _when_done(future, functools.partial(slots.unstuck, done))
             raise CodeTimeout from None
         finally:
             if stuck:
                 pass
             elif future.done():
-                slots.release()
+                done()
             else:  # cancelled while the code runs: free the slot when it returns
-                _when_done(future, slots.release)
+                _when_done(future, done)
 
     async def _process(
-        self, call: Callable[..., bytes], args: tuple[Any, ...], timeout: float
+        self,
+        call: Callable[..., bytes],
+        args: tuple[Any, ...],
+        timeout: float,
+        done: Callable[[], None],
     ) -> bytes:
-        slots = self.service.slots
+        """In a pebble worker process, which a timeout kills; ``done`` frees the slot."""
         future = self.service.processes().schedule(call, args=args, timeout=timeout)
         try:
             return await asyncio.wrap_future(future)
@@ -196,9 +212,9 @@ class Runner:
             raise
         finally:
             if future.done():
-                slots.release()
+                done()
             else:
-                _when_done(future, slots.release)
+                _when_done(future, done)
 
     def _timed_out(self) -> Response:
         self.service.metrics.timeouts.labels(self.route).inc()

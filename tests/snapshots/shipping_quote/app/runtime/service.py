@@ -7,9 +7,7 @@ import concurrent.futures
 import html
 import inspect
 import logging
-import multiprocessing
 import os
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,13 +20,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from app.jobs import Jobs
+from app.runtime.capacity import cpu_limit
 from app.runtime.errors import invalid_request
 from app.runtime.logs import configure_logging, flush_logs
 from app.runtime.metrics import Metrics
 from app.runtime.plumbing import DOCS_ASSETS, OPEN_PATHS, Plumbing
 from app.runtime.runner import Runner
-from app.runtime.settings import Settings
+from app.runtime.settings import Settings, unknown_settings
 from app.runtime.slots import Slots
+from app.runtime.workers import process_pool
 
 logger = logging.getLogger("app")
 
@@ -62,8 +62,9 @@ class Service:
         self.slots = Slots(
             self.settings.concurrency,
             self.settings.queue_timeout,
-            self.settings.wedged_grace,
+            self.settings.wedged_grace or 0.0,  # else the longest route timeout, see runner()
             self.metrics,
+            queue=self.settings.queue_length,
         )
         self.threads = concurrent.futures.ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="notebook"
@@ -83,15 +84,14 @@ class Service:
         """The callable that answers ``route`` (its timeout may come from the settings)."""
         runner = Runner(self, route, run, execution, self.settings.timeout_for(route, timeout))
         self.runners.append(runner)
+        if self.settings.wedged_grace is None and execution != "inline":
+            self.slots.grace = max(self.slots.grace, runner.timeout)
         return runner
 
     def processes(self) -> Any:
         """The pebble pool, made after setup so forked workers start with its state."""
         if self._processes is None:
-            import pebble
-
-            context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-            self._processes = pebble.ProcessPool(self.settings.concurrency, context=context)
+            self._processes = process_pool(self.settings.concurrency)
         return self._processes
 
     def create_app(self, *, title: str, description: str) -> FastAPI:
@@ -127,21 +127,31 @@ class Service:
         return app
 
     async def health(self) -> JSONResponse:
-        """Liveness: 503 when the setup cells failed or every slot is wedged by timed-out code."""
+        """Liveness: 503 when the setup cells failed or the slots are wedged (see ``slots``)."""
         if self.setup_error is not None:
             return JSONResponse({"status": "setup failed", "error_id": self.setup_error}, 503)
         if self.slots.wedged():
-            stuck = self.slots.timed_out_running
-            return JSONResponse({"status": "wedged", "timed_out_running": stuck}, 503)
+            return self._wedged()
         return JSONResponse({"status": "ok"})
 
     async def ready_probe(self) -> JSONResponse:
-        """Readiness: every notebook's setup cells have run (503 while they run, or failed)."""
+        """Readiness: the setup cells have run and the slots are not wedged (else 503)."""
         if self.setup_error is not None:
             return JSONResponse({"status": "setup failed", "error_id": self.setup_error}, 503)
         if not self.ready:
             return JSONResponse({"status": "starting"}, 503)
+        if self.slots.wedged():  # no new traffic while the orchestrator restarts the pod
+            return self._wedged()
         return JSONResponse({"status": "ready"})
+
+    def _wedged(self) -> JSONResponse:
+        slots = self.slots
+        body = {
+            "status": "wedged",
+            "busy": slots.busy,
+            "timed_out_running": slots.timed_out_running,
+        }
+        return JSONResponse(body, 503)
 
     async def version_info(self) -> Version:
         """The service's version, the promoter that generated it, and its notebooks' hashes."""
@@ -156,6 +166,25 @@ class Service:
         """Prometheus metrics (text format)."""
         body, content_type = self.metrics.exposition()
         return Response(body, media_type=content_type)
+
+    def _log_capacity(self) -> None:
+        """Say at start-up how many requests run at once, and where the number comes from."""
+        slots = self.slots
+        if "concurrency" in self.settings.model_fields_set:
+            source = "SERVICE_CONCURRENCY"
+        else:
+            _, limit = cpu_limit()
+            source = f"{limit} + 4, at most 32; SERVICE_CONCURRENCY overrides"
+        logger.info(
+            "%d slots per worker process (%s); at most %d requests wait, up to %g s; "
+            "wedged after %g s with every slot busy and none finishing in time",
+            slots.size,
+            source,
+            slots.queue,
+            slots.wait,
+            slots.grace,
+            extra={"concurrency": slots.size, "queue_length": slots.queue},
+        )
 
     async def _setup(self) -> None:
         try:
@@ -180,6 +209,9 @@ class Service:
         limit_memory(self.settings.max_memory_mb)  # before the setup: a model counts too
         if not self.settings.api_keys:
             logger.warning("API-key auth is off: set SERVICE_API_KEYS to require X-API-Key")
+        for problem in unknown_settings():
+            logger.warning(problem)
+        self._log_capacity()
         # The router tries routes in order (~3 us each): the notebook routes go first.
         mine = {runner.route for runner in self.runners}
         app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in mine)

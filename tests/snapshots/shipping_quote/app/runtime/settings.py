@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def _default_concurrency() -> int:
-    return min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's own default
+from app.runtime.capacity import default_concurrency
 
 
 class Settings(BaseSettings):
@@ -36,17 +36,25 @@ class Settings(BaseSettings):
         default=1_048_576, gt=0, description="Larger request bodies get 413."
     )
     concurrency: int = Field(
-        default_factory=_default_concurrency,
+        default_factory=default_concurrency,
         ge=1,
         description="Requests running notebook code at once, per worker process.",
     )
     queue_timeout: float = Field(
-        default=10.0, ge=0, description="Seconds a request waits for a free slot before 503."
-    )
-    wedged_grace: float = Field(
-        default=30.0,
+        default=10.0,
         ge=0,
-        description="Seconds all slots may be held by timed-out code before /health fails.",
+        description="Seconds a request may wait for a slot; one not expected in time gets 503.",
+    )
+    queue_length: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests that may wait for a slot, per process (default: concurrency).",
+    )
+    wedged_grace: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds every slot may stay busy with no code finishing in time before "
+        "/health and /ready fail (default: the longest route timeout).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -121,3 +129,27 @@ def _split(text: str) -> list[str]:
             raise ValueError("not a JSON list") from None
         return values if isinstance(values, list) else [values]
     return [part.strip() for part in text.split(",")] if text else []
+
+
+def unknown_settings(environ: dict[str, str] | None = None) -> list[str]:
+    """One sentence per ``SERVICE_*`` variable (environment or ``.env``) no setting reads.
+
+    pydantic-settings ignores them (``extra="ignore"``: the environment holds other programs'
+    variables too), so a misspelt ``SERVICE_TIMEOUTS`` would silently change nothing.
+    """
+    names = dict(os.environ if environ is None else environ)
+    dotenv = Path(".env")
+    if environ is None and dotenv.is_file():
+        for line in dotenv.read_text(encoding="utf-8").splitlines():
+            key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+            names.setdefault(key, "")
+    fields = [name.upper() for name in Settings.model_fields]
+    found = []
+    for name in sorted(n for n in names if n.upper().startswith("SERVICE_")):
+        setting = name.upper().removeprefix("SERVICE_")
+        if setting in fields:
+            continue
+        close = difflib.get_close_matches(setting, fields, n=1, cutoff=0.75)
+        hint = f"; did you mean SERVICE_{close[0]}?" if close else ""
+        found.append(f"{name} is not a setting of this service and changes nothing{hint}")
+    return found
