@@ -66,7 +66,7 @@ docs: $(STAMP)
 
 # The whole suite (what .ci/run calls); the slowest tests are listed at the end of the run.
 test: install lint docs
-	$(BIN)/python -m pytest -n auto --durations=25
+	$(BIN)/python -m pytest -n auto --dist loadgroup --durations=25
 
 # The edit loop: unit and static tests, no kernel, service or browser (tests marked slow).
 test-fast: install

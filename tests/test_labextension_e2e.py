@@ -41,6 +41,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("lab"),
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
@@ -179,7 +180,12 @@ def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope, and one xdist worker for the whole module (the "lab" group, make test's
+# --dist loadgroup): the E2E tests share one JupyterLab and one Chromium, and both are gone
+# before that worker runs any other module. Playwright's sync API keeps an asyncio loop
+# running on the main thread while it is open: a session-scoped one made every later
+# ``asyncio.run`` on that worker fail.
+@pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` as a subprocess over a temporary root, shared by the session's tests."""
     home = tmp_path_factory.mktemp("lab")
@@ -247,7 +253,7 @@ def run_generated_tests(service: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium."""
     with sync_playwright() as playwright:

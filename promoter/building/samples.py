@@ -15,6 +15,8 @@ import json
 import warnings
 from typing import Any
 
+from promoter.building.environment import cache_dir
+
 __all__ = ["generated_requests"]
 
 #: How many values Hypothesis draws to choose the sets from (cheap: no notebook runs).
@@ -39,8 +41,12 @@ def generated_requests(
         return []
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
+    from hypothesis.configuration import set_hypothesis_home_dir
     from hypothesis.errors import HypothesisException
 
+    # Hypothesis keeps caches (its Unicode tables) in ./.hypothesis by default: in promoter's
+    # cache instead, never in the user's working folder.
+    set_hypothesis_home_dir(str(cache_dir() / "hypothesis"))
     fields = {name: _strategy(node, schema) for name, node in properties.items()}
     fields = {name: strategy for name, strategy in fields.items() if strategy is not None}
     if not fields:

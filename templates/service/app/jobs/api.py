@@ -43,6 +43,7 @@ __all__ = ["JOB_RESPONSES", "JobCounts", "JobSettings", "Jobs"]
 logger = logging.getLogger("app.jobs")
 
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The request body cannot be decoded (not UTF-8 text, or too deep)."},
     401: {"description": "API keys are configured and `X-API-Key` is missing or wrong."},
     413: {"description": "The request body is larger than SERVICE_MAX_BODY_BYTES."},
     503: {
