@@ -35,6 +35,10 @@ def serve_folder() -> Iterator[object]:
             cwd=folder,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # These services are loaded to prove answers and isolation under concurrency (up to
+            # 32 in flight on 2 slots), not shedding: a long wait queue keeps every request.
+            # Shedding is tested on its own servers (test_runtime, test_service_security).
+            env={**os.environ, "SERVICE_QUEUE_LENGTH": "1024"},
         )
         started.append(process)
         url = f"http://127.0.0.1:{port}"

@@ -65,9 +65,11 @@ def _content(value: Any, depth: int) -> bytes:
     try:
         return pickle.dumps(value, protocol=4)
     except Exception:
-        if depth < _DEPTH and hasattr(value, "__dict__"):
-            return (name + _content(vars(value), depth + 1).decode()).encode()
-        return (name + repr(value)).encode()
+        # What cannot be pickled holds a resource (an HTTP client, a connection, a lock): its
+        # pools and counters change with every use, which is not a request's data. It is
+        # compared by identity: a request that replaces it is found; the static rules explain
+        # attribute changes on it.
+        return f"{name}@{id(value)}".encode()
 
 
 def shared_state(folder: Path) -> dict[str, str]:
