@@ -108,14 +108,22 @@ note(report={"results": results, "app_error": app_error})
 # Done: a child process or a non-daemon thread the notebook's setup started must not keep this
 # process alive. Its children are killed here (one that left the session too), the rest of the
 # session by promoter.
-try:
-    import psutil
-except ImportError:  # the service's own environment: its session is killed all the same
-    psutil = None
-for child in psutil.Process().children(recursive=True) if psutil else ():
+def children(pid):
+    # /proc, not psutil: the service's own environment has only the service's pins.
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            with open("/proc/" + entry + "/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid:
+            found += [int(entry), *children(int(entry))]
+    return found
+for child in children(os.getpid()):
     try:
-        child.kill()
-    except psutil.Error:
+        os.kill(child, 9)
+    except OSError:
         pass
 sys.stdout.flush()
 sys.stderr.flush()
