@@ -13,6 +13,7 @@ import ast
 from dataclasses import dataclass, field
 
 from promoter._exceptions import Location
+from promoter.analysis.draws import import_aliases
 from promoter.reading.notebook import Cell, Notebook
 
 __all__ = [
@@ -215,17 +216,4 @@ def refused_key(full: str, *, store: bool) -> str | None:
 
 def module_aliases(cells: list[tuple[Cell, list[ast.stmt]]]) -> dict[str, str]:
     """What each imported name stands for: ``np`` -> ``numpy``, ``seed`` -> ``random.seed``."""
-    found: dict[str, str] = {}
-    for _, statements in cells:
-        for stmt in statements:
-            for node in ast.walk(stmt):
-                if isinstance(node, ast.Import):
-                    for a in node.names:
-                        found[a.asname or a.name.split(".")[0]] = (
-                            a.name if a.asname else a.name.split(".")[0]
-                        )
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    for a in node.names:
-                        if a.name != "*":
-                            found[a.asname or a.name] = f"{node.module}.{a.name}"
-    return found
+    return import_aliases([stmt for _, statements in cells for stmt in statements])
